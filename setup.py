@@ -1,0 +1,30 @@
+"""tfmpq: mixed-precision (per-layer N-bit) quantization of Keras models, searched and deployed."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tfmpq",
+    version="0.1.0",
+    description="Find, train and deploy mixed-precision quantized Keras models (TFLite / TFLite Micro).",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tfmpq", "tfmpq.*", "models", "models.*"]),
+    package_data={"tfmpq": ["data/*.npz", "data/*.md"], "models": ["*.keras", "*.md"]},
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "tf-keras>=2.16,<2.22",
+        "tensorflow-model-optimization==0.8.1",
+        "deap>=1.4",
+        "numpy",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        "deploy": ["ai-edge-litert", "tflite-micro"],
+        "data": ["scikit-learn"],
+        "dev": ["pytest", "scikit-learn", "ai-edge-litert", "tflite-micro", "nbformat", "nbclient", "ipykernel"],
+        "ray": ["ray[default]"],
+    },
+    entry_points={"console_scripts": ["tfmpq=tfmpq.cli:main"]},
+)

@@ -1,0 +1,18 @@
+"""tfmpq: find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.
+
+Pipeline (imports flow one way): graph -> policy -> metrics -> quantize -> evaluate -> search -> export.
+"""
+from tfmpq import _keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfmpq import metrics
+from tfmpq.errors import CheckpointError, ExportError, PolicyError, TfmpqError, UnsupportedModelError
+from tfmpq.graph import QuantGroup, float_layers, quantizable_groups
+from tfmpq.policy import QuantPolicy
+from tfmpq.quantize import calibrate, freeze_bn, group_layers, policy_of, quantize_model, quantize_scope
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
+    "UnsupportedModelError", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
+    "quantizable_groups", "quantize_model", "quantize_scope",
+]

@@ -1,0 +1,21 @@
+"""tfmpq's exception family: each names what was wrong, what was received and what is expected."""
+
+
+class TfmpqError(Exception):
+    """Base class of every tfmpq error."""
+
+
+class PolicyError(TfmpqError, ValueError):
+    """A QuantPolicy that does not fit its model (length, bit-width, group names)."""
+
+
+class UnsupportedModelError(TfmpqError, TypeError):
+    """A model tfmpq cannot analyse (subclassed Model, Keras 3 model, ...)."""
+
+
+class ExportError(TfmpqError, ValueError):
+    """A model that cannot be exported to a TFLite file that runs."""
+
+
+class CheckpointError(TfmpqError, ValueError):
+    """A run directory that cannot be resumed (corrupt, or made by another problem)."""

@@ -1,0 +1,191 @@
+"""quantize_model and friends: a float model + a QuantPolicy -> a QAT model that trains what deploys."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+
+from tfmpq._keras import keras, tf, tfmot
+from tfmpq.graph import check_model, float_layers, layer_graph, quantizable_groups
+from tfmpq.policy import QuantPolicy
+from tfmpq.quantize.layers import NEVER, QuantGroupLayer
+from tfmpq.quantize.registry import PerLayerQuantizeRegistry
+from tfmpq.quantize.transforms import PerLayerQuantizeScheme, custom_objects
+
+_QuantizeAnnotate = tfmot.quantization.keras.quantize_annotate_layer  # noqa: F841 (public API reference)
+_QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapperV2 if hasattr(
+    tfmot.quantization.keras, "QuantizeWrapperV2") else tfmot.quantization.keras.QuantizeWrapper
+
+
+def quantize_scope():
+    """A custom-object scope for loading tfmpq QAT models: `with tfmpq.quantize_scope(): load_model(...)`."""
+    return tfmot.quantization.keras.quantize_scope(custom_objects())
+
+
+def _annotate(model, groups, registry: PerLayerQuantizeRegistry):
+    """Wrap every layer tfmpq will quantize in tfmot's QuantizeAnnotate (weights shared, not copied)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate import QuantizeAnnotate
+
+    in_groups = {n for g in groups for n in g.layers}
+
+    def annotate(layer):
+        if layer.name in in_groups or registry.supports(layer):
+            return QuantizeAnnotate(layer)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=annotate)
+
+
+def quantize_model(
+    model,
+    policy: QuantPolicy,
+    per_channel: bool = True,
+    symmetric: bool = True,
+    bn_freeze_step: int | None = None,
+):
+    """Build the quantization-aware-training model of `model` under `policy`.
+
+    Each quantizable group becomes one `QuantGroupLayer` (weighted op with its BatchNormalization folded
+    in and its ReLU/ReLU6) wrapped by tfmot's `QuantizeWrapperV2`, named `quant_<group>`: it fake-quantizes
+    the folded kernel at the group's weight bits and its output at the group's activation bits. The model
+    input and Add/Concatenate/pooling outputs are quantized at 8 bits. Built with tfmot's
+    `ModelTransformer` + `quantize_apply` through a `PerLayerQuantizeRegistry`, in one transform pass.
+
+    Args:
+        model: a built tf_keras Sequential or functional model (float, usually trained).
+        policy: a `QuantPolicy` made for `model`.
+        per_channel: one weight scale per output channel. Defaults to True.
+        symmetric: symmetric weights with zero point 0 (needed by TFLite int8 kernels). Defaults to True.
+        bn_freeze_step: training step after which folded BN uses its moving statistics (they then stop
+            changing). None: never freeze. Defaults to None.
+
+    Returns:
+        A tf_keras Model; compile and fit it like any Keras model.
+
+    Raises:
+        UnsupportedModelError: for subclassed or Keras 3 models.
+        PolicyError: if `policy` was made for another model.
+
+    Example:
+        >>> policy = tfmpq.QuantPolicy.from_bits(model, weight_bits=[8, 4, 4, 8], activation_bits=8)
+        >>> qat = tfmpq.quantize_model(model, policy)
+        >>> qat.compile("adam", "sparse_categorical_crossentropy", ["accuracy"]); qat.fit(x, y)
+    """
+    check_model(model)
+    groups = policy.check_model(model)
+    if not groups:
+        raise ValueError(f"Model `{model.name}` has no quantizable layer (Conv1D, Conv2D, DepthwiseConv2D, Dense).")
+    if bn_freeze_step is not None and int(bn_freeze_step) < 0:
+        raise ValueError(f"Invalid value for `bn_freeze_step`: expected >= 0 or None. Received: {bn_freeze_step}.")
+    registry = PerLayerQuantizeRegistry(
+        {n: (w, a) for n, w, a in zip(policy.group_names, policy.weight_bits, policy.activation_bits)},
+        per_channel=per_channel,
+        symmetric=symmetric,
+    )
+    scheme = PerLayerQuantizeScheme(
+        groups, registry, per_channel=per_channel, symmetric=symmetric, bn_freeze_step=bn_freeze_step
+    )
+    with quantize_scope():
+        annotated = _annotate(model, groups, registry)
+        qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+    qat._tfmpq_policy = policy  # noqa: SLF001 - convenience for callers in this process
+    return qat
+
+
+# --------------------------------------------------------------------------------------------------
+# Inspecting and driving a QAT model.
+
+
+def _wrappers(qat_model) -> Iterator:
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)
+        if isinstance(inner, QuantGroupLayer):
+            yield layer, inner
+
+
+def group_layers(qat_model) -> dict:
+    """group name -> the `QuantGroupLayer` holding it, in the QAT model's layer order."""
+    return {inner.name: inner for _, inner in _wrappers(qat_model)}
+
+
+def is_qat_model(model) -> bool:
+    """Whether `model` was built by `tfmpq.quantize_model` (has at least one QuantGroupLayer)."""
+    return isinstance(model, keras.Model) and any(True for _ in _wrappers(model))
+
+
+def policy_of(qat_model) -> dict:
+    """Bits and options per group, read from the QAT model's layers themselves.
+
+    Returns:
+        group name -> {"weight_bits", "activation_bits", "per_channel", "symmetric", "kind"}.
+    """
+    out = {}
+    for wrapper, inner in _wrappers(qat_model):
+        abits = wrapper.quantize_config.activation_bits
+        out[inner.name] = {
+            "weight_bits": inner.weight_bits,
+            "activation_bits": 32 if abits is None else abits,
+            "per_channel": inner.per_channel,
+            "symmetric": inner.symmetric,
+            "kind": inner.kind,
+        }
+    return out
+
+
+def _mode_vars(qat_model, suffix: str) -> list:
+    return [w for w in qat_model.weights if w.name.split("/")[-1].split(":")[0].endswith(suffix)]
+
+
+def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = None) -> None:
+    """Set every activation range of a QAT model from data, without training (post-training calibration).
+
+    Runs the model in inference mode (BN uses moving statistics; nothing trains) while each activation
+    quantizer records the min/max of its input; then quantization is switched back on.
+
+    Args:
+        qat_model: a model built by `quantize_model`.
+        x: input samples (numpy array or tf.data.Dataset of inputs).
+        batch_size: batch size for numpy input. Defaults to 128.
+        num_batches: use at most this many batches. Defaults to all.
+    """
+    calibrating = _mode_vars(qat_model, "tfmpq_calibrating")
+    seen = _mode_vars(qat_model, "tfmpq_seen")
+    if not calibrating:
+        raise ValueError("Invalid value for `qat_model`: not a tfmpq QAT model (no activation quantizers found).")
+    if isinstance(x, np.ndarray):
+        if num_batches is not None:
+            x = x[: num_batches * batch_size]
+        data = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+    else:
+        data = x.take(num_batches) if num_batches is not None else x
+    for v in seen:
+        v.assign(0.0)
+    for v in calibrating:
+        v.assign(1.0)
+    try:
+        for batch in data:
+            qat_model(batch, training=False)
+    finally:
+        for v in calibrating:
+            v.assign(0.0)
+
+
+def freeze_bn(qat_model, step: int = 0) -> None:
+    """Freeze the folded BatchNormalizations: from training step `step` on, use moving statistics.
+
+    Works on an already-compiled and traced model (the freeze step is a variable).
+    """
+    for inner in group_layers(qat_model).values():
+        if inner.bn_config is not None:
+            inner.freeze_step.assign(int(step) if step is not None else NEVER)
+
+
+def quantization_report(model) -> str:
+    """A one-paragraph description of what `quantize_model` will quantize and what stays float."""
+    groups = quantizable_groups(model)
+    floats = float_layers(model)
+    lines = [f"{len(groups)} quantizable groups in `{model.name}` ({len(layer_graph(model).order)} layers)."]
+    for name, why in floats.items():
+        lines.append(f"  float: {name}: {why}")
+    return "\n".join(lines)
