@@ -43,6 +43,7 @@ def quantize_model(
     per_channel: bool = True,
     symmetric: bool = True,
     bn_freeze_step: int | None = None,
+    variable_bits: bool = False,
 ):
     """Build the quantization-aware-training model of `model` under `policy`.
 
@@ -59,6 +60,8 @@ def quantize_model(
         symmetric: symmetric weights with zero point 0 (needed by TFLite int8 kernels). Defaults to True.
         bn_freeze_step: training step after which folded BN uses its moving statistics (they then stop
             changing). None: never freeze. Defaults to None.
+        variable_bits: keep every bit-width in a variable instead of the graph, so that one traced model
+            serves a whole search (see `VariableBitModel`). Defaults to False.
 
     Returns:
         A tf_keras Model; compile and fit it like any Keras model.
@@ -82,6 +85,7 @@ def quantize_model(
         {n: (w, a) for n, w, a in zip(policy.group_names, policy.weight_bits, policy.activation_bits)},
         per_channel=per_channel,
         symmetric=symmetric,
+        variable_bits=variable_bits,
     )
     scheme = PerLayerQuantizeScheme(
         groups, registry, per_channel=per_channel, symmetric=symmetric, bn_freeze_step=bn_freeze_step
@@ -123,8 +127,11 @@ def policy_of(qat_model) -> dict:
     out = {}
     for wrapper, inner in _wrappers(qat_model):
         abits = wrapper.quantize_config.activation_bits
+        wbits = int(inner.weight_bits_var.numpy())
+        if inner.variable_bits:
+            abits = int(wrapper._output_quantizer_vars["bits"].numpy())  # noqa: SLF001 (tfmot attribute)
         out[inner.name] = {
-            "weight_bits": inner.weight_bits,
+            "weight_bits": wbits,
             "activation_bits": 32 if abits is None else abits,
             "per_channel": inner.per_channel,
             "symmetric": inner.symmetric,

@@ -41,6 +41,8 @@ class QuantGroupLayer(keras.layers.Layer):
         per_channel: one scale per output channel. Defaults to True.
         symmetric: zero point 0 (TFLite int8 kernels need it). Defaults to True.
         bn_freeze_step: training step after which BN uses moving statistics. None: never. Defaults to None.
+        variable_bits: keep the weight bit-width in a variable (`weight_bits_var`) so one traced model
+            serves every bit-width of a search; 16/32 in it means float. Defaults to False.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class QuantGroupLayer(keras.layers.Layer):
         per_channel: bool = True,
         symmetric: bool = True,
         bn_freeze_step: int | None = None,
+        variable_bits: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,10 +73,14 @@ class QuantGroupLayer(keras.layers.Layer):
         self.per_channel = bool(per_channel)
         self.symmetric = bool(symmetric)
         self.bn_freeze_step = None if bn_freeze_step is None else int(bn_freeze_step)
+        self.variable_bits = bool(variable_bits)
 
     # ---- construction ----------------------------------------------------------------------------
     @property
     def quantized(self) -> bool:
+        """Whether the kernel is fake-quantized (for variable bits: at the variable's current value)."""
+        if self.built:
+            return float(self.weight_bits_var.numpy()) <= 8
         return self.weight_bits <= 8
 
     def _kernel_shape(self, input_shape):
@@ -111,6 +118,13 @@ class QuantGroupLayer(keras.layers.Layer):
             self.train_step = self.add_weight(
                 "bn_train_step", shape=(), dtype=tf.int64, trainable=False, initializer="zeros"
             )
+        # Bits live in a variable even for a fixed policy, so a fixed and a variable-bit model run the
+        # very same graph (constant-folded bits let Grappler reassociate the scale arithmetic, and a
+        # 1e-7 difference flips grid levels during training).
+        self.weight_bits_var = self.add_weight(
+            "tfmpq_weight_bits", shape=(), trainable=False,
+            initializer=keras.initializers.Constant(float(self.weight_bits)),
+        )
         super().build(input_shape)
 
     # ---- the op, per kind --------------------------------------------------------------------------
@@ -140,14 +154,17 @@ class QuantGroupLayer(keras.layers.Layer):
         return kernel * scale
 
     def _quantize_kernel(self, kernel):
-        if not self.quantized:
+        if not self.variable_bits and self.weight_bits > 8:
             return kernel
+        bits = self.weight_bits_var
+        return tf.cond(bits > 8.5, lambda: tf.identity(kernel), lambda: self._fake_quant(kernel, bits))
+
+    def _fake_quant(self, kernel, bits):
         if self.kind == "DepthwiseConv2D":  # output channel = (in, multiplier) flattened, TFLite's layout
             kh, kw, cin, mult = kernel.shape
-            q = fake_quant_weights(tf.reshape(kernel, (kh, kw, cin * mult)), self.weight_bits, self.per_channel,
-                                   self.symmetric)
+            q = fake_quant_weights(tf.reshape(kernel, (kh, kw, cin * mult)), bits, self.per_channel, self.symmetric)
             return tf.reshape(q, kernel.shape)
-        return fake_quant_weights(kernel, self.weight_bits, self.per_channel, self.symmetric)
+        return fake_quant_weights(kernel, bits, self.per_channel, self.symmetric)
 
     def _bias(self):
         return self.bias if self.bias is not None else tf.zeros((self.out_channels,), self.dtype)
@@ -229,5 +246,6 @@ class QuantGroupLayer(keras.layers.Layer):
             per_channel=self.per_channel,
             symmetric=self.symmetric,
             bn_freeze_step=self.bn_freeze_step,
+            variable_bits=self.variable_bits,
         )
         return config

@@ -18,12 +18,36 @@ from tfmpq._keras import keras, tf, tfmot
 _EPS = 1e-8
 
 
-def fake_quant_weights(w: tf.Tensor, bits: int, per_channel: bool, symmetric: bool) -> tf.Tensor:
+def fake_quant(x: tf.Tensor, lo, hi, bits, narrow_range: bool) -> tf.Tensor:
+    """Fake-quantize `x` to `bits` bits on [lo, hi]: TensorFlow's FakeQuantWithMinMaxVars, re-written.
+
+    The same arithmetic as TF's kernel (fake_quant_ops_functor.h: nudge the zero point to an integer,
+    clamp, ``floor((x - nudged_min) / scale + 0.5) * scale + nudged_min``), but `bits` may be a tensor,
+    so one traced graph serves every bit-width (a search sets bits in a variable instead of rebuilding).
+    `lo`/`hi` may be scalars or per-channel vectors (last axis). Straight-through gradient inside the
+    nudged range, zero outside (as TF's op).
+    """
+    qmin = 1.0 if narrow_range else 0.0
+    qmax = tf.pow(2.0, tf.cast(bits, tf.float32)) - 1.0
+    scale = (hi - lo) / (qmax - qmin)
+    zero_point_from_min = qmin - lo / scale
+    # std::round (half away from zero) of a non-negative value, clamped to [qmin, qmax]
+    nudged_zero_point = tf.clip_by_value(tf.floor(zero_point_from_min + 0.5), qmin, qmax)
+    nudged_min = (qmin - nudged_zero_point) * scale
+    nudged_max = (qmax - nudged_zero_point) * scale
+    clamped = tf.minimum(tf.maximum(x, nudged_min), nudged_max)
+    q = tf.floor((clamped - nudged_min) * (1.0 / scale) + 0.5) * scale + nudged_min
+    inside = tf.logical_and(x >= nudged_min, x <= nudged_max)
+    x_ste = tf.where(inside, x, tf.stop_gradient(x))
+    return x_ste + tf.stop_gradient(q - x_ste)
+
+
+def fake_quant_weights(w: tf.Tensor, bits, per_channel: bool, symmetric: bool) -> tf.Tensor:
     """Fake-quantize a weight tensor whose output channels are on the last axis.
 
     Args:
         w: the (folded) float kernel, output channels last.
-        bits: 2..8.
+        bits: 2..8 (a Python int or a scalar tensor).
         per_channel: one scale per output channel (last axis) instead of one per tensor.
         symmetric: zero point 0 on the narrow range (TFLite int8 kernels), else asymmetric min/max.
 
@@ -33,15 +57,10 @@ def fake_quant_weights(w: tf.Tensor, bits: int, per_channel: bool, symmetric: bo
     reduce_axes = list(range(w.shape.rank - 1)) if per_channel else None
     if symmetric:
         m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(w), axis=reduce_axes), _EPS))
-        lo, hi, narrow = -m, m, True
-    else:
-        lo = tf.stop_gradient(tf.minimum(tf.reduce_min(w, axis=reduce_axes), 0.0))
-        hi = tf.stop_gradient(tf.maximum(tf.reduce_max(w, axis=reduce_axes), 0.0))
-        hi = tf.maximum(hi, lo + _EPS)
-        narrow = False
-    if per_channel:
-        return tf.quantization.fake_quant_with_min_max_vars_per_channel(w, lo, hi, num_bits=bits, narrow_range=narrow)
-    return tf.quantization.fake_quant_with_min_max_vars(w, lo, hi, num_bits=bits, narrow_range=narrow)
+        return fake_quant(w, -m, m, bits, narrow_range=True)
+    lo = tf.stop_gradient(tf.minimum(tf.reduce_min(w, axis=reduce_axes), 0.0))
+    hi = tf.stop_gradient(tf.maximum(tf.reduce_max(w, axis=reduce_axes), 0.0))
+    return fake_quant(w, lo, tf.maximum(hi, lo + _EPS), bits, narrow_range=False)
 
 
 @keras.utils.register_keras_serializable(package="tfmpq")
@@ -49,13 +68,16 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
     """Asymmetric per-tensor activation fake-quantizer with an EMA range and a calibration mode.
 
     Args:
-        num_bits: 2..8.
+        num_bits: 2..8 (16/32: pass values through).
         ema_decay: decay of the moving average of the batch range while training. Defaults to 0.99.
+        variable_bits: keep the bit-width in a variable (`<name>_tfmpq_bits`) that can be changed after
+            tracing; above 8 the quantizer passes values through. Defaults to False.
     """
 
-    def __init__(self, num_bits: int = 8, ema_decay: float = 0.99):
+    def __init__(self, num_bits: int = 8, ema_decay: float = 0.99, variable_bits: bool = False):
         self.num_bits = int(num_bits)
         self.ema_decay = float(ema_decay)
+        self.variable_bits = bool(variable_bits)
 
     def build(self, tensor_shape, name, layer):
         def var(suffix, init, dtype=tf.float32):
@@ -64,7 +86,7 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
                 trainable=False,
             )
 
-        return {
+        variables = {
             "min_var": var("min", -6.0),
             "max_var": var("max", 6.0),
             # 0 until the range has seen data; the first batch then sets it directly.
@@ -72,6 +94,9 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
             # 1 while tfmpq.calibrate() runs: record min/max of the data, pass values through.
             "calibrating": var("tfmpq_calibrating", 0.0),
         }
+        # Always a variable (see QuantGroupLayer.build): fixed and variable-bit models share one graph.
+        variables["bits"] = var("tfmpq_bits", float(self.num_bits))
+        return variables
 
     def __call__(self, inputs, training, weights, **kwargs):
         x = inputs
@@ -84,7 +109,7 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
             new_min = tf.where(first, bmin, vmin * d + bmin * (1 - d))
             new_max = tf.where(first, bmax, vmax * d + bmax * (1 - d))
             with tf.control_dependencies([vmin.assign(new_min), vmax.assign(new_max), seen.assign(1.0)]):
-                return self._quantize(x, new_min, new_max)
+                return self._quantize(x, new_min, new_max, weights)
 
         def calibrate():
             new_min = tf.where(first, bmin, tf.minimum(vmin, bmin))
@@ -92,14 +117,17 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
             with tf.control_dependencies([vmin.assign(new_min), vmax.assign(new_max), seen.assign(1.0)]):
                 return tf.identity(x)
 
-        return tf.cond(calibrating > 0.5, calibrate, lambda: self._quantize(x, vmin, vmax))
+        return tf.cond(calibrating > 0.5, calibrate, lambda: self._quantize(x, vmin, vmax, weights))
 
-    def _quantize(self, x, lo, hi):
+    def _quantize(self, x, lo, hi, weights):
         hi = tf.maximum(hi, lo + _EPS)
-        return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=self.num_bits, narrow_range=False)
+        if not self.variable_bits and self.num_bits > 8:
+            return tf.identity(x)
+        bits = weights["bits"]
+        return tf.cond(bits > 8.5, lambda: tf.identity(x), lambda: fake_quant(x, lo, hi, bits, narrow_range=False))
 
     def get_config(self):
-        return {"num_bits": self.num_bits, "ema_decay": self.ema_decay}
+        return {"num_bits": self.num_bits, "ema_decay": self.ema_decay, "variable_bits": self.variable_bits}
 
     @classmethod
     def from_config(cls, config):

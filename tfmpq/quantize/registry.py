@@ -36,8 +36,9 @@ class OutputQuantizeConfig(QuantizeConfig):
     Weights are not touched here: a `QuantGroupLayer` fake-quantizes its own folded kernel.
     """
 
-    def __init__(self, activation_bits: int | None = 8):
+    def __init__(self, activation_bits: int | None = 8, variable_bits: bool = False):
         self.activation_bits = None if activation_bits is None else int(activation_bits)
+        self.variable_bits = bool(variable_bits)
 
     def get_weights_and_quantizers(self, layer):
         return []
@@ -52,19 +53,19 @@ class OutputQuantizeConfig(QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
-        if self.activation_bits is None or self.activation_bits > 8:
+        if self.activation_bits is None or (self.activation_bits > 8 and not self.variable_bits):
             return []
-        return [ActivationQuantizer(self.activation_bits)]
+        return [ActivationQuantizer(self.activation_bits, variable_bits=self.variable_bits)]
 
     def get_config(self):
-        return {"activation_bits": self.activation_bits}
+        return {"activation_bits": self.activation_bits, "variable_bits": self.variable_bits}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
     def __eq__(self, other):
-        return isinstance(other, OutputQuantizeConfig) and self.activation_bits == other.activation_bits
+        return isinstance(other, OutputQuantizeConfig) and self.get_config() == other.get_config()
 
     def __ne__(self, other):
         return not self.__eq__(other)
@@ -80,12 +81,16 @@ class PerLayerQuantizeRegistry(tfmot.quantization.keras.QuantizeRegistry):
         group_bits: group (weighted layer) name -> (weight bits, activation bits).
         per_channel: per-output-channel weight scales. Defaults to True.
         symmetric: symmetric weights (zero point 0). Defaults to True.
+        variable_bits: activation quantizers keep their bits in variables (see `VariableBitModel`).
+            Defaults to False.
     """
 
-    def __init__(self, group_bits: dict, per_channel: bool = True, symmetric: bool = True):
+    def __init__(self, group_bits: dict, per_channel: bool = True, symmetric: bool = True,
+                 variable_bits: bool = False):
         self.group_bits = dict(group_bits)
         self.per_channel = per_channel
         self.symmetric = symmetric
+        self.variable_bits = variable_bits
         # Model inputs and residual/concat/pool outputs: 8 bits, unless every activation stays float.
         quantized_activations = any(a <= 8 for _, a in self.group_bits.values())
         self.other_activation_bits = 8 if quantized_activations else None
@@ -107,12 +112,12 @@ class PerLayerQuantizeRegistry(tfmot.quantization.keras.QuantizeRegistry):
 
     def get_quantize_config(self, layer) -> QuantizeConfig:
         if isinstance(layer, QuantGroupLayer) or layer.name in self.group_bits:
-            return OutputQuantizeConfig(self.activation_bits(layer.name))
+            return OutputQuantizeConfig(self.activation_bits(layer.name), self.variable_bits)
         name = type(layer).__name__
         if name == "Activation" and layer.get_config().get("activation") in _FIXED_RANGE_ACTIVATIONS:
             return OutputQuantizeConfig(None)
         if name in OUTPUT_QUANTIZED:
-            return OutputQuantizeConfig(self.other_activation_bits)
+            return OutputQuantizeConfig(self.other_activation_bits, self.variable_bits)
         if name in PASS_THROUGH:
             return OutputQuantizeConfig(None)
         raise ValueError(f"Layer `{layer.name}` ({name}) is not supported by PerLayerQuantizeRegistry.")

@@ -91,12 +91,13 @@ class _FoldGroup(Transform):
             per_channel=self.options["per_channel"],
             symmetric=self.options["symmetric"],
             bn_freeze_step=self.options["bn_freeze_step"],
+            variable_bits=self.registry.variable_bits,
             name=group.name,
         )
         fused = LayerNode(
             {"class_name": "QuantGroupLayer", "config": layer.get_config(), "name": group.name},
             weights=weights,
-            metadata={"quantize_config": OutputQuantizeConfig(abits)},
+            metadata={"quantize_config": OutputQuantizeConfig(abits, self.registry.variable_bits)},
         )
         if own_act in _FOLDABLE:
             return fused
@@ -131,14 +132,15 @@ class FoldGroupAlone(_FoldGroup):
 class QuantizeInput(Transform):
     """InputLayer -> InputLayer -> QuantizeLayer(ActivationQuantizer(bits)), 8 bits by default."""
 
-    def __init__(self, bits: int = 8):
+    def __init__(self, bits: int = 8, variable_bits: bool = False):
         self.bits = bits
+        self.variable_bits = variable_bits
 
     def pattern(self):
         return LayerPattern("InputLayer")
 
     def replacement(self, match_layer):
-        qlayer = _quantize_layer_cls()(ActivationQuantizer(self.bits), name=f"{match_layer.layer['config']['name']}_quant")
+        qlayer = _quantize_layer_cls()(ActivationQuantizer(self.bits, variable_bits=self.variable_bits), name=f"{match_layer.layer['config']['name']}_quant")
         cfg = keras.layers.serialize(qlayer)
         cfg["name"] = qlayer.name
         return LayerNode(cfg, input_layers=[match_layer])
@@ -157,7 +159,8 @@ class PerLayerQuantizeLayoutTransform(tfmot.quantization.keras.QuantizeLayoutTra
         self.options = {"per_channel": per_channel, "symmetric": symmetric, "bn_freeze_step": bn_freeze_step}
 
     def apply(self, model, layer_quantize_map):
-        transforms = [QuantizeInput(self.registry.other_activation_bits)] if self.registry.other_activation_bits else []
+        bits = self.registry.other_activation_bits
+        transforms = [QuantizeInput(bits, self.registry.variable_bits)] if bits else []
         transforms += [
             FoldGroupBNActivation(self.groups, self.registry, self.options),
             FoldGroupBN(self.groups, self.registry, self.options),

@@ -1,0 +1,77 @@
+"""VariableBitModel: one compiled QAT model for a whole search; bit-widths are state, not structure.
+
+Building a QAT model (`quantize_apply` + compile) and tracing its first epoch costs about as much as
+a short training run itself. Here every quantizer reads its bit-width from a variable, so a search
+builds and traces one model, and each candidate only assigns bits, restores the initial weights and
+optimizer state, trains and scores. The arithmetic is the static path's (same `fake_quant`), so a
+policy scores the same either way (tested); export still uses the static `quantize_model`.
+"""
+from __future__ import annotations
+
+from tfmpq.errors import PolicyError
+from tfmpq.policy import QuantPolicy
+from tfmpq.quantize.api import _wrappers, quantize_model
+
+
+class VariableBitModel:
+    """A QAT model whose per-group weight and activation bits are variables.
+
+    Args:
+        model: the float tf_keras model.
+        per_channel, symmetric, bn_freeze_step: as in `quantize_model`.
+
+    Example:
+        >>> vbm = VariableBitModel(model)
+        >>> vbm.model.compile(...)              # once
+        >>> vbm.set_policy(policy); vbm.reset() # per candidate: bits, initial weights, fresh optimizer
+        >>> vbm.model.fit(...)
+    """
+
+    def __init__(self, model, per_channel: bool = True, symmetric: bool = True, bn_freeze_step: int | None = None):
+        self.float_model = model
+        base = QuantPolicy.uniform(model, 8, 8)
+        self.group_names = base.group_names
+        self.signature = base.signature
+        self.model = quantize_model(model, base, per_channel=per_channel, symmetric=symmetric,
+                                    bn_freeze_step=bn_freeze_step, variable_bits=True)
+        self._groups = {inner.name: (wrapper, inner) for wrapper, inner in _wrappers(self.model)}
+        group_bits = {id(w._output_quantizer_vars["bits"]) for w, _ in self._groups.values()}  # noqa: SLF001
+        # Input / residual / pooling quantizers: 8 bits, or off when every group's activations are float.
+        self._other_bits = [v for v in self.model.variables
+                            if v.name.endswith("_tfmpq_bits:0") and id(v) not in group_bits]
+        self._initial = [v.numpy() for v in self.model.variables]
+        self.policy = base
+
+    def set_policy(self, policy: QuantPolicy) -> None:
+        """Assign `policy`'s bits to the model's variables (no rebuild, no retrace)."""
+        if policy.group_names != self.group_names or policy.signature not in ("", self.signature):
+            raise PolicyError(
+                f"This policy was made for another model: groups {list(policy.group_names)[:4]}... vs the search "
+                f"model's {list(self.group_names)[:4]}... (signatures {policy.signature} / {self.signature})."
+            )
+        for name, wbits, abits in zip(policy.group_names, policy.weight_bits, policy.activation_bits):
+            wrapper, inner = self._groups[name]
+            inner.weight_bits_var.assign(float(wbits))
+            wrapper._output_quantizer_vars["bits"].assign(float(abits))  # noqa: SLF001
+        other = 8.0 if any(a <= 8 for a in policy.activation_bits) else 32.0
+        for v in self._other_bits:
+            v.assign(other)
+        self.policy = policy
+
+    def reset(self) -> None:
+        """Restore the initial (float-derived) weights, BN statistics, quantizer ranges and step counters,
+        keep the current bits, and zero the optimizer's state (a fresh optimizer, without retracing)."""
+        bits = {id(v) for v in self._bit_variables()}
+        for v, value in zip(self.model.variables, self._initial):
+            if id(v) not in bits:
+                v.assign(value)
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            for v in optimizer.variables:
+                v.assign(v.numpy() * 0)
+
+    def _bit_variables(self):
+        out = list(self._other_bits)
+        for wrapper, inner in self._groups.values():
+            out += [inner.weight_bits_var, wrapper._output_quantizer_vars["bits"]]  # noqa: SLF001
+        return out
