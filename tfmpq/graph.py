@@ -15,6 +15,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import weakref
 from typing import Any, Iterable
 
 import numpy as np
@@ -307,6 +308,25 @@ def _output_shape(layer) -> tuple:
     return tuple(shape)
 
 
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _analyse(model) -> tuple[list, dict]:
+    """(groups, float layers) of `model`, computed once per model object.
+
+    A functional model's graph cannot change after construction, and searches ask for the groups of
+    the same model once per candidate (reading the config of a MobileNet takes about a second).
+    """
+    cached = _CACHE.get(model) if isinstance(model, keras.Model) else None
+    if cached is not None and cached[0] == len(model.layers):
+        return cached[1], cached[2]
+    g = layer_graph(model)
+    chains, floats = _chains(g)
+    groups = _make_groups(model, g, chains)
+    _CACHE[model] = (len(model.layers), groups, floats)
+    return groups, floats
+
+
 def quantizable_groups(model) -> list[QuantGroup]:
     """Find the quantizable groups of a Sequential or functional tf_keras model.
 
@@ -327,8 +347,10 @@ def quantizable_groups(model) -> list[QuantGroup]:
         >>> for g in tfmpq.quantizable_groups(model):
         ...     print(g.index, g.name, g.kind, g.layers, g.params, g.macs)
     """
-    g = layer_graph(model)
-    chains, _ = _chains(g)
+    return list(_analyse(model)[0])
+
+
+def _make_groups(model, g: LayerGraph, chains: list) -> list[QuantGroup]:
     groups = []
     for index, (chain, activation, has_bn) in enumerate(chains):
         name = chain[0]
@@ -362,8 +384,7 @@ def float_layers(model) -> dict[str, str]:
     Returns:
         layer name -> reason, in topological order.
     """
-    _, floats = _chains(layer_graph(model))
-    return floats
+    return dict(_analyse(model)[1])
 
 
 def model_signature(model_or_groups) -> str:

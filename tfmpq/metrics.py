@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from tfmpq.graph import QuantGroup
+from tfmpq.graph import QuantGroup, quantizable_groups
 from tfmpq.policy import QuantPolicy, _groups_of, is_float
 
 QPARAM_BYTES = 8  # per quantization channel: float32 scale + int32 zero point
@@ -26,15 +26,10 @@ def _other_float_params(model) -> int:
     """Trainable+BN weights of layers that are not part of any group (stay float)."""
     if model is None or isinstance(model, (list, tuple)):
         return 0
-    from tfmpq.graph import quantizable_groups
-
     in_groups = {n for g in quantizable_groups(model) for n in g.layers}
-    total = 0
-    for layer in model.layers:
-        if layer.name in in_groups:
-            continue
-        total += sum(int(w.shape.num_elements() or 0) for w in layer.weights)
-    return total
+    return sum(
+        int(w.shape.num_elements() or 0) for layer in model.layers if layer.name not in in_groups for w in layer.weights
+    )
 
 
 def group_weight_bytes(group: QuantGroup, weight_bits: int, per_channel: bool = True) -> float:
