@@ -7,6 +7,7 @@ from typing import Iterator
 import numpy as np
 
 from tfmpq._keras import keras, tf, tfmot
+from tf_keras.src.saving.serialization_lib import SafeModeScope
 from tfmpq.graph import check_model, float_layers, layer_graph, quantizable_groups
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import NEVER, QuantGroupLayer
@@ -90,7 +91,9 @@ def quantize_model(
     scheme = PerLayerQuantizeScheme(
         groups, registry, per_channel=per_channel, symmetric=symmetric, bn_freeze_step=bn_freeze_step
     )
-    with quantize_scope():
+    # Cloning re-creates every layer from its config; a Lambda (kept in float) holds Python code, which
+    # Keras refuses to deserialize in safe mode. The code is the user's own model's, not a file's.
+    with quantize_scope(), SafeModeScope(False):
         annotated = _annotate(model, groups, registry)
         qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
     qat._tfmpq_policy = policy  # noqa: SLF001 - convenience for callers in this process
@@ -156,10 +159,12 @@ def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = Non
         batch_size: batch size for numpy input. Defaults to 128.
         num_batches: use at most this many batches. Defaults to all.
     """
+    if not is_qat_model(qat_model):
+        raise ValueError("Invalid value for `qat_model`: not a tfmpq QAT model (no QuantGroupLayer found).")
     calibrating = _mode_vars(qat_model, "tfmpq_calibrating")
     seen = _mode_vars(qat_model, "tfmpq_seen")
     if not calibrating:
-        raise ValueError("Invalid value for `qat_model`: not a tfmpq QAT model (no activation quantizers found).")
+        return  # every activation stays float: nothing to calibrate
     if isinstance(x, np.ndarray):
         if num_batches is not None:
             x = x[: num_batches * batch_size]

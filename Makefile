@@ -1,0 +1,50 @@
+# tfmpq developer targets. Reuse an existing environment with `make test VENV=/path/to/venv`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BENCH ?= bench.search_speed
+BENCH_ARGS ?=
+# 1: notebooks run with tiny settings (what CI checks); 0: the full runs the notebooks describe.
+NOTEBOOK_SMALL ?= 1
+
+.PHONY: venv test test-slow demo bench notebooks clean
+
+# Creates $(VENV) and installs the pinned requirements and tfmpq (editable, with the dev extras:
+# pytest, nbclient, ...), unless $(VENV) already has them.
+venv:
+	@if [ -x "$(PY)" ] && "$(PY)" -c "import tensorflow, tf_keras, tensorflow_model_optimization, deap, pytest" 2>/dev/null; then \
+		echo "Using the environment in $(VENV)"; \
+	else \
+		set -e; \
+		"$(PYTHON)" -m venv "$(VENV)"; \
+		"$(PY)" -m pip install --upgrade pip; \
+		"$(PY)" -m pip install -r requirements.txt; \
+		"$(PY)" -m pip install -e ".[dev]"; \
+	fi
+
+test: venv
+	"$(PY)" -m pytest -m "not slow" -q tests
+
+test-slow: venv
+	"$(PY)" -m pytest -m slow -q tests
+
+demo: venv
+	"$(PY)" -m tfmpq.demo
+
+bench: venv
+	@if [ -f "$(subst .,/,$(BENCH)).py" ]; then "$(PY)" -m $(BENCH) $(BENCH_ARGS); \
+	else echo "No benchmark module $(BENCH); nothing to run."; fi
+
+# Executes every notebooks/*.ipynb with nbclient (TFMPQ_NOTEBOOK_SMALL=$(NOTEBOOK_SMALL)); the executed
+# copies go to a temporary folder so the notebooks in the repo keep their outputs.
+notebooks: venv
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		"$(PY)" -c "import nbclient, nbformat, ipykernel" 2>/dev/null || "$(PY)" -m pip install nbclient nbformat ipykernel; \
+		TFMPQ_NOTEBOOK_SMALL=$(NOTEBOOK_SMALL) "$(PY)" .ci/run_notebooks.py notebooks/*.ipynb; \
+	else \
+		echo "No notebooks in notebooks/; nothing to run."; \
+	fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

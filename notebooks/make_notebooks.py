@@ -1,0 +1,480 @@
+"""Writes the tfmpq tutorial notebooks (notebooks/*.ipynb) from the cells below, without outputs.
+
+The notebooks are generated so that they stay reproducible and diffable: edit this file, then run
+``python notebooks/make_notebooks.py`` and commit the .ipynb files it rewrites. Each notebook reads
+``TFMPQ_NOTEBOOK_SMALL=1`` (set by CI, ``make notebooks``) to run with tiny settings in well under two
+minutes on two CPU cores; the defaults are realistic settings for Colab.
+
+Usage: python notebooks/make_notebooks.py [--check]   (--check: fail if a notebook is out of date)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+INSTALL = '''\
+# Colab: install tfmpq (a no-op where it is already installed, e.g. a local clone with `pip install -e .`)
+try:
+    import tfmpq
+except ImportError:
+    %pip install -q tfmpq
+    import tfmpq'''
+
+SETUP = '''\
+import os
+import tempfile
+
+import numpy as np
+
+import tfmpq
+from tfmpq import data, zoo
+from tfmpq._keras import keras  # tf_keras (Keras 2), which tensorflow-model-optimization needs
+
+# CI sets TFMPQ_NOTEBOOK_SMALL=1: tiny settings that only check the notebook runs.
+SMALL = os.environ.get("TFMPQ_NOTEBOOK_SMALL") == "1"
+OUT = tempfile.mkdtemp(prefix="tfmpq-") if SMALL else "tfmpq_out"
+os.makedirs(OUT, exist_ok=True)
+keras.utils.set_random_seed(0)
+print(f"tfmpq {tfmpq.__version__}, {'small (CI) settings' if SMALL else 'full settings'}, outputs in {OUT}")'''
+
+
+def show_image_cell(path_expr: str) -> str:
+    return f"from IPython.display import Image, display\n\ndisplay(Image(filename={path_expr}))"
+
+
+# ------------------------------------------------------------------------------ 01: quantize
+NB1 = [
+    new_markdown_cell("""\
+# 1. Quantize your own Keras model with a per-layer policy, then export it
+
+This tutorial takes a Keras model you built yourself and gives each of its layers its own bit-width:
+
+1. build and train a small float CNN (a stand-in for *your* model);
+2. list its **quantizable groups** (a Conv/Dense layer with the BatchNormalization and ReLU folded into it);
+3. write a **per-layer policy** (8 bits for the first and last layer, 4 bits in between) and look at its cost;
+4. build the **quantization-aware training (QAT)** model with `tfmpq.quantize_model` and fine-tune it;
+5. **export** a full-integer `.tflite` and check its accuracy on the real LiteRT and TFLite Micro interpreters.
+
+The data is the Fashion-MNIST subset shipped inside tfmpq (no download)."""),
+    new_code_cell(INSTALL),
+    new_code_cell(SETUP),
+    new_markdown_cell("""\
+## Data and a float model
+
+`tfmpq.data.load` returns float32 images in [0, 1] and integer labels. `"default"` is the embedded
+Fashion-MNIST subset (10,000 training and 2,000 test images); `"fashion_mnist"`, `"mnist"`, `"cifar10"`,
+a `.npz` file or an image folder work the same way."""),
+    new_code_cell('''\
+ds = data.load("default", num_train=1000 if SMALL else None, num_test=500 if SMALL else None, seed=0)
+(x_train, y_train), (x_val, y_val) = data.split_validation(ds, 0.1, seed=0)
+print(ds, "->", len(y_train), "train /", len(y_val), "validation")
+
+L = keras.layers
+inputs = L.Input(ds.input_shape, name="image")
+x = L.Conv2D(16, 3, padding="same", use_bias=False, name="conv_a")(inputs)
+x = L.BatchNormalization(name="conv_a_bn")(x)
+x = L.ReLU(name="conv_a_relu")(x)
+x = L.MaxPooling2D(name="pool_a")(x)
+x = L.Conv2D(32, 3, padding="same", use_bias=False, name="conv_b")(x)
+x = L.BatchNormalization(name="conv_b_bn")(x)
+x = L.ReLU(name="conv_b_relu")(x)
+x = L.MaxPooling2D(name="pool_b")(x)
+x = L.Flatten(name="flatten")(x)
+x = L.Dense(64, activation="relu", name="fc")(x)
+outputs = L.Dense(ds.num_classes, activation="softmax", name="head")(x)
+model = keras.Model(inputs, outputs, name="my_cnn")
+
+model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1 if SMALL else 8, batch_size=64, verbose=2)
+float_accuracy = model.evaluate(ds.x_test, ds.y_test, verbose=0)[1]
+print(f"float test accuracy: {100 * float_accuracy:.2f}%")'''),
+    new_markdown_cell("""\
+## Quantizable groups
+
+tfmpq quantizes *groups*: each Conv2D / DepthwiseConv2D / Dense layer together with the
+BatchNormalization it folds and the ReLU that follows. One policy gene = one group. Layers tfmpq cannot
+quantize are listed by `tfmpq.float_layers` (with the reason) and stay in float."""),
+    new_code_cell('''\
+groups = tfmpq.quantizable_groups(model)
+print(tfmpq.graph.groups_table(groups))
+print("stays float:", tfmpq.float_layers(model) or "nothing")'''),
+    new_markdown_cell("""\
+## A per-layer policy and what it costs
+
+`QuantPolicy.from_bits` takes one bit-width for all groups, a list in group order, or a `{group: bits}`
+dict. Bits 2..8 quantize; 16 or 32 keep a group in float. `tfmpq.metrics.summary` gives the cost without
+building anything:
+
+- `weight_bytes`: weights at their bit-widths + 32-bit biases + one scale per output channel;
+- `compression_ratio`: float size / quantized size;
+- `avg_weight_bits`: parameter-weighted average weight bit-width;
+- `bops`: bit operations (MACs x weight bits x activation bits); `avg_op_bits`: their MAC-weighted average."""),
+    new_code_cell('''\
+policy = tfmpq.QuantPolicy.from_bits(
+    model, weight_bits={"conv_a": 8, "conv_b": 4, "fc": 4, "head": 8}, activation_bits=8)
+print(policy)
+
+for name, p in [("uniform 8-bit", tfmpq.QuantPolicy.uniform(model, 8)), ("mixed 8/4/4/8", policy)]:
+    m = tfmpq.metrics.summary(model, p)
+    print(f"{name:>14}: {m['weight_bytes'] / 1024:6.2f} KiB (float {m['float_weight_bytes'] / 1024:.2f} KiB, "
+          f"{m['compression_ratio']:.2f}x), avg weight bits {m['avg_weight_bits']:.2f}, "
+          f"avg op bits {m['avg_op_bits']:.2f}, {m['bops'] / 1e6:.1f} MBOPs")'''),
+    new_markdown_cell("""\
+## Quantization-aware training
+
+`tfmpq.quantize_model` returns an ordinary Keras model: each group becomes one layer that folds its
+BatchNormalization, fake-quantizes its kernel at the group's bit-width and its output at the group's
+activation bits. Compile and fit it like any Keras model; a few epochs at a small learning rate recover
+most of the accuracy lost to 4-bit weights."""),
+    new_code_cell('''\
+qat = tfmpq.quantize_model(model, policy)
+qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+qat.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1 if SMALL else 5, batch_size=64, verbose=2)
+qat_accuracy = qat.evaluate(ds.x_test, ds.y_test, verbose=0)[1]
+print(f"QAT test accuracy: {100 * qat_accuracy:.2f}% (float {100 * float_accuracy:.2f}%)")
+print(tfmpq.policy_of(qat))
+
+qat.save(os.path.join(OUT, "my_cnn_qat.h5"))  # .h5: reload with `with tfmpq.quantize_scope(): load_model(...)`'''),
+    new_markdown_cell("""\
+## Export to TFLite and check it on the real interpreters
+
+`export_tflite` writes a full-integer `.tflite` (int8 weights and activations, int32 biases). The 4-bit
+groups are stored in **int8 containers** whose values stay on the trained 4-bit grid (at most 16
+distinct values per output channel), so every TFLite runtime runs them unchanged; the report shows both
+the int8 size and the size at the trained bit-widths. `evaluate_tflite` measures the accuracy on LiteRT
+and on the TFLite Micro interpreter (the one that runs on microcontrollers)."""),
+    new_code_cell('''\
+from tfmpq.export import count_levels, evaluate_tflite, export_tflite
+
+path = os.path.join(OUT, "my_cnn.tflite")
+report = export_tflite(qat, path, representative_data=x_train[:256])
+print(report)
+
+for tensor, info in count_levels(path).items():
+    print(f"{tensor[:60]:<60} {info['type']:>5} max {info['max_levels_per_channel']} values per channel")
+
+for runtime in ("litert", "tflm"):
+    acc = evaluate_tflite(path, ds.x_test, ds.y_test, runtime=runtime)
+    print(f"{runtime:>6} test accuracy: {100 * acc:.2f}%  (Keras QAT model: {100 * qat_accuracy:.2f}%)")'''),
+    new_markdown_cell("""\
+**Next:** let a search pick the bits for you ([02: NSGA-II and the Pareto front](02_nsga2_pareto.ipynb),
+[03: BBPSO under a bit budget](03_bbpso_budget.ipynb)), then deploy ([04](04_deploy_to_mcu.ipynb)).
+The same steps from a shell: `tfmpq info MODEL`, `tfmpq quantize MODEL --bits 8,4,4,8 -o OUT`,
+`tfmpq export OUT -o OUT/export`."""),
+]
+
+# ------------------------------------------------------------------------------ 02: NSGA-II
+NB2 = [
+    new_markdown_cell("""\
+# 2. NSGA-II search: the accuracy / size Pareto front
+
+Which layers can take 2 or 3 bits, and which need 8? `tfmpq.search.nsga2` searches the per-group weight
+bit-widths with the NSGA-II genetic algorithm: every candidate policy is quantized and scored (a short
+QAT fine-tune, or post-training calibration), and the search keeps the **Pareto front**: the policies
+for which no other is both smaller and more accurate.
+
+The model is the float CNN shipped with tfmpq (`zoo:small_cnn_fmnist`, trained on Fashion-MNIST)."""),
+    new_code_cell(INSTALL),
+    new_code_cell(SETUP),
+    new_code_cell('''\
+import tfmpq.search  # the search API: tfmpq.search.nsga2, tfmpq.search.run, ...
+
+model = zoo.resolve_model("zoo:small_cnn_fmnist")
+ds = data.load("default", num_train=600 if SMALL else 4000, seed=0)
+(x_train, y_train), (x_val, y_val) = data.split_validation(ds, 0.1 if not SMALL else 0.3, seed=0)
+print(tfmpq.graph.groups_table(tfmpq.quantizable_groups(model)))
+print(len(y_train), "training /", len(y_val), "validation images")'''),
+    new_markdown_cell("""\
+## Run the search
+
+- `evaluation="qat"` scores each candidate by `epochs` of quantization-aware training (the best epoch's
+  validation accuracy); `"ptq"` only calibrates the activation ranges (much faster, less accurate).
+- `population` / `offspring` / `generations` size the genetic algorithm; the initial population holds
+  every uniform policy (all 2-bit, ..., all 8-bit), so the front is always compared with them.
+- `run_dir` keeps an append-only journal of every evaluation: re-running the cell with `resume=True`
+  continues a killed search where it stopped."""),
+    new_code_cell('''\
+run_dir = os.path.join(OUT, "nsga2")
+result = tfmpq.search.nsga2(
+    model, (x_train, y_train), (x_val, y_val),
+    evaluation="ptq" if SMALL else "qat",
+    epochs=1,
+    bits=(2, 4, 8) if SMALL else (2, 3, 4, 5, 6, 7, 8),
+    population=4 if SMALL else 12,
+    offspring=2 if SMALL else 12,
+    generations=1 if SMALL else 6,
+    run_dir=run_dir, overwrite=True, seed=0, verbose=1,
+)'''),
+    new_markdown_cell("""\
+## The Pareto front
+
+Grey: every evaluated policy. Red: the front. Blue squares: the uniform policies. A good mixed-precision
+policy sits left of (smaller than) the uniform policy of the same accuracy."""),
+    new_code_cell('''\
+result.plot_pareto(os.path.join(run_dir, "pareto.png"))
+''' + show_image_cell('os.path.join(run_dir, "pareto.png")')),
+    new_code_cell('''\
+from tfmpq import report
+
+run = report.load_run(run_dir)  # the same tables `tfmpq report RUN_DIR` prints
+print(report.front_table(run))
+print()
+print(result.summary())'''),
+    new_markdown_cell("""\
+## Pick a policy and fine-tune it
+
+The search scores candidates with a short evaluation; fine-tune the member you want to deploy for a few
+more QAT epochs. Here: the smallest member within 1 percentage point of the most accurate one."""),
+    new_code_cell('''\
+best_accuracy = max(c.accuracy for c in result.front)
+chosen = min((c for c in result.front if c.accuracy >= best_accuracy - 0.01), key=lambda c: c.weight_bytes)
+print("chosen:", chosen.policy, f"{100 * chosen.accuracy:.2f}%", f"{chosen.weight_bytes / 1024:.2f} KiB")
+
+tuned = result.finetune(1 if SMALL else 5, members=[chosen])[0]
+tuned_model = result.finetuned[0][1]
+print(f"after fine-tuning: validation accuracy {100 * tuned.accuracy:.2f}%")
+tuned_model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+print(f"test accuracy: {100 * tuned_model.evaluate(ds.x_test, ds.y_test, verbose=0)[1]:.2f}%")'''),
+    new_markdown_cell("""\
+**From a shell:** `tfmpq search zoo:small_cnn_fmnist --strategy nsga2 --population 12 --generations 6 -o runs/nsga2`,
+then `tfmpq report runs/nsga2` and `tfmpq export runs/nsga2 -o runs/nsga2/export`.
+Deploying the chosen model is [notebook 4](04_deploy_to_mcu.ipynb)."""),
+]
+
+# ------------------------------------------------------------------------------ 03: BBPSO
+NB3 = [
+    new_markdown_cell("""\
+# 3. BBPSO: the most accurate policy under a bit budget
+
+Sometimes the target is fixed: *"at most 4 bits per operation on average"* (what an accelerator or a
+latency budget allows). BBPSO-Quantizer (a bare-bones particle swarm) searches the weight **and**
+activation bit-widths of every group for the most accurate policy whose **average operation bit-width**
+(MAC-weighted, `avg_op_bits`) stays within the budget. Infeasible policies are handled with Deb's rule
+(feasible beats infeasible; among infeasible ones, the smaller violation wins)."""),
+    new_code_cell(INSTALL),
+    new_code_cell(SETUP),
+    new_code_cell('''\
+model = zoo.resolve_model("zoo:small_cnn_fmnist")
+ds = data.load("default", num_train=600 if SMALL else 4000, seed=0)
+(x_train, y_train), (x_val, y_val) = data.split_validation(ds, 0.1 if not SMALL else 0.3, seed=0)
+
+uniform4 = tfmpq.QuantPolicy.uniform(model, weight_bits=4, activation_bits=4)
+print("uniform w4a4 avg_op_bits:", tfmpq.metrics.summary(model, uniform4)["avg_op_bits"])'''),
+    new_markdown_cell("""\
+## Run BBPSO with `avg_op_bits <= 4`
+
+- `budget` is the constrained metric (`"avg_op_bits"`, `"avg_weight_bits"`, `"weight_bytes"` or `"bops"`),
+  `target` its limit;
+- `swarm` particles move for `iterations` iterations; the initial swarm is placed by layer importance
+  (LIGPI: layers with more sensitive weights start with more bits);
+- each particle is scored by `epochs` of QAT (`evaluation="ptq"` calibrates only)."""),
+    new_code_cell(f'''\
+{{BBPSO_IMPORT}}
+
+run_dir = os.path.join(OUT, "bbpso")
+result = bbpso(
+    model, (x_train, y_train), (x_val, y_val),
+    budget="avg_op_bits", target=4.0,
+    evaluation="ptq" if SMALL else "qat",
+    epochs=1 if SMALL else 2,
+    swarm=4 if SMALL else 12,
+    iterations=1 if SMALL else 10,
+    run_dir=run_dir, overwrite=True, seed=0, verbose=1,
+)'''),
+    new_markdown_cell("""\
+## The result
+
+`result.best` is the most accurate feasible policy seen; `result.report` has the paper's metrics:
+accuracy change vs. the float model, compression ratio (32 / average weight bits) and average weight /
+operation bit-widths."""),
+    new_code_cell('''\
+best = result.best
+print(best.policy)
+for key, value in result.report.items():
+    print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
+
+summary = tfmpq.metrics.summary(model, best.policy)
+print(f"{'group':<14}{'w bits':>7}{'a bits':>7}{'MACs':>12}")
+for g in summary["groups"]:
+    print(f"{g['name']:<14}{g['weight_bits']:>7}{g['activation_bits']:>7}{g['macs']:>12,}")'''),
+    new_code_cell('''\
+result.plot_history(os.path.join(run_dir, "convergence.png"))  # best feasible accuracy per iteration
+''' + show_image_cell('os.path.join(run_dir, "convergence.png")')),
+    new_markdown_cell("""\
+## Compare with uniform 4-bit
+
+The uniform w4a4 policy meets the same budget exactly; scoring it the same way shows what mixing
+bit-widths buys."""),
+    new_code_cell('''\
+evaluator = result.evaluator  # the same data, seed and evaluation as the search
+uniform = evaluator.evaluate(uniform4)
+print(f"uniform w4a4: {100 * uniform.accuracy:.2f}% at avg_op_bits {uniform.metrics['avg_op_bits']:.2f}")
+print(f"BBPSO best  : {100 * best.accuracy:.2f}% at avg_op_bits {best.metrics['avg_op_bits']:.2f}")'''),
+    new_markdown_cell("""\
+**From a shell:** `tfmpq search zoo:small_cnn_fmnist --strategy bbpso --budget avg_op_bits --target 4 -o runs/bbpso4`,
+then `tfmpq export runs/bbpso4 -o runs/bbpso4/export` (a budgeted run exports its best policy)."""),
+]
+
+# ------------------------------------------------------------------------------ 04: deploy
+NB4 = [
+    new_markdown_cell("""\
+# 4. Deploy to a microcontroller: C array, TFLite Micro check, sizes
+
+A mixed-precision model is only useful if it runs where it is meant to. This notebook
+
+1. trains a 8/4/4/8-bit policy of the demo CNN;
+2. exports it to a full-integer `.tflite` **and a C array** (`.h` / `.cc`) to compile into firmware;
+3. checks it on the **TFLite Micro** interpreter (the runtime of the firmware) against LiteRT;
+4. compares sizes: float, uniform int8, mixed precision in int8 containers, and **LUT-packed** sub-8-bit
+   weights (TFLite Micro's compression, which stores a 4-bit weight in 4 bits)."""),
+    new_code_cell(INSTALL),
+    new_code_cell(SETUP),
+    new_code_cell('''\
+from tfmpq.export import evaluate_tflite, export_tflite, run_tflite, write_c_array
+
+model = zoo.resolve_model("zoo:small_cnn_fmnist")
+ds = data.load("default", num_train=500 if SMALL else None, num_test=300 if SMALL else None, seed=0)
+(x_train, y_train), (x_val, y_val) = data.split_validation(ds, 0.1, seed=0)
+epochs = 1 if SMALL else 3
+
+
+def train(policy):
+    qat = tfmpq.quantize_model(model, policy)
+    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=64, verbose=0)
+    return qat
+
+
+mixed = tfmpq.QuantPolicy.from_bits(model, weight_bits=[8, 4, 4, 8], activation_bits=8)
+uniform8 = tfmpq.QuantPolicy.uniform(model, 8)
+qat_mixed, qat_8bit = train(mixed), train(uniform8)
+print("trained", mixed, "and", uniform8)'''),
+    new_markdown_cell("""\
+## Export, with a C array
+
+`c_array="NAME"` also writes `NAME.h` / `NAME.cc`: the model bytes as a 16-byte aligned
+`const unsigned char NAME[]` and `NAME_len`, ready for `tflite::GetModel(NAME)` in a TFLite Micro
+project. The report includes the TFLite Micro **arena** size the model needs."""),
+    new_code_cell('''\
+rep = x_train[:256]
+mixed_report = export_tflite(qat_mixed, os.path.join(OUT, "cnn_mixed.tflite"), rep, c_array="cnn_mixed_model")
+int8_report = export_tflite(qat_8bit, os.path.join(OUT, "cnn_int8.tflite"), rep)
+print(mixed_report)
+print()
+header, source = mixed_report.c_array
+print(open(header).read())
+print(open(source).read()[:400], "...")'''),
+    new_markdown_cell("""\
+## Check it on TFLite Micro
+
+The same int8 inputs through LiteRT and through the TFLite Micro interpreter: the raw int8 outputs
+should be identical (tfmpq deploys Dense layers as 1x1 convolutions because the two runtimes' fully
+connected kernels round differently), and the accuracy is what the firmware will get."""),
+    new_code_cell('''\
+x_check = ds.x_test[:100]
+same = np.array_equal(run_tflite(mixed_report.path, x_check, runtime="litert"),
+                      run_tflite(mixed_report.path, x_check, runtime="tflm"))
+print("LiteRT and TFLite Micro outputs bit-identical:", same)
+for name, r in [("mixed 8/4/4/8", mixed_report), ("uniform int8", int8_report)]:
+    acc = evaluate_tflite(r.path, ds.x_test, ds.y_test, runtime="tflm")
+    print(f"{name:>14}: TFLite Micro test accuracy {100 * acc:.2f}%, arena {r.tflm_arena_bytes} B")'''),
+    new_markdown_cell("""\
+## Sizes: int8 containers vs. packed
+
+TFLite has no 4-bit tensor type for most kernels, so a plain export stores 4-bit weights in int8
+containers: the **file** is as large as uniform int8, only the values are restricted to 16 levels.
+`packed=True` applies TFLite Micro's LUT compression: each sub-8-bit tensor becomes b-bit indices plus a
+small value table per channel, decoded on the device. The packed file runs on TFLite Micro only."""),
+    new_code_cell('''\
+packed_report = export_tflite(qat_mixed, os.path.join(OUT, "cnn_mixed_packed.tflite"), rep, packed=True,
+                              c_array="cnn_mixed_packed_model")
+packed_acc = evaluate_tflite(packed_report.path, ds.x_test, ds.y_test, runtime="tflm")
+print(f"packed model on TFLite Micro: {100 * packed_acc:.2f}% test accuracy, arena {packed_report.tflm_arena_bytes} B")
+
+float_kib = tfmpq.metrics.summary(model, uniform8)["float_weight_bytes"] / 1024
+print(f"{'':<28}{'file KiB':>9}{'weights KiB':>12}")
+print(f"{'float32 weights':<28}{'':>9}{float_kib:>12.2f}")
+print(f"{'uniform int8':<28}{int8_report.file_bytes / 1024:>9.2f}{int8_report.int8_weight_bytes / 1024:>12.2f}")
+print(f"{'8/4/4/8 in int8 containers':<28}{mixed_report.file_bytes / 1024:>9.2f}"
+      f"{mixed_report.int8_weight_bytes / 1024:>12.2f}")
+print(f"{'8/4/4/8 at trained bits':<28}{'':>9}{mixed_report.packed_weight_bytes / 1024:>12.2f}")
+print(f"{'8/4/4/8 LUT-packed':<28}{packed_report.file_bytes / 1024:>9.2f}"
+      f"{packed_report.lut_weight_bytes / 1024:>12.2f}")'''),
+    new_markdown_cell("""\
+**From a shell:** `tfmpq quantize zoo:small_cnn_fmnist --bits 8,4,4,8 --epochs 3 -o out`, then
+`tfmpq export out --c-array --packed -o out/mcu` (prints the TFLite Micro accuracy).
+
+In firmware: `#include "cnn_mixed_model.h"`, `const tflite::Model* m = tflite::GetModel(cnn_mixed_model);`,
+an arena of at least the reported size, and (for the packed file) TFLite Micro built with compression
+support (`USE_TFLM_COMPRESSION=1`)."""),
+]
+
+NOTEBOOKS = {
+    "01_quantize_your_model.ipynb": NB1,
+    "02_nsga2_pareto.ipynb": NB2,
+    "03_bbpso_budget.ipynb": NB3,
+    "04_deploy_to_mcu.ipynb": NB4,
+}
+
+BBPSO_IMPORT = "from tfmpq.search import bbpso"
+
+
+def _bbpso_import() -> str:
+    """``tfmpq.search.bbpso`` once the search package re-exports it; its module path until then."""
+    try:
+        import tfmpq.search as search
+
+        if hasattr(search, "bbpso"):
+            return BBPSO_IMPORT
+    except ImportError:
+        pass
+    return "from tfmpq.search.strategies.bbpso import bbpso"
+
+
+def build(name: str, cells: list) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.cells = []
+    for i, cell in enumerate(cells):
+        cell = nbformat.from_dict(dict(cell))
+        if cell.cell_type == "code":
+            cell.source = cell.source.replace("{BBPSO_IMPORT}", _bbpso_import())
+        cell["id"] = f"{name[:2]}-{i:02d}"  # stable ids: regenerating gives the same file
+        nb.cells.append(cell)
+    nb.metadata = {
+        "colab": {"provenance": [], "toc_visible": True},
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    nbformat.validate(nb)
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="fail if a notebook differs from what this script writes")
+    args = p.parse_args(argv)
+    stale = []
+    for name, cells in NOTEBOOKS.items():
+        path = os.path.join(HERE, name)
+        text = nbformat.writes(build(name, cells)) + "\n"
+        if args.check:
+            if not os.path.exists(path) or open(path, encoding="utf-8").read() != text:
+                stale.append(name)
+            continue
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    if stale:
+        print(f"out of date: {', '.join(stale)} (run python notebooks/make_notebooks.py)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

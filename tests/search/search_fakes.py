@@ -1,0 +1,63 @@
+"""Deterministic pure-Python evaluators for the search tests (no TensorFlow, milliseconds per call)."""
+from __future__ import annotations
+
+import math
+
+from tfmpq.evaluate import Candidate
+
+PARAMS = (3000, 1200, 400)  # kernel parameters per group
+SENSITIVITY = (0.6, 2.5, 0.3)  # how much each group's accuracy suffers at low bits
+
+
+class FakeEvaluator:
+    """accuracy = 0.97 - sum_i s_i / 2**b_i (weights) - 0.5 sum_i s_i / 4**a_i (activations);
+    weight_bytes = sum_i params_i * b_i / 8; a pure function of the policy, like a seeded evaluation.
+
+    Args:
+        params / sensitivity: per group (len = number of groups).
+        fail_when: a predicate on the policy; True -> the evaluator raises (a crashed candidate).
+        nan_when: a predicate; True -> returns a NaN accuracy (a diverged candidate).
+        interrupt_after: raise KeyboardInterrupt on this call number (a kill), once.
+    """
+
+    def __init__(self, params=PARAMS, sensitivity=SENSITIVITY, fail_when=None, nan_when=None, interrupt_after=None):
+        self.params = params
+        self.sensitivity = sensitivity
+        self.fail_when = fail_when
+        self.nan_when = nan_when
+        self.interrupt_after = interrupt_after
+        self.calls = 0
+        self.evaluated = []
+
+    def metrics(self, policy) -> dict:
+        wb = sum(p * b / 8 for p, b in zip(self.params, policy.weight_bits))
+        ops = sum(self.params)
+        return {
+            "float_weight_bytes": 4.0 * sum(self.params),
+            "weight_bytes": float(wb),
+            "avg_weight_bits": sum(p * b for p, b in zip(self.params, policy.weight_bits)) / sum(self.params),
+            "bops": float(sum(p * w * a for p, w, a in zip(self.params, policy.weight_bits, policy.activation_bits))),
+            "macs": ops,
+            "avg_op_bits": math.sqrt(sum(p * w * a for p, w, a in zip(self.params, policy.weight_bits,
+                                                                     policy.activation_bits)) / ops),
+        }
+
+    def accuracy(self, policy) -> float:
+        acc = 0.97
+        acc -= sum(s / 2 ** b for s, b in zip(self.sensitivity, policy.weight_bits))
+        acc -= 0.5 * sum(s / 4 ** a for s, a in zip(self.sensitivity, policy.activation_bits))
+        return max(0.0, acc)
+
+    def evaluate(self, policy) -> Candidate:
+        self.calls += 1
+        if self.interrupt_after is not None and self.calls == self.interrupt_after:
+            self.interrupt_after = None
+            raise KeyboardInterrupt("simulated kill")
+        self.evaluated.append(tuple(policy.weight_bits) + tuple(policy.activation_bits))
+        if self.fail_when is not None and self.fail_when(policy):
+            raise RuntimeError("simulated crash")
+        acc = float("nan") if self.nan_when is not None and self.nan_when(policy) else self.accuracy(policy)
+        return Candidate(policy, acc, self.metrics(policy), seconds=0.001)
+
+    def signature(self) -> dict:
+        return {"fake": list(self.params), "sensitivity": list(self.sensitivity)}

@@ -1,0 +1,275 @@
+"""The `tfmpq` command line, run in-process through `tfmpq.cli.main` (real models, real data, tiny sizes)."""
+import json
+import os
+
+import pytest
+
+from tfmpq import cli, zoo
+
+ZOO_NAMES = zoo.names() + zoo.checkpoints()
+
+
+def run(capsys, *argv):
+    """main(argv) -> (exit status, stdout, stderr)."""
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err: str) -> str:
+    """The `tfmpq: error:` line of stderr (TensorFlow's own C++ log lines may precede it)."""
+    lines = [line for line in err.splitlines() if line.startswith("tfmpq: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------- info
+def test_info_lists_groups_and_float_layers_of_the_shipped_checkpoint(capsys):
+    code, out, _ = run(capsys, "info", "zoo:small_cnn_fmnist")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == ("model `small_cnn`: input (28, 28, 1), 29,402 parameters, 4 quantizable groups, "
+                        "1,924,992 MACs")
+    assert lines[1].split() == ["#", "group", "kind", "layers", "params", "MACs"]
+    assert lines[2].split() == ["0", "conv1", "Conv2D", "conv1_bn+conv1_relu", "160", "112,896"]
+    assert lines[5].split() == ["3", "predictions", "Dense", "-", "5,770", "5,760"]
+    assert "stays float: nothing (every weighted layer is in a group)" in out
+    assert "--bits 8,4,4,8" in out
+
+
+def test_info_of_a_zoo_builder_as_json(capsys):
+    code, out, _ = run(capsys, "info", "zoo:mlp", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert [g["kind"] for g in info["groups"]] == ["Dense", "Dense"]
+    assert [g["params"] for g in info["groups"]] == [78500, 1010]  # 784-100-10
+    assert info["float_layers"] == {}
+
+
+def test_info_of_a_saved_model_file(capsys, tmp_path, residual_cnn):
+    path = tmp_path / "residual.h5"
+    residual_cnn.save(path)
+    code, out, _ = run(capsys, "info", str(path))
+    assert code == 0
+    assert "model `residual_cnn`" in out and "DepthwiseConv2D" in out
+
+
+# ------------------------------------------------------------------------------------- errors
+def test_missing_model_file_is_one_line(capsys, tmp_path):
+    missing = str(tmp_path / "nope.keras")
+    code, _, err = run(capsys, "info", missing)
+    assert code == 1
+    assert error_line(err) == (
+        f"tfmpq: error: Model file not found: {missing!r}. Expected a .keras/.h5 file, a SavedModel folder or "
+        f"zoo:NAME (NAME one of {ZOO_NAMES}).")
+
+
+def test_unknown_zoo_name_is_one_line(capsys):
+    code, _, err = run(capsys, "info", "zoo:resnet21")
+    assert code == 1
+    assert error_line(err) == (
+        "tfmpq: error: Invalid value for `spec`: unknown zoo model. Received: spec='zoo:resnet21'. "
+        f"Expected zoo:NAME with NAME one of {ZOO_NAMES}.")
+
+
+def test_a_file_that_is_not_a_model_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "model.h5"
+    bad.write_text("not a model")
+    code, _, err = run(capsys, "info", str(bad))
+    assert code == 1
+    assert error_line(err).startswith(f"tfmpq: error: Cannot load a tf_keras model from {bad}: ")
+
+
+def test_out_of_range_bits_name_the_group(capsys, tmp_path):
+    code, _, err = run(capsys, "quantize", "zoo:small_cnn_fmnist", "--bits", "8,9,4,8", "-o", str(tmp_path))
+    assert code == 1
+    assert error_line(err) == (
+        "tfmpq: error: Invalid value for `weight_bits`: expected an integer in 2..8, or 16/32 for float. "
+        "Received: weight_bits=9 for group `conv2`.")
+    assert not (tmp_path / "qat.h5").exists()
+
+
+def test_wrong_number_of_bits(capsys, tmp_path):
+    code, _, err = run(capsys, "quantize", "zoo:small_cnn_fmnist", "--bits", "8,4,8", "-o", str(tmp_path))
+    assert code == 1
+    assert error_line(err) == (
+        "tfmpq: error: Invalid value for `weight_bits`: expected 4 bit-widths, one per group "
+        "(conv1, conv2, conv3, predictions). Received 3: [8, 4, 8].")
+
+
+def test_unknown_dataset_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "quantize", "zoo:small_cnn_fmnist", "--bits", "8", "--data", "imagenet77",
+                       "-o", str(tmp_path))
+    assert code == 1
+    assert error_line(err).startswith(
+        "tfmpq: error: Invalid value for `name_or_path`: unknown dataset. Received: name_or_path='imagenet77'.")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["quantize", "zoo:small_cnn_fmnist", "--bits", "8,x", "-o", "out"],
+     "argument --bits: expected comma-separated integers such as 8,4,4,8. Received: '8,x'"),
+    (["quantize", "zoo:small_cnn_fmnist", "-o", "out"], "the following arguments are required: --bits"),
+    (["info", "zoo:small_cnn_fmnist", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["search", "zoo:small_cnn_fmnist", "--strategy", "random", "-o", "run"],
+     "argument --strategy: invalid choice: 'random' (choose from 'nsga2', 'bbpso')"),
+    (["search", "zoo:small_cnn_fmnist", "--population", "0", "-o", "run"],
+     "argument --population: expected a positive integer. Received: '0'"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_bad_usage_exits_2_with_argparse_usage(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tfmpq")
+    assert message in err.splitlines()[-1]
+
+
+def test_debug_re_raises(capsys):
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        cli.main(["info", "zoo:resnet21", "--debug"])
+
+
+def test_report_of_a_missing_run_dir(capsys, tmp_path):
+    code, _, err = run(capsys, "report", str(tmp_path / "run"))
+    assert code == 1
+    assert error_line(err) == (f"tfmpq: error: Run directory not found: {str(tmp_path / 'run')!r}. "
+                               "Expected the RUN_DIR of `tfmpq search`.")
+
+
+def test_export_of_a_float_model_is_refused(capsys, tmp_path, residual_cnn):
+    path = tmp_path / "float.h5"
+    residual_cnn.save(path)
+    code, _, err = run(capsys, "export", str(path), "-o", str(tmp_path / "out"))
+    assert code == 1
+    assert error_line(err) == (f"tfmpq: error: {path} is not a tfmpq QAT model (no quantized group). "
+                               f"Quantize it first: tfmpq quantize {path} --bits ... -o OUT")
+
+
+# ----------------------------------------------------------------------- quantize -> export
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    """`tfmpq quantize` of the demo CNN: 1 QAT epoch on 512 images."""
+    out = tmp_path_factory.mktemp("quantized")
+    code = cli.main(["quantize", "zoo:small_cnn_fmnist", "--bits", "8,4,4,8", "--epochs", "1",
+                     "--num-train", "512", "--num-test", "200", "-o", str(out)])
+    assert code == 0
+    return out
+
+
+def test_quantize_writes_model_policy_and_metrics(quantized):
+    assert (quantized / "qat.h5").is_file()
+    policy = json.loads((quantized / "policy.json").read_text())
+    assert policy["groups"] == ["conv1", "conv2", "conv3", "predictions"]
+    assert policy["weight_bits"] == [8, 4, 4, 8] and policy["activation_bits"] == [8, 8, 8, 8]
+    metrics = json.loads((quantized / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["num_test"] == 200
+    assert 0.6 < metrics["test_accuracy"] <= 1.0  # the float checkpoint is ~90 %: QAT must not wreck it
+    assert metrics["metrics"]["avg_weight_bits"] == pytest.approx((8 * 144 + 4 * 4608 + 4 * 18432 + 8 * 5760) / 28944)
+
+
+def test_quantized_model_reloads_as_a_qat_model(quantized):
+    import tfmpq
+    from tfmpq._keras import keras
+
+    with tfmpq.quantize_scope():
+        qat = keras.models.load_model(quantized / "qat.h5", compile=False)
+    bits = {name: g["weight_bits"] for name, g in tfmpq.policy_of(qat).items()}
+    assert bits == {"conv1": 8, "conv2": 4, "conv3": 4, "predictions": 8}
+
+
+def test_export_of_a_quantize_output_runs_on_tflite_micro(capsys, quantized, tmp_path):
+    capsys.readouterr()
+    code, out, _ = run(capsys, "export", str(quantized), "--num-test", "100", "--c-array", "-o", str(tmp_path))
+    assert code == 0
+    name = quantized.name
+    assert (tmp_path / f"{name}.tflite").is_file()
+    assert (tmp_path / f"{name}.h").is_file() and (tmp_path / f"{name}.cc").is_file()
+    rows = json.loads((tmp_path / "export.json").read_text())
+    assert rows[0]["report"]["packed_weight_bytes"] < rows[0]["report"]["int8_weight_bytes"]
+    tflm = rows[0]["accuracy"]["tflm"]
+    assert abs(tflm - rows[0]["keras_accuracy"]) <= 0.03  # the deployed model is the trained one
+    assert f"{100 * tflm:.2f}%" in out
+
+
+def test_packed_export_is_smaller_and_runs_on_tflite_micro_only(capsys, quantized, tmp_path):
+    capsys.readouterr()
+    code, out, _ = run(capsys, "export", str(quantized / "qat.h5"), "--packed", "--runtime", "both",
+                       "--num-test", "50", "-o", str(tmp_path))
+    assert code == 0
+    report = json.loads((tmp_path / "export.json").read_text())[0]
+    assert report["report"]["packed"] is True
+    assert report["report"]["lut_weight_bytes"] < report["report"]["int8_weight_bytes"]
+    assert set(report["accuracy"]) == {"tflm"}  # LiteRT cannot run a LUT-packed file: not attempted
+    assert "LiteRT rejects compressed tensors" in out
+
+
+# ------------------------------------------------------------------------------ search -> report
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory):
+    """A tiny post-training-quantization NSGA-II run: 2 uniform policies, no generation."""
+    run_dir = tmp_path_factory.mktemp("runs") / "nsga2"
+    code = cli.main(["search", "zoo:small_cnn_fmnist", "--strategy", "nsga2", "--evaluation", "ptq",
+                     "--num-train", "300", "--num-val", "100", "--bits", "4,8", "--population", "2",
+                     "--offspring", "2", "--generations", "0", "--quiet", "-o", str(run_dir)])
+    assert code == 0
+    return run_dir
+
+
+def test_search_writes_a_run_dir(search_run):
+    for name in ("run.json", "evaluations.jsonl", "front.json", "summary.txt", "pareto.png", "cli.json"):
+        assert (search_run / name).is_file(), name
+    record = json.loads((search_run / "cli.json").read_text())
+    assert record["model"] == "zoo:small_cnn_fmnist"
+    assert record["options"]["evaluation"] == "ptq" and record["options"]["bits"] == [4, 8]
+    genes = [json.loads(line)["genes"] for line in (search_run / "evaluations.jsonl").read_text().splitlines()]
+    assert sorted(genes) == [[4, 4, 4, 4], [8, 8, 8, 8]]
+
+
+def test_search_refuses_a_used_run_dir(capsys, search_run):
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--evaluation", "ptq", "-o", str(search_run))
+    assert code == 1
+    assert error_line(err).startswith(f"tfmpq: error: `{search_run}` already holds a search run")
+
+
+def test_search_resume_takes_the_recorded_options(capsys, search_run):
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--resume", "--quiet", "-o", str(search_run))
+    assert code == 0
+    assert "(0 evaluated here" in out  # nothing left to do: the options came from cli.json
+
+
+def test_report_prints_tables_and_writes_plots(capsys, search_run, tmp_path):
+    code, out, _ = run(capsys, "report", str(search_run), "-o", str(tmp_path))
+    assert code == 0
+    assert out.startswith(f"run {search_run}: nsga2, objectives accuracy / weight_bytes; 2 candidates (0 failed, ptq)")
+    assert "Uniform policies:" in out and "4-bit" in out and "8-bit" in out
+    for name in ("report.md", "pareto.png", "hypervolume.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "| weight bits" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_bbpso_search_then_export_best(capsys, tmp_path):
+    run_dir = tmp_path / "bbpso"
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "bbpso", "--evaluation", "ptq",
+                       "--num-train", "300", "--num-val", "100", "--bits", "4,8", "--swarm", "2", "--iterations",
+                       "1", "--target", "6", "--quiet", "-o", str(run_dir))
+    assert code == 0
+    assert "best under avg_op_bits <= 6.0" in out
+    code, out, _ = run(capsys, "export", str(run_dir), "--num-test", "100", "-o", str(run_dir / "export"))
+    assert code == 0
+    rows = json.loads((run_dir / "export" / "export.json").read_text())
+    assert len(rows) == 1  # a budgeted search exports its best policy
+    assert rows[0]["metrics"]["avg_op_bits"] <= 6.0
+
+
+@pytest.mark.slow
+def test_python_dash_m_tfmpq(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tfmpq", "info", "zoo:nope"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1].startswith("tfmpq: error: Invalid value for `spec`: unknown zoo model.")

@@ -1,0 +1,758 @@
+"""The ``tfmpq`` command: a thin argparse layer over the library.
+
+Commands (``tfmpq COMMAND --help`` for every option)::
+
+    tfmpq info MODEL                                   groups, parameters, MACs, what stays float
+    tfmpq quantize MODEL --bits 8,4,4,8 --data D --epochs N -o OUT
+    tfmpq search MODEL --strategy nsga2|bbpso --data D [--resume] -o RUN_DIR
+    tfmpq export RUN_DIR|QAT_MODEL --data D [--c-array] [--packed] -o OUT
+    tfmpq report RUN_DIR                               tables and plots of a search run
+
+``MODEL`` is a ``.keras`` / ``.h5`` file, a SavedModel folder or ``zoo:NAME`` (``tfmpq.zoo``); ``D``
+is a ``tfmpq.data.load`` name or path (default ``default``: the Fashion-MNIST subset shipped with
+tfmpq). Exit status: 0 success, 1 an error (one ``tfmpq: error: ...`` line on stderr; ``--debug``
+shows the traceback), 2 invalid command-line usage (argparse).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+__all__ = ["main", "build_parser"]
+
+PROG = "tfmpq"
+#: What ``tfmpq search`` records in the run directory so that ``export`` and ``--resume`` can
+#: rebuild the model, the data and the evaluator exactly.
+CLI_RECORD = "cli.json"
+#: Defaults of ``tfmpq search`` options; ``--resume`` takes unspecified options from ``cli.json``.
+SEARCH_DEFAULTS = {
+    "strategy": "nsga2", "data": "default", "num_train": None, "num_val": None, "val_fraction": 0.1,
+    "evaluation": "qat", "epochs": None, "batch_size": 64, "learning_rate": 1e-4, "bits": "2,3,4,5,6,7,8",
+    "activation_bits": 8, "search_activations": False, "pin_first_last": False, "objective": "weight_bytes",
+    "population": 16, "offspring": 16, "generations": 10, "budget": "avg_op_bits", "target": 4.0,
+    "swarm": 15, "iterations": 20, "init": "ligpi", "seed": 0, "per_tensor": False,
+}
+_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2}
+
+
+class CliError(Exception):
+    """A user error found by the command line itself (printed as one line, exit status 1)."""
+
+
+# ------------------------------------------------------------------------------------ parsing
+def _int_list(text: str) -> list[int]:
+    """``"8,4,4,8"`` -> ``[8, 4, 4, 8]``; argparse turns the ValueError into a usage error."""
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 8,4,4,8. Received: {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer. Received: {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
+    return value
+
+
+def _add_data_args(p: argparse.ArgumentParser, default=argparse.SUPPRESS, val: bool = True,
+                   test: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=default, metavar="D",
+                   help="dataset name or path for tfmpq.data.load (fashion_mnist, mnist, cifar10, cifar100, "
+                        "digits, a .npz or an image folder). Default: default (the Fashion-MNIST subset "
+                        "shipped with tfmpq)")
+    g.add_argument("--num-train", type=_positive_int, default=argparse.SUPPRESS if default is argparse.SUPPRESS
+                   else None, metavar="N", help="class-balanced subset of the training split (validation included)")
+    if val:
+        g.add_argument("--num-val", type=_positive_int, default=argparse.SUPPRESS if default is argparse.SUPPRESS
+                       else None, metavar="N",
+                       help="validation samples held out of the training split (default: --val-fraction)")
+        g.add_argument("--val-fraction", type=float, default=argparse.SUPPRESS if default is argparse.SUPPRESS
+                       else 0.1, metavar="F", help="share of the training split held out for validation. "
+                                                   "Default: 0.1")
+    if test:
+        g.add_argument("--num-test", type=_positive_int, default=None, metavar="N",
+                       help="class-balanced subset of the test split used for the reported accuracy (default: all)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tfmpq`` argument parser (exposed for documentation and tests)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[common],
+        description="Find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.",
+        epilog="MODEL is a .keras/.h5 file, a SavedModel folder or zoo:NAME. Run `tfmpq COMMAND --help` for "
+               "the options of each command.")
+    from tfmpq import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    # info
+    p = sub.add_parser("info", parents=[common], help="quantizable groups of a model and what stays float",
+                       description="Print a model's quantizable groups (index, name, kind, folded layers, "
+                                   "parameters after BN folding, MACs) and the weighted layers left in float.")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
+
+    # quantize
+    p = sub.add_parser("quantize", parents=[common], help="QAT-train one per-layer policy",
+                       description="Quantize MODEL with a per-group policy, train it with quantization-aware "
+                                   "training and save OUT/qat.h5, OUT/policy.json and OUT/metrics.json.")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("--bits", type=_int_list, required=True, metavar="B[,B...]",
+                   help="weight bits: one value for every group or one per group in `tfmpq info` order "
+                        "(2..8; 16 or 32 keep a group in float)")
+    p.add_argument("--activation-bits", type=_int_list, default=[8], metavar="B[,B...]",
+                   help="activation bits, one value or one per group. Default: 8")
+    p.add_argument("--epochs", type=_non_negative_int, default=1, help="QAT epochs (0: calibrate only). Default: 1")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="Default: 64")
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="Default: 1e-4")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
+    p.add_argument("--seed", type=int, default=0, help="Default: 0")
+    _add_data_args(p, default="default")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+
+    # search
+    p = sub.add_parser("search", parents=[common], help="mixed-precision policy search (NSGA-II or BBPSO)",
+                       description="Search per-group bit-widths. nsga2: the accuracy / cost Pareto front. bbpso: "
+                                   "the most accurate policy under a budget (e.g. --budget avg_op_bits "
+                                   "--target 4). Everything goes to RUN_DIR; --resume continues a killed run "
+                                   "(options not given are taken from RUN_DIR/cli.json).")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("--strategy", choices=("nsga2", "bbpso"), default=argparse.SUPPRESS,
+                   help="Default: nsga2")
+    _add_data_args(p, test=False)
+    g = p.add_argument_group("evaluation of a candidate")
+    g.add_argument("--evaluation", choices=("qat", "ptq"), default=argparse.SUPPRESS,
+                   help="qat: train --epochs of QAT, score the best epoch; ptq: calibrate only. Default: qat")
+    g.add_argument("--epochs", type=_positive_int, default=argparse.SUPPRESS,
+                   help="QAT epochs per candidate. Default: 1 (nsga2), 2 (bbpso)")
+    g.add_argument("--batch-size", type=_positive_int, default=argparse.SUPPRESS, help="Default: 64")
+    g.add_argument("--learning-rate", type=float, default=argparse.SUPPRESS, help="Default: 1e-4")
+    g.add_argument("--per-tensor", action="store_true", default=argparse.SUPPRESS,
+                   help="one weight scale per tensor (default: per channel)")
+    g = p.add_argument_group("search space")
+    g.add_argument("--bits", type=_int_list, default=argparse.SUPPRESS, metavar="B[,B...]",
+                   help="candidate weight bits. Default: 2,3,4,5,6,7,8")
+    g.add_argument("--activation-bits", type=_positive_int, default=argparse.SUPPRESS,
+                   help="activation bits when activations are not searched. Default: 8")
+    g.add_argument("--search-activations", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                   help="search activation bits too. Default: on for bbpso, off for nsga2")
+    g.add_argument("--pin-first-last", action="store_true", default=argparse.SUPPRESS,
+                   help="keep the first and last groups at 8 bits")
+    g = p.add_argument_group("nsga2")
+    g.add_argument("--objective", choices=("weight_bytes", "bops"), default=argparse.SUPPRESS,
+                   help="the cost traded against accuracy. Default: weight_bytes")
+    g.add_argument("--population", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
+    g.add_argument("--offspring", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
+    g.add_argument("--generations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 10")
+    g = p.add_argument_group("bbpso")
+    g.add_argument("--budget", choices=("avg_op_bits", "avg_weight_bits", "weight_bytes", "bops"),
+                   default=argparse.SUPPRESS, help="the constrained metric. Default: avg_op_bits")
+    g.add_argument("--target", type=float, default=argparse.SUPPRESS, help="budget: metric <= target. Default: 4.0")
+    g.add_argument("--swarm", type=_positive_int, default=argparse.SUPPRESS, help="Default: 15")
+    g.add_argument("--iterations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 20")
+    g.add_argument("--init", choices=("ligpi", "random"), default=argparse.SUPPRESS, help="Default: ligpi")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="Default: 0")
+    g.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    g.add_argument("--overwrite", action="store_true", help="replace a previous run in RUN_DIR")
+    g.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
+                   help="QAT-fine-tune the front (bbpso: the best) afterwards. Default: 0")
+    g.add_argument("--quiet", action="store_true", help="no per-generation progress")
+    p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory")
+
+    # export
+    p = sub.add_parser("export", parents=[common], help="export a run's models or a QAT model to .tflite",
+                       description="Export to full-integer .tflite files (sub-8-bit weights on their grid in "
+                                   "int8 containers; --packed: LUT-packed for TFLite Micro) and report their "
+                                   "accuracy on the TFLite Micro interpreter. SOURCE is a `tfmpq search` run "
+                                   "directory (exports its front, or the best policy of a budgeted search; each "
+                                   "is rebuilt as the search scored it, or fine-tuned with --finetune), a "
+                                   "`tfmpq quantize` output folder, or a QAT .h5 file.")
+    p.add_argument("source", metavar="RUN_DIR|QAT_MODEL")
+    _add_data_args(p, default=None, val=False)
+    p.add_argument("--members", choices=("front", "best"), default=None,
+                   help="run directory: export the front or the best candidate (default: front for nsga2, "
+                        "best for bbpso)")
+    p.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
+                   help="run directory: fine-tune each member with EPOCHS of QAT before exporting. Default: 0")
+    p.add_argument("--model", default=None, help="run directory made from Python (no cli.json): the float MODEL")
+    p.add_argument("--c-array", nargs="?", const="", default=None, metavar="NAME",
+                   help="also write a C array (.h/.cc) for TFLite Micro (NAME: the C identifier; default from "
+                        "the file name)")
+    p.add_argument("--packed", action="store_true",
+                   help="LUT-compress sub-8-bit weights to their bit-width (runs on TFLite Micro only)")
+    p.add_argument("--float-io", action="store_true", help="float32 input/output instead of int8")
+    p.add_argument("--runtime", choices=("tflm", "litert", "both"), default="tflm",
+                   help="interpreter(s) for the accuracy. Default: tflm")
+    p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="data subset seed. Default: 0 (or the run's)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+
+    # report
+    p = sub.add_parser("report", parents=[common], help="tables and plots of a search run",
+                       description="Print the front (and best / uniform / export) tables of a run and write "
+                                   "report.md, pareto.png and the history plot.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", default=None, metavar="OUT",
+                   help="where report.md and the plots go. Default: RUN_DIR")
+    p.add_argument("--no-plots", action="store_true", help="tables only")
+    return parser
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _print_err(message: str) -> None:
+    first = " ".join(str(message).split())  # one line, whatever the exception's text holds
+    print(f"{PROG}: error: {first}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hides what TensorFlow's C++ code writes to file descriptor 2 while it loads (CUDA probes,
+    absl banners): a user sees tfmpq's own messages. ``--debug`` keeps them."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some embedded interpreters): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _import_tensorflow(quiet: bool) -> None:
+    with _quiet_native_stderr() if quiet else contextlib.nullcontext():
+        from tfmpq._keras import tf
+
+        tf.config.list_physical_devices()  # the CUDA probe logs here, once
+
+
+def _load_model(spec: str):
+    from tfmpq import zoo
+
+    return zoo.resolve_model(spec)
+
+
+def _load_data(spec: str, num_train, seed: int):
+    from tfmpq import data
+
+    return data.load(spec, num_train=num_train, seed=seed)
+
+
+def _split(ds, num_val, val_fraction: float, seed: int):
+    from tfmpq import data
+
+    if num_val is not None:
+        if num_val >= len(ds.y_train):
+            raise CliError(f"Invalid value for `--num-val`: expected fewer than the {len(ds.y_train)} training "
+                           f"samples. Received: --num-val {num_val}.")
+        val_fraction = num_val / len(ds.y_train)
+    return data.split_validation(ds, val_fraction, seed=seed)
+
+
+def _test_subset(ds, num_test, seed: int = 0):
+    if num_test is None or num_test >= len(ds.y_test):
+        return ds.x_test, ds.y_test
+    from tfmpq.data import balanced_subset
+
+    idx = balanced_subset(ds.y_test, num_test, seed + 1)
+    return ds.x_test[idx], ds.y_test[idx]
+
+
+def _check_model_fits_data(model, ds) -> None:
+    want = tuple(model.input_shape[1:])
+    if any(w is not None and w != h for w, h in zip(want, ds.input_shape)) or len(want) != len(ds.input_shape):
+        raise CliError(f"Model input shape {want} does not match dataset `{ds.name}` inputs {ds.input_shape}. "
+                       "Pick a model and a dataset that fit (zoo builders take the data's shape automatically).")
+
+
+def _accuracy(model, x, y, batch_size: int = 256) -> float:
+    import numpy as np
+
+    pred = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    y = np.asarray(y)
+    labels = y.argmax(-1) if y.ndim >= 2 and y.shape[-1] > 1 else y.reshape(-1)
+    return float(np.mean(pred.reshape(len(pred), -1).argmax(-1) == labels))
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _resolve_for_data(spec: str, ds):
+    """``zoo:`` builders get the dataset's input shape and classes; everything else loads as is."""
+    from tfmpq import zoo
+
+    if spec.startswith(zoo.ZOO_PREFIX) and spec[len(zoo.ZOO_PREFIX):] in zoo.names():
+        return zoo.resolve_model(spec, input_shape=ds.input_shape, num_classes=ds.num_classes)
+    return zoo.resolve_model(spec)
+
+
+# ------------------------------------------------------------------------------------ commands
+def cmd_info(args) -> int:
+    import tfmpq
+    from tfmpq.graph import groups_table
+
+    model = _load_model(args.model)
+    groups = tfmpq.quantizable_groups(model)
+    floats = tfmpq.float_layers(model)
+    if args.json:
+        print(json.dumps({"model": model.name, "params": int(model.count_params()),
+                          "groups": [g.to_dict() for g in groups], "float_layers": floats},
+                         indent=1, default=_json_default))
+        return 0
+    macs = sum(g.macs for g in groups)
+    print(f"model `{model.name}`: input {tuple(model.input_shape[1:])}, {model.count_params():,} parameters, "
+          f"{len(groups)} quantizable groups, {macs:,} MACs")
+    print(groups_table(groups))
+    if floats:
+        print("stays float:")
+        for name, why in floats.items():
+            print(f"  {name}: {why}")
+    else:
+        print("stays float: nothing (every weighted layer is in a group)")
+    print("policy: pass one weight bit-width per group, in this order, e.g. "
+          f"--bits {','.join(['8'] + ['4'] * max(len(groups) - 2, 0) + (['8'] if len(groups) > 1 else []))}")
+    return 0
+
+
+def _expand_bits(values: list[int]):
+    return values[0] if len(values) == 1 else values
+
+
+def cmd_quantize(args) -> int:
+    import tfmpq
+    from tfmpq.evaluate import Evaluator
+
+    start = time.perf_counter()
+    ds = _load_data(args.data, args.num_train, args.seed)
+    model = _resolve_for_data(args.model, ds)
+    _check_model_fits_data(model, ds)
+    policy = tfmpq.QuantPolicy.from_bits(model, weight_bits=_expand_bits(args.bits),
+                                         activation_bits=_expand_bits(args.activation_bits))
+    summary = tfmpq.metrics.summary(model, policy, per_channel=not args.per_tensor)
+    train, val = _split(ds, args.num_val, args.val_fraction, args.seed)
+    x_test, y_test = _test_subset(ds, args.num_test, args.seed)
+    print(f"quantizing `{model.name}` with {policy}")
+    print(f"weights {summary['weight_bytes'] / 1024:.2f} KiB (float {summary['float_weight_bytes'] / 1024:.2f} KiB, "
+          f"{summary['compression_ratio']:.2f}x), avg weight bits {summary['avg_weight_bits']:.2f}, "
+          f"avg op bits {summary['avg_op_bits']:.2f}")
+    evaluator = Evaluator(model, train, val, evaluation="qat" if args.epochs else "ptq", epochs=max(args.epochs, 1),
+                          batch_size=args.batch_size, seed=args.seed, per_channel=not args.per_tensor,
+                          learning_rate=args.learning_rate)
+    float_acc = _accuracy(model, x_test, y_test)
+    print(f"training: {len(train[1])} samples, validation: {len(val[1])}, "
+          + (f"{args.epochs} QAT epoch(s)" if args.epochs else "calibration only (--epochs 0)"))
+    qat, val_acc, info = evaluator.build(policy)
+    test_acc = _accuracy(qat, x_test, y_test)
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, "qat.h5")
+    with warnings.catch_warnings():  # Keras calls .h5 "legacy"; tfmot's QuantizeLayer cannot reload from .keras
+        warnings.simplefilter("ignore", UserWarning)
+        qat.save(path, include_optimizer=False)
+    with open(os.path.join(args.output, "policy.json"), "w", encoding="utf-8") as f:
+        f.write(policy.to_json() + "\n")
+    record = {
+        "model": args.model, "data": args.data, "num_train": args.num_train, "num_val": args.num_val,
+        "val_fraction": args.val_fraction, "num_test": len(y_test), "epochs": args.epochs,
+        "batch_size": args.batch_size, "learning_rate": args.learning_rate, "per_channel": not args.per_tensor,
+        "seed": args.seed, "float_test_accuracy": float_acc, "val_accuracy": val_acc, "test_accuracy": test_acc,
+        "history": info, "seconds": time.perf_counter() - start, "metrics": summary,
+    }
+    _write_json(os.path.join(args.output, "metrics.json"), record)
+    print(f"accuracy: validation {_pct(val_acc)}, test {_pct(test_acc)} (float model: test {_pct(float_acc)})")
+    print(f"wrote {path}, policy.json, metrics.json in {time.perf_counter() - start:.0f} s")
+    print(f"next: tfmpq export {path} --data {args.data} -o {os.path.join(args.output, 'export')}")
+    return 0
+
+
+def _search_options(args) -> dict:
+    """The effective search options: given flags, else (``--resume``) the run's cli.json, else defaults."""
+    given = {k: v for k, v in vars(args).items() if k in SEARCH_DEFAULTS}
+    stored = {}
+    record_path = os.path.join(args.output, CLI_RECORD)
+    if args.resume and os.path.isfile(record_path):
+        with open(record_path, encoding="utf-8") as f:
+            stored = json.load(f).get("options", {})
+    opts = {**SEARCH_DEFAULTS, **{k: v for k, v in stored.items() if k in SEARCH_DEFAULTS}, **given}
+    if isinstance(opts["bits"], str):
+        opts["bits"] = _int_list(opts["bits"])
+    if opts["epochs"] is None:
+        opts["epochs"] = _DEFAULT_EPOCHS[opts["strategy"]]
+    if "search_activations" not in given and "search_activations" not in stored:
+        opts["search_activations"] = opts["strategy"] == "bbpso"
+    return opts
+
+
+def cmd_search(args) -> int:
+    from tfmpq import search
+
+    if args.resume and args.overwrite:
+        raise CliError("Invalid flags: --resume and --overwrite exclude each other.")
+    opts = _search_options(args)
+    record_path = os.path.join(args.output, CLI_RECORD)
+    if args.resume and os.path.isfile(record_path):
+        with open(record_path, encoding="utf-8") as f:
+            previous = json.load(f)
+        if previous.get("model") != args.model:
+            raise CliError(f"Cannot resume {args.output}: it was searched with model {previous.get('model')!r}, "
+                           f"not {args.model!r}.")
+    ds = _load_data(opts["data"], opts["num_train"], opts["seed"])
+    model = _resolve_for_data(args.model, ds)
+    _check_model_fits_data(model, ds)
+    train, val = _split(ds, opts["num_val"], opts["val_fraction"], opts["seed"])
+    common = dict(
+        evaluation=opts["evaluation"], epochs=opts["epochs"], batch_size=opts["batch_size"],
+        learning_rate=opts["learning_rate"], per_channel=not opts["per_tensor"], bits=tuple(opts["bits"]),
+        search_activations=opts["search_activations"], activation_bits=opts["activation_bits"],
+        pin_first_last=opts["pin_first_last"], run_dir=args.output, resume=args.resume,
+        overwrite=args.overwrite, seed=opts["seed"], verbose=0 if args.quiet else 1,
+    )
+    print(f"{opts['strategy']} search of `{model.name}` on {ds.name}: {len(train[1])} training / {len(val[1])} "
+          f"validation samples, {opts['evaluation']} evaluation"
+          + (f" ({opts['epochs']} epoch(s))" if opts["evaluation"] == "qat" else "") + f", run dir {args.output}")
+    record = {"command": "search", "model": args.model, "options": opts, "argv": getattr(args, "_argv", None)}
+    existing = any(os.path.exists(os.path.join(args.output, n)) for n in ("evaluations.jsonl", "checkpoint.json",
+                                                                          "run.json"))
+    if not existing or args.resume or args.overwrite:  # else the search refuses the run dir: keep its record
+        os.makedirs(args.output, exist_ok=True)
+        _write_json(record_path, record)  # first: a killed run can be resumed and exported
+    start = time.perf_counter()
+    if opts["strategy"] == "nsga2":
+        result = search.nsga2(model, train, val, population=opts["population"], offspring=opts["offspring"],
+                              generations=opts["generations"], objectives=("accuracy", opts["objective"]), **common)
+    else:
+        bbpso = _bbpso_function()
+        result = bbpso(model, train, val, budget=opts["budget"], target=opts["target"], swarm=opts["swarm"],
+                       iterations=opts["iterations"], init=opts["init"], **common)
+    seconds = time.perf_counter() - start
+    _write_json(record_path, {**record, "seconds": seconds})
+    if args.quiet:
+        print(result.summary())
+    print(f"search wall time {seconds:.0f} s ({result.num_evaluated} evaluated here, {result.num_cached} cached)")
+    if args.finetune:
+        tuned = result.finetune(args.finetune)
+        for c in tuned:
+            print(f"fine-tuned {list(c.policy.weight_bits)}: " + (_pct(c.accuracy) if c.ok else "failed"))
+    print(f"wrote {args.output}: front.json, best.json, evaluations.jsonl, summary.txt, plots")
+    print(f"next: tfmpq report {args.output}   |   tfmpq export {args.output} -o {os.path.join(args.output, 'export')}")
+    return 0
+
+
+def _bbpso_function():
+    from tfmpq import search
+
+    fn = getattr(search, "bbpso", None)
+    if fn is None:
+        from tfmpq.search.strategies.bbpso import bbpso as fn
+    return fn
+
+
+def _is_run_dir(path: str) -> bool:
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, n))
+                                       for n in ("front.json", "evaluations.jsonl", "run.json"))
+
+
+def _c_name(stem: str) -> str:
+    import re
+
+    name = re.sub(r"\W", "_", stem)
+    return name if name and not name[0].isdigit() else f"model_{name}"
+
+
+def _export_one(qat, path: str, rep_x, args, x_test, y_test) -> dict:
+    from tfmpq.export import evaluate_tflite, export_tflite
+
+    c_array = None
+    if args.c_array is not None:
+        c_array = args.c_array or _c_name(os.path.splitext(os.path.basename(path))[0])
+    report = export_tflite(qat, path, rep_x, int8_io=not args.float_io, c_array=c_array, packed=args.packed)
+    accuracy = {}
+    runtimes = ("tflm", "litert") if args.runtime == "both" else (args.runtime,)
+    for runtime in runtimes:
+        if runtime == "litert" and args.packed:
+            continue  # a LUT-packed file runs on TFLite Micro only
+        if runtime == "tflm" and report.tflm_arena_bytes is None:
+            accuracy[runtime] = None
+            continue
+        accuracy[runtime] = evaluate_tflite(report.path, x_test, y_test, runtime=runtime)
+    return {"report": report, "accuracy": accuracy}
+
+
+def _print_export_rows(rows: list[dict]) -> None:
+    head = ["file", "weight bits", "file B", "int8 w B", "packed w B", "arena B", "keras acc", "TFLM acc"]
+    table = [head]
+    for r in rows:
+        rep = r["report"]
+        table.append([
+            os.path.basename(rep.path), ",".join(str(b) for b in rep.bits.values()), str(rep.file_bytes),
+            str(rep.int8_weight_bytes),
+            str(rep.packed_weight_bytes if rep.lut_weight_bytes is None else rep.lut_weight_bytes),
+            "n/a" if rep.tflm_arena_bytes is None else str(rep.tflm_arena_bytes),
+            _pct(r.get("keras_accuracy")), _pct(r["accuracy"].get("tflm")),
+        ])
+        if "litert" in r["accuracy"]:
+            table[0] = head + ["LiteRT acc"] if len(table[0]) == len(head) else table[0]
+            table[-1].append(_pct(r["accuracy"]["litert"]))
+    from tfmpq.report import format_table
+
+    print(format_table(table))
+    for r in rows:
+        for note in r["report"].notes:
+            print(f"note ({os.path.basename(r['report'].path)}): {note}")
+        if r["report"].c_array:
+            print("C array: " + ", ".join(r["report"].c_array))
+
+
+def _export_rows_json(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        item = {k: v for k, v in r.items() if k != "report"}
+        item["report"] = r["report"].to_dict()
+        out.append(item)
+    return out
+
+
+def cmd_export(args) -> int:
+    source = args.source
+    if not os.path.exists(source):
+        raise FileNotFoundError(f"Export source not found: {source!r}. Expected a `tfmpq search` run directory, "
+                                "a `tfmpq quantize` output folder or a QAT .h5 file.")
+    if os.path.isdir(source) and os.path.isfile(os.path.join(source, "qat.h5")) and not _is_run_dir(source):
+        source = os.path.join(source, "qat.h5")
+    if _is_run_dir(source):
+        return _export_run(args, source)
+    if os.path.isdir(source):
+        raise CliError(f"Cannot export {source!r}: it is neither a search run directory (front.json, "
+                       "evaluations.jsonl) nor a `tfmpq quantize` output folder (qat.h5).")
+    return _export_model(args, source)
+
+
+def _export_model(args, path: str) -> int:
+    import tfmpq
+    from tfmpq._keras import keras
+    from tfmpq.quantize import is_qat_model
+
+    start = time.perf_counter()
+    seed = getattr(args, "seed", 0)
+    try:
+        with tfmpq.quantize_scope():
+            qat = keras.models.load_model(path, compile=False)
+    except Exception as e:  # a corrupt or foreign file: one clear line
+        raise CliError(f"Cannot load a tfmpq QAT model from {path}: {type(e).__name__}: {e}") from e
+    if not is_qat_model(qat):
+        raise CliError(f"{path} is not a tfmpq QAT model (no quantized group). Quantize it first: "
+                       f"tfmpq quantize {path} --bits ... -o OUT")
+    ds = _load_data(args.data or "default", args.num_train, seed)
+    _check_model_fits_data(qat, ds)
+    x_test, y_test = _test_subset(ds, args.num_test, seed)
+    os.makedirs(args.output, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem == "qat":
+        stem = os.path.basename(os.path.dirname(os.path.abspath(path))) or "model"
+    out = os.path.join(args.output, f"{_c_name(stem)}.tflite")
+    row = _export_one(qat, out, ds.x_train[:256], args, x_test, y_test)
+    row["keras_accuracy"] = _accuracy(qat, x_test, y_test)
+    row["source"] = path
+    _print_export_rows([row])
+    _write_json(os.path.join(args.output, "export.json"), _export_rows_json([row]))
+    print(f"exported in {time.perf_counter() - start:.0f} s; accuracy on {len(y_test)} test samples of {ds.name}")
+    return 0
+
+
+def _export_run(args, run_dir: str) -> int:
+    from tfmpq.evaluate import Candidate, Evaluator
+    from tfmpq.search.store import read_json
+
+    start = time.perf_counter()
+    record_path = os.path.join(run_dir, CLI_RECORD)
+    record = read_json(record_path) if os.path.isfile(record_path) else None
+    run = read_json(os.path.join(run_dir, "run.json")) if os.path.isfile(os.path.join(run_dir, "run.json")) else {}
+    model_spec = args.model or (record or {}).get("model")
+    if model_spec is None:
+        raise CliError(f"Cannot export {run_dir}: it has no {CLI_RECORD} (it was not made by `tfmpq search`). "
+                       "Pass the float model with --model MODEL (and --data), or export from Python with "
+                       "result.export(...).")
+    opts = dict(SEARCH_DEFAULTS, **((record or {}).get("options") or {}))
+    if args.data is not None:
+        opts["data"] = args.data
+    if getattr(args, "num_train", None) is not None:
+        opts["num_train"] = args.num_train
+    if hasattr(args, "seed"):
+        opts["seed"] = args.seed
+    ev_sig = run.get("evaluator") if isinstance(run.get("evaluator"), dict) else {}
+    constrained = bool(run.get("constraint"))
+    members = args.members or ("best" if constrained else "front")
+    if members == "best":
+        best = read_json(os.path.join(run_dir, "best.json")) if os.path.isfile(os.path.join(run_dir, "best.json")) \
+            else None
+        chosen = [best] if best else []
+    else:
+        chosen = read_json(os.path.join(run_dir, "front.json")) if os.path.isfile(os.path.join(run_dir, "front.json")) \
+            else []
+    if not chosen:
+        raise CliError(f"Nothing to export in {run_dir}: no {'best.json' if members == 'best' else 'front.json'} "
+                       "(did the search finish? `tfmpq search ... --resume` completes it).")
+    ds = _load_data(opts["data"], opts["num_train"], opts["seed"])
+    model = _resolve_for_data(model_spec, ds)
+    train, val = _split(ds, opts["num_val"], opts["val_fraction"], opts["seed"])
+    x_test, y_test = _test_subset(ds, args.num_test, opts["seed"])
+    evaluator = Evaluator(
+        model, train, val, evaluation=ev_sig.get("evaluation", opts["evaluation"]),
+        epochs=max(int(ev_sig.get("epochs") or opts["epochs"] or 1), 1),
+        batch_size=int(ev_sig.get("batch_size", opts["batch_size"])), seed=int(ev_sig.get("seed", opts["seed"])),
+        per_channel=bool(ev_sig.get("per_channel", not opts["per_tensor"])),
+        symmetric=bool(ev_sig.get("symmetric", True)),
+        learning_rate=float(ev_sig.get("learning_rate") or opts["learning_rate"]),
+        calibration_batches=int(ev_sig.get("calibration_batches", 4)),
+    )
+    now = evaluator.signature()
+    for key in ("weights_sha1", "data_sha1"):
+        if ev_sig.get(key) and now.get(key) and ev_sig[key] != now[key]:
+            print(f"warning: the {'model weights' if key == 'weights_sha1' else 'data'} differ from the search's "
+                  f"({key}); accuracies will differ from the run's", file=sys.stderr)
+    os.makedirs(args.output, exist_ok=True)
+    print(f"exporting {len(chosen)} {'member(s) of the front' if members != 'best' else 'best candidate'} of "
+          f"{run_dir} (rebuilt with {'%d epoch(s) of fine-tuning' % args.finetune if args.finetune else evaluator.evaluation})")
+    rows = []
+    for i, data in enumerate(chosen):
+        cand = Candidate.from_json(data)
+        if args.finetune:
+            tuned, qat = evaluator.finetune(cand.policy, args.finetune)
+            val_acc = tuned.accuracy
+        else:
+            qat, val_acc, _ = evaluator.build(cand.policy)
+        genes = cand.genes if cand.genes is not None else cand.policy.weight_bits
+        name = f"{i:02d}_" + "-".join(str(g) for g in genes)
+        path = os.path.join(args.output, f"{name}.tflite")
+        if args.c_array == "" or args.c_array is None:
+            row = _export_one(qat, path, evaluator.representative_data(), args, x_test, y_test)
+        else:  # one name given for several files: suffix the index
+            sub = argparse.Namespace(**{**vars(args), "c_array": f"{args.c_array}_{i:02d}" if len(chosen) > 1
+                                        else args.c_array})
+            row = _export_one(qat, path, evaluator.representative_data(), sub, x_test, y_test)
+        row.update(genes=list(genes), search_accuracy=cand.accuracy, val_accuracy=val_acc,
+                   keras_accuracy=_accuracy(qat, x_test, y_test), metrics=cand.metrics)
+        rows.append(row)
+    _print_export_rows(rows)
+    _write_json(os.path.join(args.output, "export.json"), _export_rows_json(rows))
+    print(f"exported in {time.perf_counter() - start:.0f} s; accuracy on {len(y_test)} test samples of {ds.name}; "
+          f"wrote {os.path.join(args.output, 'export.json')}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tfmpq import report
+
+    run = report.load_run(args.run_dir)
+    out_dir = args.output or args.run_dir
+    text, files = report.write_report(run, out_dir, plots=not args.no_plots)
+    print(text)
+    if files:
+        print("wrote " + ", ".join(files))
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "quantize": cmd_quantize, "search": cmd_search, "export": cmd_export,
+            "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the ``tfmpq`` command line.
+
+    Args:
+        argv: the arguments (without the program name). Defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 on success, 1 on an error (reported as one line on stderr).
+
+    Raises:
+        SystemExit: with status 2 for invalid usage (argparse), 0 for ``--help``/``--version``.
+
+    Example:
+    >>> main(["info", "zoo:small_cnn_fmnist"])  # doctest: +SKIP
+    0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    debug = getattr(args, "debug", False)
+    from tfmpq.errors import TfmpqError
+
+    try:
+        _import_tensorflow(quiet=not debug)
+        return COMMANDS[args.command](args)
+    except (CliError, TfmpqError, FileNotFoundError, ValueError, TypeError, ImportError, OSError) as e:
+        if debug:
+            raise
+        _print_err(str(e) or type(e).__name__)
+        return 1
+    except Exception as e:  # anything else (a TensorFlow runtime error, a bug): still one line
+        if debug:
+            raise
+        _print_err(f"unexpected {type(e).__name__}: {e} (run again with --debug for the traceback)")
+        return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _print_err("interrupted" + (" (a search resumes with --resume)" if args.command == "search" else ""))
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

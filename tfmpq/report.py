@@ -1,0 +1,364 @@
+"""Tables and plots of a finished (or interrupted) search run, read back from its run directory.
+
+A run directory (``tfmpq.search.store``) holds ``run.json`` (the problem), ``evaluations.jsonl``
+(every scored candidate), ``history.json``, ``front.json`` / ``best.json`` and, after ``tfmpq
+export``, ``export/export.json``. :func:`load_run` reads them into a :class:`RunView` that quacks
+like the search's ``Result`` where plotting needs it, so the plots are drawn by the very functions
+``Result.save`` uses (``Result.plot_pareto`` / ``Result.plot_history``): a report made later looks
+like the one the search wrote. No TensorFlow is imported.
+
+Example:
+
+>>> from tfmpq import report
+>>> run = report.load_run("runs/fmnist")
+>>> print(report.front_table(run))
+>>> text, files = report.write_report(run, "runs/fmnist")   # report.md, pareto.png, history plot
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+from tfmpq.errors import CheckpointError
+
+__all__ = ["RunView", "load_run", "format_table", "front_table", "uniform_table", "export_table",
+           "summary_text", "markdown_report", "plot_pareto", "plot_history", "write_report"]
+
+
+@dataclasses.dataclass
+class _Constraint:
+    metric: str
+    target: float
+
+
+@dataclasses.dataclass
+class RunView:
+    """What a run directory holds, in the shape ``tfmpq.search.Result``'s plots read.
+
+    Attributes:
+        run_dir: the directory.
+        strategy: the strategy's name (``"nsga2"``, ``"bbpso"``, ...).
+        objectives: ``("accuracy", cost)``.
+        constraint: ``metric <= target`` of a budgeted search (``.metric``, ``.target``), else None.
+        candidates: every journaled candidate (``tfmpq.evaluate.Candidate``), in evaluation order.
+        front: the Pareto front (from ``front.json``, else recomputed), by increasing cost.
+        best: the best candidate (``best.json``), or None.
+        history: one dict per generation (``history.json``).
+        uniform: ``{label: Candidate}`` of the uniform policies that were scored.
+        signature: ``run.json`` (space, evaluator, strategy options, seed).
+        exports: rows of ``export.json`` files found under the run directory.
+        report: the budget report of a constrained search (``best.json``'s ``report``), or None.
+        search_activations: whether the chromosome holds activation bits too.
+    """
+
+    run_dir: Path
+    strategy: str
+    objectives: tuple
+    constraint: _Constraint | None
+    candidates: list
+    front: list
+    best: object | None
+    history: list
+    uniform: dict
+    signature: dict
+    exports: list
+    report: dict | None = None
+    search_activations: bool = False
+
+    @property
+    def cost(self) -> str:
+        return self.objectives[1] if len(self.objectives) > 1 else "weight_bytes"
+
+
+def _read_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"Cannot read `{path}`: it is not valid JSON ({e}).") from None
+
+
+def _read_journal(path: Path) -> list[dict]:
+    records = []
+    if not path.is_file():
+        return records
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line of a killed run (see tfmpq.search.store)
+    return records
+
+
+def _uniform_label(genes, search_activations: bool) -> str | None:
+    genes = list(genes or [])
+    if not genes or len(set(genes)) != 1:
+        return None
+    b = genes[0]
+    return f"w{b}a{b}" if search_activations else f"{b}-bit"
+
+
+def _pareto(candidates: list, cost: str) -> list:
+    """Non-dominated (max accuracy, min cost) candidates, by increasing cost."""
+    ok = sorted((c for c in candidates if c.ok and cost in c.metrics), key=lambda c: (c.metrics[cost], -c.accuracy))
+    front, best = [], -math.inf
+    for c in ok:
+        if c.accuracy > best:
+            front.append(c)
+            best = c.accuracy
+    return front
+
+
+def load_run(run_dir: str | os.PathLike) -> RunView:
+    """Reads a search run directory.
+
+    Args:
+        run_dir: a directory written by ``tfmpq search`` / ``tfmpq.search.nsga2(run_dir=...)`` / ``bbpso``.
+
+    Returns:
+        A :class:`RunView`.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` does not exist or holds no run (no ``evaluations.jsonl``,
+            ``front.json`` nor ``run.json``).
+        CheckpointError: a file of the run is not valid JSON.
+    """
+    from tfmpq.evaluate import Candidate  # no TensorFlow: evaluate imports it lazily
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"Run directory not found: {str(d)!r}. Expected the RUN_DIR of `tfmpq search`.")
+    names = ("evaluations.jsonl", "front.json", "run.json")
+    if not any((d / n).is_file() for n in names):
+        raise FileNotFoundError(f"No search run in {str(d)!r}: expected {', '.join(names)}. "
+                                "Run `tfmpq search MODEL -o RUN_DIR` first.")
+    signature = _read_json(d / "run.json") if (d / "run.json").is_file() else {}
+    objectives = tuple(signature.get("objectives") or ("accuracy", "weight_bytes"))
+    c = signature.get("constraint")
+    constraint = _Constraint(c["metric"], float(c["target"])) if c else None
+    space = signature.get("space") or {}
+    search_activations = bool(space.get("search_activations", False))
+
+    candidates, seen = [], set()
+    for record in _read_journal(d / "evaluations.jsonl"):
+        cand = Candidate.from_json(record)
+        key = tuple(cand.genes or ())
+        if key in seen:
+            continue  # BBPSO without screening journals repeats; the first score is the one used
+        seen.add(key)
+        candidates.append(cand)
+    cost = objectives[1] if len(objectives) > 1 else "weight_bytes"
+    if (d / "front.json").is_file():
+        front = [Candidate.from_json(r) for r in _read_json(d / "front.json")]
+    else:
+        front = _pareto(candidates, cost)
+    best_json = _read_json(d / "best.json") if (d / "best.json").is_file() else None
+    best = Candidate.from_json(best_json) if best_json else None
+    history = _read_json(d / "history.json") if (d / "history.json").is_file() else []
+    uniform = {}
+    for cand in candidates:
+        label = _uniform_label(cand.genes, search_activations)
+        if label is not None:
+            uniform[label] = cand
+    uniform = dict(sorted(uniform.items(), key=lambda kv: kv[1].genes[0]))
+    exports = []
+    for path in sorted(d.rglob("export.json")):
+        try:
+            rows = _read_json(path)
+        except CheckpointError:
+            continue
+        for row in rows if isinstance(rows, list) else []:
+            exports.append({**row, "_file": str(path)})
+    return RunView(
+        run_dir=d, strategy=signature.get("strategy") or "search", objectives=objectives, constraint=constraint,
+        candidates=candidates, front=front, best=best, history=history, uniform=uniform, signature=signature,
+        exports=exports, report=(best_json or {}).get("report"), search_activations=search_activations,
+    )
+
+
+# ---------------------------------------------------------------------------------------- tables
+def format_table(rows: list[list], markdown: bool = False) -> str:
+    """Formats rows of cells (the first row is the header) as aligned plain text or a Markdown table."""
+    rows = [[str(c) for c in r] for r in rows]
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) if i < len(r) else 0 for r in rows) for i in range(max(len(r) for r in rows))]
+    rows = [r + [""] * (len(widths) - len(r)) for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(rows[0], widths)) + " |",
+                 "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows[1:]]
+        return "\n".join(lines)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _pct(v) -> str:
+    return "failed" if v is None else f"{100 * v:.2f}%"
+
+
+def _num(v, spec: str = ".2f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _kib(v) -> str:
+    return "n/a" if v is None else f"{v / 1024:.2f}"
+
+
+def _genes(c) -> str:
+    return ",".join(str(g) for g in (c.genes if c.genes is not None else getattr(c.policy, "weight_bits", ())))
+
+
+def _bits(c, what: str) -> str:
+    bits = getattr(c.policy, what, None)
+    return _genes(c) if bits is None else ",".join(str(b) for b in bits)
+
+
+def _candidate_rows(cands: list, run: RunView) -> list[list]:
+    acts = run.search_activations
+    rows = [["#", "weight bits"] + (["act bits"] if acts else []) + [
+        "accuracy", "weight KiB", "compression", "avg w bits", "avg op bits", "MBOPs", "uniform"]]
+    for i, c in enumerate(cands):
+        m = c.metrics
+        rows.append([i, _bits(c, "weight_bits")] + ([_bits(c, "activation_bits")] if acts else []) + [
+                     _pct(c.accuracy if c.ok else None), _kib(m.get("weight_bytes")),
+                     _num(m.get("compression_ratio")) + "x" if m.get("compression_ratio") else "n/a",
+                     _num(m.get("avg_weight_bits")), _num(m.get("avg_op_bits")),
+                     _num(None if m.get("bops") is None else m["bops"] / 1e6, ".1f"),
+                     _uniform_label(c.genes, run.search_activations) or ""])
+    return rows
+
+
+def front_table(run: RunView, markdown: bool = False) -> str:
+    """The Pareto front: genes, accuracy, size, compression, average bits and BOPs of each member."""
+    return format_table(_candidate_rows(run.front, run), markdown)
+
+
+def uniform_table(run: RunView, markdown: bool = False) -> str:
+    """The uniform policies scored during the run (the baselines the front is compared with)."""
+    return format_table(_candidate_rows(list(run.uniform.values()), run), markdown)
+
+
+def export_table(run: RunView, markdown: bool = False) -> str:
+    """The exported models found under the run (``tfmpq export RUN_DIR -o RUN_DIR/...``)."""
+    rows = [["file", "weight bits", "file B", "int8 weights B", "packed weights B", "TFLM arena B", "Keras acc",
+             "TFLM acc"]]
+    for r in run.exports:
+        rep = r.get("report") or {}
+        bits = [g.get("weight_bits") for g in rep.get("groups", [])]
+        acc = r.get("accuracy") or {}
+        packed = rep.get("lut_weight_bytes") if rep.get("lut_weight_bytes") is not None else rep.get("packed_weight_bytes")
+        rows.append([os.path.basename(rep.get("path", "?")), ",".join(map(str, bits)), rep.get("file_bytes", "n/a"),
+                     rep.get("int8_weight_bytes", "n/a"), packed if packed is not None else "n/a",
+                     rep.get("tflm_arena_bytes") or "n/a", _pct(r.get("keras_accuracy")) if "keras_accuracy" in r
+                     else "n/a", _pct(acc.get("tflm")) if "tflm" in acc else "n/a"])
+    return format_table(rows, markdown)
+
+
+def summary_text(run: RunView) -> str:
+    """A few lines: what was searched, how much, the best candidate and the budget report."""
+    num_failed = sum(1 for c in run.candidates if not c.ok)
+    ev = run.signature.get("evaluator") if isinstance(run.signature.get("evaluator"), dict) else {}
+    how = ev.get("evaluation", "?")
+    if how == "qat":
+        how += f", {ev.get('epochs')} epoch(s)"
+    lines = [f"run {run.run_dir}: {run.strategy}, objectives {' / '.join(run.objectives)}"
+             + (f", budget {run.constraint.metric} <= {run.constraint.target:g}" if run.constraint else "")
+             + f"; {len(run.candidates)} candidates ({num_failed} failed, {how}), "
+               f"{max(len(run.history) - 1, 0)} generations, front of {len(run.front)}."]
+    if run.history and run.history[-1].get("hypervolume") is not None:
+        lines.append(f"final hypervolume {run.history[-1]['hypervolume']:.4f}")
+    seconds = sum(h.get("seconds") or 0 for h in run.history)
+    if seconds:
+        lines.append(f"search time {seconds / 60:.1f} min")
+    if run.best is not None:
+        b = run.best
+        lines.append(f"best: {_genes(b)} accuracy {_pct(b.accuracy if b.ok else None)}, "
+                     f"{_kib(b.metrics.get('weight_bytes'))} KiB, avg op bits {_num(b.metrics.get('avg_op_bits'))}")
+    r = run.report
+    if r:
+        parts = [f"accuracy {_pct(r.get('accuracy'))}"]
+        if r.get("delta_accuracy") is not None:
+            parts.append(f"{100 * r['delta_accuracy']:+.2f} pp vs. float")
+        parts.append(f"compression ratio (eq. 9) {_num(r.get('compression_ratio_eq9'))}")
+        parts.append(f"avg weight bits (eq. 10) {_num(r.get('avg_weight_bits'), '.3f')}")
+        parts.append(f"avg op bits (eq. 11) {_num(r.get('avg_op_bits'), '.3f')}")
+        if r.get("feasible") is False:
+            parts.append("INFEASIBLE: no policy within the budget was seen")
+        lines.append("budget report: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- plots
+def plot_pareto(run: RunView, path: str | os.PathLike) -> None:
+    """Accuracy vs. cost: every scored candidate, the front and the uniform policies (the search's
+    own ``Result.plot_pareto``)."""
+    from tfmpq.search.result import Result
+
+    Result.plot_pareto(run, path)
+
+
+def plot_history(run: RunView, path: str | os.PathLike) -> None:
+    """Hypervolume per generation, or (budgeted search) the best feasible accuracy per iteration
+    (the search's own ``Result.plot_history``)."""
+    from tfmpq.search.result import Result
+
+    Result.plot_history(run, path)
+
+
+# ---------------------------------------------------------------------------------------- report
+def markdown_report(run: RunView, plots: list[str] = ()) -> str:
+    """The run as Markdown: summary, front, uniform baselines, exports, and the plot images."""
+    parts = [f"# Search report: {run.run_dir.name}", "", "```", summary_text(run), "```", ""]
+    for p in plots:
+        parts += [f"![{Path(p).stem}]({Path(p).name})", ""]
+    parts += ["## Pareto front" if run.constraint is None else "## Non-dominated candidates", "",
+              front_table(run, markdown=True), ""]
+    if run.uniform:
+        parts += ["## Uniform policies", "", uniform_table(run, markdown=True), ""]
+    if run.exports:
+        parts += ["## Exported models", "", export_table(run, markdown=True), ""]
+    parts += ["Metrics: accuracy = validation accuracy the search scored; weight KiB = weights at their bit-widths "
+              "plus 32-bit biases and per-channel scales; compression = float size / quantized size; avg w bits = "
+              "parameter-weighted weight bits (eq. 10); avg op bits = MAC-weighted sqrt(w*a) bits (eq. 11); "
+              "MBOPs = million bit operations (MACs x w x a).", ""]
+    return "\n".join(parts)
+
+
+def write_report(run: RunView, out_dir: str | os.PathLike | None = None, plots: bool = True) -> tuple[str, list]:
+    """Writes ``report.md`` and (with ``plots``) ``pareto.png`` and the history plot.
+
+    Args:
+        run: a :class:`RunView` from :func:`load_run`.
+        out_dir: where to write; None uses the run directory. Defaults to None.
+        plots: draw the plots (needs matplotlib). Defaults to True.
+
+    Returns:
+        ``(text, files)``: the plain-text report printed by ``tfmpq report`` and the files written.
+    """
+    out = Path(out_dir) if out_dir is not None else run.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    if plots:
+        if len(run.objectives) >= 2 and any(c.ok for c in run.candidates):
+            plot_pareto(run, out / "pareto.png")
+            files.append(str(out / "pareto.png"))
+        if run.history:
+            name = "hypervolume.png" if run.constraint is None else "convergence.png"
+            plot_history(run, out / name)
+            files.append(str(out / name))
+    (out / "report.md").write_text(markdown_report(run, files), encoding="utf-8")
+    files.insert(0, str(out / "report.md"))
+    text = [summary_text(run), "", "Pareto front:" if run.constraint is None else "Non-dominated candidates:",
+            front_table(run)]
+    if run.uniform:
+        text += ["", "Uniform policies:", uniform_table(run)]
+    if run.exports:
+        text += ["", "Exported models:", export_table(run)]
+    return "\n".join(text), files

@@ -1,0 +1,273 @@
+"""Mixed-precision policy search: a space, an evaluator, a strategy on a shared engine, a result.
+
+The pieces (pymoo's split): :class:`SearchSpace` (chromosome <-> ``QuantPolicy``), :class:`Evaluator`
+(a policy in, a scored :class:`Candidate` out), a strategy (``strategies/``: NSGA-II, exhaustive, ...)
+driven by :class:`~tfmpq.search.engine.Engine` (cache, journal, checkpoint/resume, Deb's rule,
+hypervolume, progress), and a :class:`Result`.
+
+Example:
+>>> result = tfmpq.search.nsga2(model, train=(x_tr, y_tr), val=(x_val, y_val), evaluation="qat",
+...                             epochs=1, population=16, offspring=16, generations=10,
+...                             run_dir="runs/fmnist", seed=0)
+>>> for c in result.front: print(c.policy.genes, c.accuracy, c.weight_bytes)
+>>> print(result.summary())
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tfmpq.evaluate import Candidate, Evaluator
+from tfmpq.search.constraints import Constraint, deb_better
+from tfmpq.search.engine import Engine, hypervolume_2d
+from tfmpq.search.result import Result
+from tfmpq.search.space import QUANT_BITS, SearchSpace
+from tfmpq.search.strategies import BBPSO, GA, NSGA2, Exhaustive, Strategy
+
+__all__ = [
+    "nsga2", "exhaustive", "run", "Evaluator", "Candidate", "SearchSpace", "Result", "Constraint",
+    "deb_better", "Engine", "Strategy", "NSGA2", "Exhaustive", "hypervolume_2d", "make_space",
+    "bbpso", "plain_bbpso", "ga", "BBPSO", "GA",
+]
+
+
+def make_space(
+    model=None,
+    *,
+    evaluator=None,
+    bits: Sequence[int] = QUANT_BITS,
+    search_activations: bool = False,
+    activation_bits: int = 8,
+    activation_choices: Sequence[int] | None = None,
+    overrides=None,
+    pinned=None,
+    pin_first_last: bool = False,
+) -> SearchSpace:
+    """The :class:`SearchSpace` of ``model`` (or of ``evaluator.model``).
+
+    Raises:
+        ValueError: neither a model nor an evaluator with a ``model`` attribute.
+    """
+    if model is None:
+        model = getattr(evaluator, "model", None)
+    if model is None:
+        raise ValueError(
+            "Cannot build the search space: pass `model`, an `evaluator` with a `.model`, or `space=`."
+        )
+    return SearchSpace.from_model(
+        model, bits=bits, search_activations=search_activations, activation_bits=activation_bits,
+        activation_choices=activation_choices, overrides=overrides, pinned=pinned, pin_first_last=pin_first_last,
+    )
+
+
+def run(
+    strategy: Strategy,
+    model=None,
+    train=None,
+    val=None,
+    *,
+    evaluation: str = "qat",
+    epochs: int = 1,
+    space: SearchSpace | None = None,
+    evaluator=None,
+    objectives: Sequence[str] = ("accuracy", "weight_bytes"),
+    constraint: Constraint | tuple[str, float] | None = None,
+    run_dir=None,
+    resume: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    verbose: int = 1,
+    bits: Sequence[int] = QUANT_BITS,
+    search_activations: bool = False,
+    activation_bits: int = 8,
+    activation_choices: Sequence[int] | None = None,
+    overrides=None,
+    pinned=None,
+    pin_first_last: bool = False,
+    batch_size: int = 64,
+    per_channel: bool = True,
+    symmetric: bool = True,
+    learning_rate: float = 1e-4,
+    calibration_batches: int = 4,
+) -> Result:
+    """Runs any strategy on the shared engine; :func:`nsga2`, :func:`exhaustive` (and BBPSO) call it.
+
+    Args:
+        strategy: a :class:`Strategy` instance.
+        model: the trained float Keras model. Needed unless both ``space`` and ``evaluator`` are given.
+        train: training data, ``(x, y)`` or a batched ``tf.data.Dataset``; unused with ``evaluator``.
+        val: validation data, same forms; unused with ``evaluator``.
+        evaluation: ``"qat"`` or ``"ptq"`` (see :class:`Evaluator`). Defaults to "qat".
+        epochs: QAT epochs per candidate. Defaults to 1.
+        space: a prebuilt :class:`SearchSpace`; else built from ``model`` with ``bits``,
+            ``search_activations``, ``activation_bits``, ``overrides``, ``pinned``,
+            ``pin_first_last``. Defaults to None.
+        evaluator: scores policies (anything with ``evaluate(policy) -> Candidate``); None builds an
+            :class:`Evaluator` from ``model``, ``train``, ``val`` and the evaluation options.
+            Defaults to None.
+        objectives: ``("accuracy", cost, ...)``: accuracy maximised, the costs (``"weight_bytes"``,
+            ``"bops"``, ...) minimised. Defaults to ``("accuracy", "weight_bytes")``.
+        constraint: ``(metric, target)`` or a :class:`Constraint`: ``metric <= target``, handled with
+            Deb's rule. Defaults to None.
+        run_dir: directory for the journal, checkpoint and outputs; None writes nothing.
+            Defaults to None.
+        resume: continue the run in ``run_dir`` from its last finished generation. Defaults to False.
+        overwrite: start afresh in a ``run_dir`` holding a previous run. Defaults to False.
+        seed: seeds the strategy and the evaluator. Defaults to 0.
+        verbose: 0 silent; 1 a line per generation and a progress bar per batch. Defaults to 1.
+        bits, search_activations, activation_bits, activation_choices, overrides, pinned,
+            pin_first_last: the space
+            (see :class:`SearchSpace`).
+        batch_size, per_channel, symmetric, learning_rate, calibration_batches: the evaluator
+            (see :class:`Evaluator`).
+
+    Returns:
+        A :class:`Result`; its outputs are written to ``run_dir``.
+
+    Raises:
+        ValueError: invalid options. tfmpq.errors.CheckpointError: ``run_dir`` holds a run of
+        another problem (``resume=True``) or any run (``resume=False``, ``overwrite=False``).
+    """
+    if evaluator is None:
+        if model is None or train is None or val is None:
+            raise ValueError(
+                "Invalid arguments: pass `model`, `train` and `val` (or an `evaluator=`). "
+                f"Received: model={'set' if model is not None else None}, train={'set' if train is not None else None}, "
+                f"val={'set' if val is not None else None}."
+            )
+        evaluator = Evaluator(
+            model, train, val, evaluation=evaluation, epochs=epochs, batch_size=batch_size, seed=seed,
+            per_channel=per_channel, symmetric=symmetric, learning_rate=learning_rate,
+            calibration_batches=calibration_batches,
+        )
+    if space is None:
+        space = make_space(
+            model, evaluator=evaluator, bits=bits, search_activations=search_activations,
+            activation_bits=activation_bits, activation_choices=activation_choices, overrides=overrides,
+            pinned=pinned, pin_first_last=pin_first_last,
+        )
+    if constraint is not None and not isinstance(constraint, Constraint):
+        try:
+            metric, target = constraint
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Invalid value for `constraint`: expected (metric, target) or a Constraint. Received: {constraint!r}"
+            ) from None
+        constraint = Constraint(metric, float(target))
+    engine = Engine(
+        space, evaluator, objectives=objectives, constraint=constraint, run_dir=run_dir, resume=resume,
+        overwrite=overwrite, seed=seed, verbose=verbose,
+    )
+    state = engine.run(strategy)
+    result = Result(engine, strategy, state)
+    result.save()
+    if verbose:
+        print(result.summary())
+    return result
+
+
+def nsga2(
+    model=None,
+    train=None,
+    val=None,
+    *,
+    evaluation: str = "qat",
+    epochs: int = 1,
+    population: int = 16,
+    offspring: int = 16,
+    generations: int = 10,
+    init: str = "uniform",
+    crossover: str = "uniform",
+    crossover_prob: float = 0.9,
+    mutation: str = "one_gene",
+    mutation_prob: float = 0.1,
+    run_dir=None,
+    resume: bool = False,
+    seed: int = 0,
+    evaluator=None,
+    objectives: Sequence[str] = ("accuracy", "weight_bytes"),
+    verbose: int = 1,
+    **kwargs,
+) -> Result:
+    """NSGA-II search for the accuracy / size Pareto front (seed 003, sec. 2.2).
+
+    Args:
+        model: the trained float Keras model.
+        train: training data ``(x, y)`` or a batched ``tf.data.Dataset``.
+        val: validation data.
+        evaluation: ``"qat"`` (seed 003) or ``"ptq"`` (seed 001). Defaults to "qat".
+        epochs: QAT epochs per candidate. Defaults to 1.
+        population: NSGA-II population size (mu). Defaults to 16.
+        offspring: offspring per generation (lambda). Defaults to 16.
+        generations: generations after the initial population. Defaults to 10.
+        init: ``"uniform"`` (all uniform policies + their mutants, seed 003) or ``"random"``.
+            Defaults to "uniform".
+        crossover: ``"uniform"``, ``"one_point"`` or ``"two_point"``. Defaults to "uniform".
+        crossover_prob: probability a pair is crossed. Defaults to 0.9.
+        mutation: ``"one_gene"`` (seed 003) or ``"per_gene"``. Defaults to "one_gene".
+        mutation_prob: probability a child is mutated (seed 003: 10 %). Defaults to 0.1.
+        run_dir: run directory (journal, checkpoint, outputs). Defaults to None.
+        resume: continue the run in ``run_dir``. Defaults to False.
+        seed: random seed of the search and the evaluator. Defaults to 0.
+        evaluator: a custom evaluator. Defaults to None (an :class:`Evaluator`).
+        objectives: ``("accuracy", "weight_bytes")`` or e.g. ``("accuracy", "bops")``.
+            Defaults to ``("accuracy", "weight_bytes")``.
+        verbose: 0 silent, 1 progress. Defaults to 1.
+        **kwargs: the other arguments of :func:`run` (``space``, ``bits``, ``search_activations``,
+            ``pinned``, ``pin_first_last``, ``overrides``, ``constraint``, ``overwrite``,
+            ``batch_size``, ...).
+
+    Returns:
+        A :class:`Result` (``front``, ``candidates``, ``history``, ``finetune()``, ``export()``).
+
+    Example:
+    >>> result = tfmpq.search.nsga2(model, (x_tr, y_tr), (x_val, y_val), evaluation="ptq",
+    ...                             generations=5, run_dir="runs/digits", seed=0)
+    >>> result.front[0].weight_bytes
+    """
+    strategy = NSGA2(population, offspring, generations, init=init, crossover=crossover,
+                     crossover_prob=crossover_prob, mutation=mutation, mutation_prob=mutation_prob)
+    return run(strategy, model, train, val, evaluation=evaluation, epochs=epochs, evaluator=evaluator,
+               objectives=objectives, run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
+
+
+def exhaustive(
+    model=None,
+    train=None,
+    val=None,
+    *,
+    evaluation: str = "ptq",
+    epochs: int = 1,
+    batch_size_search: int = 64,
+    max_size: int = 4096,
+    run_dir=None,
+    resume: bool = False,
+    seed: int = 0,
+    evaluator=None,
+    objectives: Sequence[str] = ("accuracy", "weight_bytes"),
+    verbose: int = 1,
+    **kwargs,
+) -> Result:
+    """Scores every policy of a small space (seed 001: a 2-layer space is better enumerated).
+
+    Args:
+        model, train, val, evaluation, epochs, run_dir, resume, seed, evaluator, objectives, verbose:
+            as in :func:`nsga2`, except ``evaluation`` defaults to "ptq".
+        batch_size_search: chromosomes per checkpointed batch. Defaults to 64.
+        max_size: the largest space accepted. Defaults to 4096.
+        **kwargs: the other arguments of :func:`run`.
+
+    Returns:
+        A :class:`Result` whose ``front`` is the true Pareto front of the space.
+
+    Raises:
+        ValueError: the space has more than ``max_size`` chromosomes.
+    """
+    strategy = Exhaustive(batch_size=batch_size_search, max_size=max_size)
+    return run(strategy, model, train, val, evaluation=evaluation, epochs=epochs, evaluator=evaluator,
+               objectives=objectives, run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
+
+
+# Constrained single-objective strategies (seed 000): defined with their strategy classes; imported
+# last because they call `run` above.
+from tfmpq.search.strategies.bbpso import bbpso, plain_bbpso  # noqa: E402
+from tfmpq.search.strategies.ga import ga  # noqa: E402

@@ -1,0 +1,78 @@
+"""Command line for a search run: ``python -m tfmpq.search nsga2 ...`` (reproduces reported runs).
+
+Examples::
+
+    python -m tfmpq.search nsga2 --model zoo:small_cnn_fmnist --data default --num-train 3000 --val test \\
+        --evaluation qat --epochs 1 --population 10 --offspring 10 --generations 3 \\
+        --run-dir runs/fmnist --seed 0
+    python -m tfmpq.search exhaustive --model zoo:small_cnn_fmnist --val test --evaluation ptq --bits 2 4 8
+    python -m tfmpq.search nsga2 ... --resume          # continue a killed run
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tfmpq.search", description=__doc__.splitlines()[0])
+    p.add_argument("strategy", choices=("nsga2", "exhaustive"))
+    p.add_argument("--model", default="zoo:small_cnn_fmnist",
+                   help="zoo:NAME, a .keras/.h5 file or a SavedModel folder (tfmpq.zoo.resolve_model)")
+    p.add_argument("--data", default="default", help="a tfmpq.data name or path (tfmpq.data.load)")
+    p.add_argument("--num-train", type=int, default=None, help="class-balanced training subset")
+    p.add_argument("--val", choices=("split", "test"), default="split",
+                   help="validation data: a split of the training data, or the dataset's test split "
+                        "(use 'test' when the float model was trained on all of the training split)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of training data for --val split")
+    p.add_argument("--evaluation", choices=("qat", "ptq"), default="qat")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--offspring", type=int, default=16)
+    p.add_argument("--generations", type=int, default=10)
+    p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
+    p.add_argument("--pin-first-last", action="store_true")
+    p.add_argument("--objective", default="weight_bytes", help="the cost: weight_bytes or bops")
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--finetune", type=int, default=0, help="QAT epochs to fine-tune the front afterwards")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", type=int, default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    from tfmpq import data, search, zoo
+
+    ds = data.load(args.data, num_train=args.num_train, seed=args.seed)
+    if args.val == "test":
+        train, val = (ds.x_train, ds.y_train), (ds.x_test, ds.y_test)
+    else:
+        train, val = data.split_validation(ds, args.val_fraction, seed=args.seed)
+    model = zoo.resolve_model(args.model)
+    kwargs = dict(
+        evaluation=args.evaluation, epochs=args.epochs, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, bits=tuple(args.bits), pin_first_last=args.pin_first_last,
+        objectives=("accuracy", args.objective), run_dir=args.run_dir, resume=args.resume,
+        overwrite=args.overwrite, seed=args.seed, verbose=args.verbose,
+    )
+    start = time.perf_counter()
+    if args.strategy == "nsga2":
+        result = search.nsga2(model, train, val, population=args.population, offspring=args.offspring,
+                              generations=args.generations, **kwargs)
+    else:
+        result = search.exhaustive(model, train, val, **kwargs)
+    print(f"search wall time: {time.perf_counter() - start:.1f} s "
+          f"({result.num_evaluated} evaluated here, {result.num_cached} cache hits)")
+    if args.finetune:
+        tuned = result.finetune(args.finetune)
+        for c in tuned:
+            print(f"fine-tuned {c.genes}: {100 * c.accuracy:.2f}%" if c.ok else f"fine-tune of {c.genes} failed")
+
+
+if __name__ == "__main__":
+    main()

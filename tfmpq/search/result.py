@@ -1,0 +1,293 @@
+"""The outcome of a search: the front, every candidate, the history, plots and the summary."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+from tfmpq.evaluate import Candidate
+from tfmpq.search.store import write_json_atomic
+
+#: Accuracy the summary allows below uniform 8-bit (seed 003 compares at "the same accuracy").
+SUMMARY_TOLERANCE = 0.005
+
+
+class Result:
+    """What a search returns.
+
+    Attributes:
+        front: the Pareto front of every scored (feasible) candidate of the run, sorted by increasing
+            cost (``weight_bytes`` by default).
+        candidates: every evaluated candidate, in evaluation order (failed ones included).
+        population: the strategy's final population / swarm, as candidates.
+        history: one dict per generation (evaluations, cache hits, best accuracy, hypervolume, ...).
+        best: the Deb-best candidate (the most accurate feasible one; unconstrained: most accurate).
+        uniform: ``{label: Candidate}`` of the uniform policies that were evaluated.
+        run_dir: the run directory or None.
+        num_evaluated / num_cached / num_failed: evaluator calls and cache hits of this process,
+            failed candidates.
+        finetuned: ``[(Candidate, model)]`` after :meth:`finetune`.
+    """
+
+    def __init__(self, engine, strategy, state: dict):
+        self._engine = engine
+        self.strategy = strategy.name
+        self.space = engine.space
+        self.evaluator = engine.evaluator
+        self.objectives = engine.objectives
+        self.constraint = engine.constraint
+        self.candidates: list[Candidate] = engine.candidates
+        self.front: list[Candidate] = engine.front()
+        self.best: Candidate | None = engine.best()
+        self.population: list[Candidate] = [engine.cache[tuple(g)] for g in strategy.population(state)]
+        self.history: list[dict] = list(engine.history)
+        self.run_dir = engine.store.run_dir
+        self.num_evaluated = engine.num_evaluated
+        self.num_cached = engine.num_cached
+        self.num_failed = sum(1 for c in self.candidates if not c.ok)
+        self.uniform: dict[str, Candidate] = {}
+        for genes in engine.space.uniform_chromosomes():
+            if genes in engine.cache:
+                self.uniform[engine.space.uniform_label(genes)] = engine.cache[genes]
+        self.finetuned: list[tuple[Candidate, object]] = []
+
+    @property
+    def hypervolume(self) -> float | None:
+        """The final front's normalised hypervolume (see ``engine.hypervolume_2d``)."""
+        return self._engine.hypervolume()
+
+    # -- outputs -------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Writes ``front.json``, ``best.json``, ``summary.txt``, ``pareto.png`` and the history plot."""
+        if self.run_dir is None:
+            return
+        write_json_atomic(self.run_dir / "front.json", [c.to_json() for c in self.front])
+        if self.best is not None:
+            write_json_atomic(self.run_dir / "best.json", self.best.to_json())
+        write_json_atomic(self.run_dir / "history.json", self.history)
+        (self.run_dir / "summary.txt").write_text(self.summary() + "\n", encoding="utf-8")
+        if len(self.objectives) >= 2:
+            self.plot_pareto(self.run_dir / "pareto.png")
+        self.plot_history(self.run_dir / ("hypervolume.png" if self.constraint is None else "convergence.png"))
+
+    def plot_pareto(self, path: str | os.PathLike) -> None:
+        """Accuracy vs. cost (KiB for ``weight_bytes``): every scored point, the front, the uniform
+        policies highlighted and labelled."""
+        from matplotlib.figure import Figure  # the OO API: no pyplot, no global backend switch
+
+        cost = self.objectives[1]
+        scale, unit = (1 / 1024, "KiB") if cost == "weight_bytes" else (1.0, "")
+
+        def xy(cs):
+            return [c.metrics[cost] * scale for c in cs], [100 * c.accuracy for c in cs]
+
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.add_subplot()
+        ax.scatter(*xy([c for c in self.candidates if c.ok]), s=12, c="0.7", label="evaluated")
+        fx, fy = xy(self.front)
+        ax.step(fx, fy, where="post", c="tab:red", lw=1)
+        ax.scatter(fx, fy, s=24, c="tab:red", label="Pareto front", zorder=3)
+        uni = [(k, c) for k, c in self.uniform.items() if c.ok]
+        if uni:
+            ux, uy = xy([c for _, c in uni])
+            ax.scatter(ux, uy, s=40, marker="s", facecolors="none", edgecolors="tab:blue", label="uniform", zorder=4)
+            for (label, _), x, y in zip(uni, ux, uy):
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:blue")
+        ax.set_xlabel(f"{cost} ({unit})" if unit else cost)
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title(f"{self.strategy}: {len(self.candidates)} evaluated, front of {len(self.front)}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+
+    def plot_history(self, path: str | os.PathLike) -> None:
+        """Hypervolume per generation (unconstrained), or best feasible accuracy and the budget
+        metric per generation (constrained)."""
+        from matplotlib.figure import Figure
+
+        gens = [h["generation"] for h in self.history]
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.add_subplot()
+        if self.constraint is None:
+            ax.plot(gens, [h["hypervolume"] or 0.0 for h in self.history], marker="o")
+            ax.set_ylabel("hypervolume (normalised)")
+        else:
+            acc = [h.get("best_feasible_accuracy") for h in self.history]
+            ax.plot(gens, [math.nan if a is None else 100 * a for a in acc], marker="o", label="best feasible accuracy")
+            ax.set_ylabel("accuracy (%)")
+            key = "best_" + self.constraint.metric
+            ax2 = ax.twinx()
+            ax2.plot(gens, [h.get(key, math.nan) for h in self.history], c="tab:orange", marker=".", label=key)
+            ax2.axhline(self.constraint.target, c="tab:orange", ls="--", lw=0.8)
+            ax2.set_ylabel(self.constraint.metric)
+            ax.legend(ax.get_lines() + ax2.get_lines()[:1], ["best feasible accuracy", f"its {self.constraint.metric}"],
+                      loc="lower right", fontsize=8)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("generation")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+
+    # -- summary -------------------------------------------------------------------------------
+    def compare_with_uniform(self, tolerance: float = SUMMARY_TOLERANCE) -> dict | None:
+        """Issue 4, item 5 / seed 003 sec. 3: the smallest front member within ``tolerance`` of
+        uniform 8-bit accuracy vs. the smallest uniform policy within it.
+
+        Returns:
+            ``{"target_accuracy", "front": Candidate|None, "uniform": (label, Candidate)|None,
+            "saving": fraction smaller than that uniform policy}``, or None when uniform 8-bit was
+            not evaluated or the cost is not ``weight_bytes``/``bops``.
+        """
+        ref = self.uniform.get("8-bit") or self.uniform.get("w8a8")
+        if ref is None or not ref.ok or len(self.objectives) < 2:
+            return None
+        cost = self.objectives[1]
+        target = ref.accuracy - tolerance
+        front = [c for c in self.front if c.accuracy >= target]
+        best_front = min(front, key=lambda c: c.metrics[cost]) if front else None
+        uni = [(k, c) for k, c in self.uniform.items() if c.ok and c.accuracy >= target]
+        best_uni = min(uni, key=lambda kc: kc[1].metrics[cost]) if uni else None
+        saving = None
+        if best_front is not None and best_uni is not None:
+            saving = 1.0 - best_front.metrics[cost] / best_uni[1].metrics[cost]
+        return {"target_accuracy": target, "front": best_front, "uniform": best_uni, "saving": saving}
+
+    def summary(self) -> str:
+        """A short text: counts, the front, and how it compares with the uniform policies."""
+        cost = self.objectives[1] if len(self.objectives) > 1 else "weight_bytes"
+        lines = [
+            f"{self.strategy}: {len(self.candidates)} candidates evaluated ({self.num_failed} failed), "
+            f"{len(self.history) - 1} generations, front of {len(self.front)}"
+            + ("" if self.hypervolume is None else f", hypervolume {self.hypervolume:.4f}") + ".",
+        ]
+        if self.constraint is not None and self.best is not None:
+            feasible = self._engine.feasible(self.best)
+            lines.append(
+                f"best under {self.constraint.metric} <= {self.constraint.target}: {self.best.genes} "
+                f"accuracy {_pct(self.best.accuracy)}, {self.constraint.metric} "
+                f"{self.best.metrics.get(self.constraint.metric)}" + ("" if feasible else " (INFEASIBLE: none feasible seen)")
+            )
+        lines.append(f"front ({cost}, accuracy, genes):")
+        for c in self.front:
+            tag = self.space.uniform_label(c.genes)
+            lines.append(f"  {_fmt_cost(cost, c.metrics.get(cost))}  {_pct(c.accuracy)}  {c.genes}"
+                         + (f"  [uniform {tag}]" if tag else ""))
+        if self.uniform:
+            lines.append("uniform policies: " + ", ".join(
+                f"{k} {_pct(c.accuracy)} @ {_fmt_cost(cost, c.metrics.get(cost))}" for k, c in self.uniform.items()))
+        cmp = self.compare_with_uniform() if self.constraint is None else None
+        if cmp is not None:
+            head = f"at >= uniform 8-bit accuracy - {100 * SUMMARY_TOLERANCE:.1f} pp ({_pct(cmp['target_accuracy'])}): "
+            if cmp["front"] is None:
+                lines.append(head + "no front member reaches it.")
+            else:
+                f = cmp["front"]
+                text = head + f"front reaches {_fmt_cost(cost, f.metrics[cost])} ({f.genes}, {_pct(f.accuracy)})"
+                if cmp["uniform"] is not None:
+                    label, u = cmp["uniform"]
+                    text += (f" vs. smallest uniform {label} at {_fmt_cost(cost, u.metrics[cost])}: "
+                             f"{100 * cmp['saving']:.1f}% smaller")
+                lines.append(text + ".")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Result(strategy={self.strategy!r}, candidates={len(self.candidates)}, front={len(self.front)}, "
+                f"run_dir={None if self.run_dir is None else str(self.run_dir)!r})")
+
+    # -- after the search ----------------------------------------------------------------------
+    def finetune(self, epochs: int, members: Sequence[Candidate] | None = None) -> list[Candidate]:
+        """Fully fine-tunes the front with QAT (seed 003 sec. 2.2: 50 epochs) and records the result
+        in ``finetune.json``.
+
+        Args:
+            epochs: QAT epochs per member.
+            members: the candidates to fine-tune. Defaults to the front (a constrained search: ``[best]``).
+
+        Returns:
+            The fine-tuned candidates (models in ``result.finetuned``).
+
+        Raises:
+            TypeError: the evaluator has no ``finetune(policy, epochs)`` (a custom evaluator).
+        """
+        if not hasattr(self.evaluator, "finetune"):
+            raise TypeError(
+                f"Cannot fine-tune: the evaluator {type(self.evaluator).__name__} has no `finetune(policy, epochs)`. "
+                "Use tfmpq.search.Evaluator."
+            )
+        if members is None:
+            members = self.front if self.constraint is None else [c for c in [self.best] if c is not None]
+        self.finetuned = []
+        records = []
+        for c in members:
+            tuned, model = self.evaluator.finetune(c.policy, epochs)
+            tuned.genes = c.genes
+            self.finetuned.append((tuned, model))
+            records.append({"genes": list(c.genes), "search_accuracy": c.accuracy, "epochs": int(epochs),
+                            "finetuned": tuned.to_json()})
+        if self.run_dir is not None:
+            write_json_atomic(self.run_dir / "finetune.json", records)
+        return [t for t, _ in self.finetuned]
+
+    def export(self, directory: str | os.PathLike, representative_data=None, **kwargs) -> list:
+        """Writes one ``.tflite`` per front member (the fine-tuned models when :meth:`finetune` ran,
+        else each member rebuilt by the evaluator) with ``tfmpq.export.export_tflite``, and
+        ``export.json`` with their reports.
+
+        Args:
+            directory: where to write ``<i>_<genes>.tflite``.
+            representative_data: float inputs for the converter; None uses the evaluator's
+                calibration samples. Defaults to None.
+            **kwargs: passed to ``export_tflite`` (``int8_io``, ``packed``, ``c_array``, ...).
+
+        Returns:
+            The ``ExportReport`` of each file, in front order.
+
+        Raises:
+            ImportError: ``tfmpq.export`` is not available in this installation.
+            ValueError: no ``representative_data`` and the evaluator has none.
+        """
+        try:
+            from tfmpq.export import export_tflite
+        except ImportError as e:
+            raise ImportError(
+                "Result.export needs tfmpq.export.export_tflite, which this installation lacks "
+                f"({e}). Export a model yourself from result.finetuned."
+            ) from e
+        if representative_data is None:
+            fn = getattr(self.evaluator, "representative_data", None)
+            if fn is None:
+                raise ValueError(
+                    "Invalid value for `representative_data`: the evaluator has no samples to offer; pass "
+                    "representative_data=x (float model inputs)."
+                )
+            representative_data = fn()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        pairs = self.finetuned or [(c, None) for c in self.front]
+        reports = []
+        for i, (c, model) in enumerate(pairs):
+            if model is None:
+                model, _, _ = self.evaluator.build(c.policy)
+            path = directory / f"{i:02d}_{'-'.join(map(str, c.genes))}.tflite"
+            reports.append(export_tflite(model, str(path), representative_data, **kwargs))
+        write_json_atomic(directory / "export.json", [
+            {"genes": list(c.genes), "accuracy": c.accuracy, "report": r.to_dict() if hasattr(r, "to_dict") else str(r)}
+            for (c, _), r in zip(pairs, reports)
+        ])
+        return reports
+
+
+def _pct(acc: float | None) -> str:
+    return "failed" if acc is None else f"{100 * acc:.2f}%"
+
+
+def _fmt_cost(name: str, value) -> str:
+    if value is None:
+        return "n/a"
+    if name == "weight_bytes":
+        return f"{value / 1024:.2f} KiB"
+    return f"{value:.4g}"

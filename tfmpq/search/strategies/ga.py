@@ -1,0 +1,160 @@
+"""The genetic-algorithm baseline of BBPSO-Quantizer's Table 10 (seed 000, sec. 6.4).
+
+A steady, elitist single-objective GA for eq. 3 (max accuracy s.t. budget <= target), on the shared
+engine and with the same Deb's rule (Algorithm 1) as BBPSO, so the comparison isolates the search
+operators: random initial population; binary tournaments decided by Deb's rule; uniform crossover
+(probability ``crossover_prob``); per-gene mutation to another random allowed bit-width (probability
+``1 / genes`` unless given); (mu + lambda) survival: parents and children ranked by Deb's rule.
+The paper does not give its GA's operators; these are the textbook ones (Deb 2000 uses a GA of this
+kind with the same constraint rule).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tfmpq.search.strategies.base import Strategy
+from tfmpq.search.strategies.bbpso import run_constrained
+
+MAX_DEDUP_TRIES = 20
+
+
+def deb_key(engine, candidate) -> tuple:
+    """A sort key (larger is better) that orders candidates as Deb's rule does: feasible ones by
+    accuracy, above every infeasible one, infeasible ones by decreasing violation."""
+    violation = engine.violation(candidate)
+    if violation <= 0.0:
+        return (1, engine.values(candidate)[0])
+    return (0, -violation)
+
+
+class GA(Strategy):
+    """Constrained GA baseline (Table 10).
+
+    Args:
+        population: individuals per generation. Defaults to 15 (BBPSO's swarm, Table 4).
+        generations: generations after the initial one. Defaults to 20.
+        crossover_prob: probability a pair is crossed (uniform crossover). Defaults to 0.9.
+        mutation_gene_prob: per-gene mutation probability; None = 1 / genes. Defaults to None.
+
+    Raises:
+        ValueError: a population below 2, negative generations, a probability outside [0, 1].
+    """
+
+    name = "ga"
+
+    def __init__(self, population: int = 15, generations: int = 20, *, crossover_prob: float = 0.9,
+                 mutation_gene_prob: float | None = None):
+        for arg, value, low in (("population", population, 2), ("generations", generations, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        for arg, value in (("crossover_prob", crossover_prob), ("mutation_gene_prob", mutation_gene_prob)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(
+                    f"Invalid value for `{arg}`: expected a probability in [0, 1]. Received: {arg}={value!r}"
+                )
+        self.population_size = population
+        self.generations = generations
+        self.crossover_prob = float(crossover_prob)
+        self.mutation_gene_prob = mutation_gene_prob
+
+    def options(self) -> dict:
+        return {"population": self.population_size, "crossover_prob": self.crossover_prob,
+                "mutation_gene_prob": self.mutation_gene_prob}
+
+    def _rank(self, engine, chromosomes) -> list[tuple]:
+        """Chromosomes sorted best first by Deb's rule (stable: ties keep the earlier one)."""
+        return sorted(chromosomes, key=lambda g: deb_key(engine, engine.cache[tuple(g)]), reverse=True)
+
+    def start(self, engine) -> dict:
+        chromosomes, taken = [], set()
+        while len(chromosomes) < self.population_size:
+            x = engine.space.random(engine.rng)
+            for _ in range(MAX_DEDUP_TRIES):
+                if x not in taken:
+                    break
+                x = engine.space.random(engine.rng)
+            chromosomes.append(x)
+            taken.add(x)
+        engine.evaluate(chromosomes, desc="init population")
+        return {"population": [list(g) for g in self._rank(engine, chromosomes)]}
+
+    def _tournament(self, engine, population) -> tuple:
+        """Binary tournament decided by Deb's rule; a tie is a coin flip."""
+        a, b = engine.rng.choice(population), engine.rng.choice(population)
+        if engine.better(engine.cache[a], engine.cache[b]):
+            return a
+        if engine.better(engine.cache[b], engine.cache[a]):
+            return b
+        return a if engine.rng.random() < 0.5 else b
+
+    def step(self, engine, state: dict, generation: int) -> dict:
+        rng, space = engine.rng, engine.space
+        parents = [tuple(g) for g in state["population"]]
+        p_gene = self.mutation_gene_prob if self.mutation_gene_prob is not None else 1.0 / space.num_genes
+        children, taken = [], set(parents)
+        while len(children) < self.population_size:
+            c1, c2 = list(self._tournament(engine, parents)), list(self._tournament(engine, parents))
+            if rng.random() < self.crossover_prob:
+                for j in range(len(c1)):
+                    if rng.random() < 0.5:
+                        c1[j], c2[j] = c2[j], c1[j]
+            for child in (c1, c2):
+                if len(children) == self.population_size:
+                    break
+                for _ in range(MAX_DEDUP_TRIES):
+                    for j, choices in enumerate(space.choices):
+                        if len(choices) > 1 and rng.random() < p_gene:
+                            child[j] = rng.choice([b for b in choices if b != child[j]])
+                    if tuple(child) not in taken:
+                        break
+                children.append(tuple(child))
+                taken.add(tuple(child))
+        engine.evaluate(children, desc=f"gen {generation}")
+        survivors = self._rank(engine, list(dict.fromkeys(parents + children)))[: self.population_size]
+        return {"population": [list(g) for g in survivors]}
+
+
+def ga(
+    model=None,
+    train=None,
+    val=None,
+    *,
+    budget: str = "avg_op_bits",
+    target: float = 4.0,
+    population: int = 15,
+    generations: int = 20,
+    evaluation: str = "qat",
+    epochs: int = 2,
+    run_dir=None,
+    resume: bool = False,
+    seed: int = 0,
+    evaluator=None,
+    search_activations: bool = True,
+    bits: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
+    verbose: int = 1,
+    crossover_prob: float = 0.9,
+    mutation_gene_prob: float | None = None,
+    float_accuracy: float | None = None,
+    **kwargs,
+):
+    """The GA baseline of Table 10 on the same problem as :func:`tfmpq.search.strategies.bbpso.bbpso`.
+
+    Args:
+        model, train, val, budget, target, evaluation, epochs, run_dir, resume, seed, evaluator,
+            search_activations, bits, verbose, float_accuracy, **kwargs: as in ``bbpso``.
+        population: individuals per generation. Defaults to 15.
+        generations: generations after the initial one. Defaults to 20.
+        crossover_prob: uniform-crossover probability. Defaults to 0.9.
+        mutation_gene_prob: per-gene mutation probability; None = 1 / genes. Defaults to None.
+
+    Returns:
+        A ``Result`` with ``best`` and ``report`` as ``bbpso``'s.
+
+    Example:
+    >>> result = ga(model, (x_tr, y_tr), (x_val, y_val), target=4.0, evaluation="ptq", generations=5)
+    """
+    strategy = GA(population, generations, crossover_prob=crossover_prob, mutation_gene_prob=mutation_gene_prob)
+    return run_constrained(strategy, model, train, val, budget=budget, target=target, evaluation=evaluation,
+                           epochs=epochs, run_dir=run_dir, resume=resume, seed=seed, evaluator=evaluator,
+                           bits=bits, search_activations=search_activations, verbose=verbose,
+                           float_accuracy=float_accuracy, **kwargs)

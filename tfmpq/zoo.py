@@ -1,0 +1,181 @@
+"""The model zoo: builders by name, the shipped checkpoint, and ``zoo:NAME`` / path resolution.
+
+The builders live in the top-level ``models`` package (installed with tfmpq); this module only
+looks them up. ``resolve_model`` is what the CLI and the search call with a user's ``--model``.
+
+Example:
+
+>>> from tfmpq import zoo
+>>> model = zoo.get("resnet20", num_classes=100)
+>>> trained = zoo.resolve_model("zoo:small_cnn_fmnist")   # the float demo checkpoint
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import models
+from tfmpq._keras import keras
+from tfmpq.errors import TfmpqError, UnsupportedModelError
+
+__all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "resolve_model"]
+
+_BUILDERS = {
+    "small_cnn": models.build_small_cnn,
+    "mlp": models.build_mlp,
+    "resnet20": models.build_resnet20,
+    "resnet32": models.build_resnet32,
+    "resnet56": models.build_resnet56,
+    "mobilenet_v1": models.build_mobilenet_v1,
+    "mobilenet_v2": models.build_mobilenet_v2,
+    "vgg_small": models.build_vgg_small,
+}
+
+# Trained float checkpoints shipped in models/ (see models/README.md for how each was made).
+_CHECKPOINTS = {"small_cnn_fmnist": "small_cnn_fmnist.keras"}
+
+ZOO_PREFIX = "zoo:"
+
+
+class ModelLoadError(TfmpqError, ValueError):
+    """A model file that exists but cannot be loaded as a tf_keras model."""
+
+
+def names() -> list[str]:
+    """Names of the model builders :func:`get` accepts.
+
+    Returns:
+        The builder names, e.g. ``["small_cnn", "mlp", "resnet20", ...]``.
+    """
+    return list(_BUILDERS)
+
+
+def checkpoints() -> list[str]:
+    """Names of the trained checkpoints shipped with tfmpq (usable as ``zoo:NAME``).
+
+    Returns:
+        The checkpoint names, e.g. ``["small_cnn_fmnist"]``.
+    """
+    return list(_CHECKPOINTS)
+
+
+def checkpoint_path(name: str) -> str:
+    """Path of a shipped checkpoint.
+
+    Args:
+        name: One of :func:`checkpoints`.
+
+    Returns:
+        The absolute path of the ``.keras`` file.
+
+    Raises:
+        ValueError: If ``name`` is not a shipped checkpoint.
+    """
+    if name not in _CHECKPOINTS:
+        raise ValueError(f"Invalid value for `name`: unknown checkpoint. Received: name={name!r}. "
+                         f"Expected one of {checkpoints()}.")
+    return os.path.join(os.path.dirname(os.path.abspath(models.__file__)), _CHECKPOINTS[name])
+
+
+def get(name: str, **kwargs) -> keras.Model:
+    """Builds an untrained zoo model.
+
+    Args:
+        name: One of :func:`names`.
+        **kwargs: Passed to the builder: ``input_shape``, ``num_classes`` and model options
+            (``alpha``, ``width``, ``classifier_activation``, ...).
+
+    Returns:
+        A new tf_keras functional model.
+
+    Raises:
+        ValueError: If ``name`` is unknown or the builder rejects an argument.
+
+    Example:
+
+    >>> get("small_cnn", input_shape=(28, 28, 1), num_classes=10).count_params()
+    29402
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"Invalid value for `name`: unknown model. Received: name={name!r}. "
+                         f"Expected one of {names()}.")
+    return _BUILDERS[name](**kwargs)
+
+
+def _keras_version_of(path: str) -> str | None:
+    """The ``keras_version`` a ``.keras`` zip records, or None when it records none."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if "metadata.json" in z.namelist():
+                return json.loads(z.read("metadata.json")).get("keras_version")
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    return None
+
+
+def _load(path: str, custom_objects: dict | None) -> keras.Model:
+    if path.endswith(".keras"):
+        version = _keras_version_of(path)
+        if version and version.split(".")[0] not in ("2",):
+            raise UnsupportedModelError(
+                f"Cannot load {path}: it was saved by Keras {version}; tfmpq needs a tf_keras (Keras 2) model "
+                f"because tensorflow-model-optimization does. Rebuild it with `import tf_keras as keras` (or "
+                f"TF_USE_LEGACY_KERAS=1) and save it again, or pass a zoo:NAME model.")
+    try:
+        model = keras.models.load_model(path, compile=False, custom_objects=custom_objects)
+    except Exception as e:  # corrupt file, unknown custom layer, wrong format: one clear error
+        raise ModelLoadError(f"Cannot load a tf_keras model from {path}: {type(e).__name__}: {e}. Expected a "
+                             f"`.keras` or `.h5` file or a SavedModel folder saved by tf_keras; models with custom "
+                             f"layers need `custom_objects`.") from e
+    if not isinstance(model, keras.Model):
+        raise ModelLoadError(f"Cannot load a tf_keras model from {path}: it holds a "
+                             f"{type(model).__name__}, not a keras.Model.")
+    return model
+
+
+def resolve_model(spec, custom_objects: dict | None = None, **kwargs) -> keras.Model:
+    """Turns a user's model argument into a tf_keras model.
+
+    Args:
+        spec: A ``keras.Model`` (returned as is), ``"zoo:NAME"`` with NAME one of :func:`names`
+            (built untrained, with ``**kwargs``) or :func:`checkpoints` (loaded trained), or the path
+            of a ``.keras`` / ``.h5`` file or a SavedModel folder.
+        custom_objects: Passed to ``keras.models.load_model`` for paths. Defaults to None.
+        **kwargs: Builder arguments for ``zoo:`` builders (``input_shape``, ``num_classes``, ...).
+
+    Returns:
+        The model; files are loaded with ``compile=False``.
+
+    Raises:
+        ValueError: For an unknown ``zoo:`` name or a spec that is neither a model nor a string.
+        FileNotFoundError: If the path does not exist.
+        UnsupportedModelError: For a ``.keras`` file saved by Keras 3.
+        ModelLoadError: For a file tf_keras cannot read.
+
+    Example:
+
+    >>> resolve_model("zoo:resnet20", num_classes=100).output_shape
+    (None, 100)
+    """
+    if isinstance(spec, keras.Model):
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ValueError(f"Invalid value for `spec`: expected a keras.Model, 'zoo:NAME' or a model path. "
+                         f"Received: spec={spec!r}.")
+    spec = os.fspath(spec)
+    if spec.startswith(ZOO_PREFIX):
+        name = spec[len(ZOO_PREFIX):]
+        if name in _CHECKPOINTS:
+            if kwargs:
+                raise ValueError(f"Invalid arguments for `{spec}`: a trained checkpoint takes no builder arguments. "
+                                 f"Received: {sorted(kwargs)}.")
+            return _load(checkpoint_path(name), custom_objects)
+        if name not in _BUILDERS:
+            raise ValueError(f"Invalid value for `spec`: unknown zoo model. Received: spec={spec!r}. "
+                             f"Expected zoo:NAME with NAME one of {names() + checkpoints()}.")
+        return get(name, **kwargs)
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"Model file not found: {spec!r}. Expected a .keras/.h5 file, a SavedModel folder "
+                                f"or zoo:NAME (NAME one of {names() + checkpoints()}).")
+    return _load(spec, custom_objects)
