@@ -84,9 +84,28 @@ def mobilenet_overhead(num_samples: int = 512, n: int = 4, seed: int = 0) -> dic
         overheads = []
         for p in policies[1:]:
             c = ev.evaluate(p)
-            overheads.append(c.seconds - c.info["fit_seconds"])
+            overheads.append(c.seconds - c.info["step_seconds"])
         out["reuse" if reuse else "rebuild"] = float(np.mean(overheads))
     return out
+
+
+def _main_comparison(model, train, val, policies, epochs: int) -> dict:
+    """(a), (b), (c) and ptq on the same model, data, epochs and policies; prints and returns the times."""
+    n = len(policies)
+    a = time_float(model, train, val, epochs, 64, n, 0)
+    print(f"(a) float training        {a:8.1f} s  ({a / n:.2f} s per candidate)")
+    b, cands_b = time_evaluator(model, train, val, policies, reuse=False, epochs=epochs)
+    print(f"(b) rebuild per candidate {b:8.1f} s  ({b / n:.2f} s per candidate)")
+    c, cands_c = time_evaluator(model, train, val, policies, reuse=True, epochs=epochs)
+    print(f"(c) tfmpq evaluator       {c:8.1f} s  ({c / n:.2f} s per candidate)")
+    diffs = [abs(p.accuracy - q.accuracy) for p, q in zip(cands_b, cands_c)]
+    print(f"ratios: (c)/(a) = {c / a:.2f} (target <= 1.3), (b)/(c) = {b / c:.2f} (target >= 1.5); "
+          f"max |acc(b) - acc(c)| over the policies = {max(diffs):.4f}")
+    p, _ = time_evaluator(model, train, val, policies, reuse=True, evaluation="ptq")
+    print(f"ptq evaluation: {p / n:.2f} s per candidate (evaluator construction included)")
+    return {"float_s": a, "rebuild_s": b, "tfmpq_s": c, "ptq_s_per_candidate": p / n, "policies": n,
+            "num_train": len(train[0]), "epochs": epochs, "c_over_a": c / a, "b_over_c": b / c,
+            "max_accuracy_difference": max(diffs)}
 
 
 def main(argv=None) -> int:
@@ -96,6 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--memory-evals", type=int, default=50, help="evaluations for the RSS check. Default 50.")
     parser.add_argument("--skip-mobilenet", action="store_true")
+    parser.add_argument("--skip-main", action="store_true", help="skip (a)/(b)/(c) and ptq on the demo model")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -112,20 +132,9 @@ def main(argv=None) -> int:
     print(f"demo model {model.name}: {len(x)} training images, {len(xv)} validation, {args.epochs} epoch(s), "
           f"{n} policies")
 
-    a = time_float(model, (x, y), (xv, yv), args.epochs, 64, n, 0)
-    print(f"(a) float training        {a:8.1f} s  ({a / n:.2f} s per candidate)")
-    b, cands_b = time_evaluator(model, (x, y), (xv, yv), policies, reuse=False, epochs=args.epochs)
-    print(f"(b) rebuild per candidate {b:8.1f} s  ({b / n:.2f} s per candidate)")
-    c, cands_c = time_evaluator(model, (x, y), (xv, yv), policies, reuse=True, epochs=args.epochs)
-    print(f"(c) tfmpq evaluator       {c:8.1f} s  ({c / n:.2f} s per candidate)")
-    diffs = [abs(p.accuracy - q.accuracy) for p, q in zip(cands_b, cands_c)]
-    print(f"ratios: (c)/(a) = {c / a:.2f} (target <= 1.3), (b)/(c) = {b / c:.2f} (target >= 1.5); "
-          f"max |acc(b) - acc(c)| over the policies = {max(diffs):.4f}")
-    p, _ = time_evaluator(model, (x, y), (xv, yv), policies, reuse=True, evaluation="ptq")
-    print(f"ptq evaluation: {p / n:.2f} s per candidate (evaluator construction included)")
-    results = {"float_s": a, "rebuild_s": b, "tfmpq_s": c, "ptq_s_per_candidate": p / n, "policies": n,
-               "num_train": len(x), "epochs": args.epochs, "c_over_a": c / a, "b_over_c": b / c,
-               "max_accuracy_difference": max(diffs)}
+    results = {}
+    if not args.skip_main:
+        results = _main_comparison(model, (x, y), (xv, yv), policies, args.epochs)
 
     if not args.skip_mobilenet:
         mob = mobilenet_overhead()

@@ -274,8 +274,8 @@ print("uniform w4a4 avg_op_bits:", tfmpq.metrics.summary(model, uniform4)["avg_o
 - `swarm` particles move for `iterations` iterations; the initial swarm is placed by layer importance
   (LIGPI: layers with more sensitive weights start with more bits);
 - each particle is scored by `epochs` of QAT (`evaluation="ptq"` calibrates only)."""),
-    new_code_cell(f'''\
-{{BBPSO_IMPORT}}
+    new_code_cell('''\
+from tfmpq.search import bbpso
 
 run_dir = os.path.join(OUT, "bbpso")
 result = bbpso(
@@ -422,28 +422,11 @@ NOTEBOOKS = {
     "04_deploy_to_mcu.ipynb": NB4,
 }
 
-BBPSO_IMPORT = "from tfmpq.search import bbpso"
-
-
-def _bbpso_import() -> str:
-    """``tfmpq.search.bbpso`` once the search package re-exports it; its module path until then."""
-    try:
-        import tfmpq.search as search
-
-        if hasattr(search, "bbpso"):
-            return BBPSO_IMPORT
-    except ImportError:
-        pass
-    return "from tfmpq.search.strategies.bbpso import bbpso"
-
-
 def build(name: str, cells: list) -> nbformat.NotebookNode:
     nb = new_notebook()
     nb.cells = []
     for i, cell in enumerate(cells):
         cell = nbformat.from_dict(dict(cell))
-        if cell.cell_type == "code":
-            cell.source = cell.source.replace("{BBPSO_IMPORT}", _bbpso_import())
         cell["id"] = f"{name[:2]}-{i:02d}"  # stable ids: regenerating gives the same file
         nb.cells.append(cell)
     nb.metadata = {

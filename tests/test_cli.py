@@ -179,6 +179,15 @@ def test_quantized_model_reloads_as_a_qat_model(quantized):
     assert bits == {"conv1": 8, "conv2": 4, "conv3": 4, "predictions": 8}
 
 
+def test_info_of_a_quantize_output_shows_its_policy(capsys, quantized):
+    capsys.readouterr()
+    code, out, _ = run(capsys, "info", str(quantized))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "QAT model `small_cnn` (tfmpq.quantize_model): 4 quantized groups"
+    assert lines[3].split() == ["conv2", "Conv2D", "4", "8", "yes"]
+
+
 def test_export_of_a_quantize_output_runs_on_tflite_micro(capsys, quantized, tmp_path):
     capsys.readouterr()
     code, out, _ = run(capsys, "export", str(quantized), "--num-test", "100", "--c-array", "-o", str(tmp_path))

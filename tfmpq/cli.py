@@ -262,6 +262,24 @@ def _import_tensorflow(quiet: bool) -> None:
         tf.config.list_physical_devices()  # the CUDA probe logs here, once
 
 
+def _load_qat_model_or_none(spec: str):
+    """A tfmpq QAT model saved as .h5 (``tfmpq quantize``'s qat.h5, or its folder), else None."""
+    path = os.path.join(spec, "qat.h5") if os.path.isdir(spec) and os.path.isfile(os.path.join(spec, "qat.h5")) \
+        else spec
+    if not (path.endswith(".h5") and os.path.isfile(path)):
+        return None
+    import tfmpq
+    from tfmpq._keras import keras
+    from tfmpq.quantize import is_qat_model
+
+    try:
+        with tfmpq.quantize_scope():
+            model = keras.models.load_model(path, compile=False)
+    except Exception:  # not a QAT model: the plain loader reports what is wrong with it
+        return None
+    return model if is_qat_model(model) else None
+
+
 def _load_model(spec: str):
     from tfmpq import zoo
 
@@ -348,6 +366,16 @@ def cmd_info(args) -> int:
     import tfmpq
     from tfmpq.graph import groups_table
 
+    qat = _load_qat_model_or_none(args.model)
+    if qat is not None:  # a `tfmpq quantize` output: show its trained policy
+        from tfmpq.report import format_table
+
+        rows = [["group", "kind", "weight bits", "activation bits", "per channel"]]
+        for name, g in tfmpq.policy_of(qat).items():
+            rows.append([name, g["kind"], g["weight_bits"], g["activation_bits"], "yes" if g["per_channel"] else "no"])
+        print(f"QAT model `{qat.name}` (tfmpq.quantize_model): {len(rows) - 1} quantized groups")
+        print(format_table(rows))
+        return 0
     model = _load_model(args.model)
     groups = tfmpq.quantizable_groups(model)
     floats = tfmpq.float_layers(model)
@@ -477,8 +505,7 @@ def cmd_search(args) -> int:
         result = search.nsga2(model, train, val, population=opts["population"], offspring=opts["offspring"],
                               generations=opts["generations"], objectives=("accuracy", opts["objective"]), **common)
     else:
-        bbpso = _bbpso_function()
-        result = bbpso(model, train, val, budget=opts["budget"], target=opts["target"], swarm=opts["swarm"],
+        result = search.bbpso(model, train, val, budget=opts["budget"], target=opts["target"], swarm=opts["swarm"],
                        iterations=opts["iterations"], init=opts["init"], **common)
     seconds = time.perf_counter() - start
     _write_json(record_path, {**record, "seconds": seconds})
@@ -492,15 +519,6 @@ def cmd_search(args) -> int:
     print(f"wrote {args.output}: front.json, best.json, evaluations.jsonl, summary.txt, plots")
     print(f"next: tfmpq report {args.output}   |   tfmpq export {args.output} -o {os.path.join(args.output, 'export')}")
     return 0
-
-
-def _bbpso_function():
-    from tfmpq import search
-
-    fn = getattr(search, "bbpso", None)
-    if fn is None:
-        from tfmpq.search.strategies.bbpso import bbpso as fn
-    return fn
 
 
 def _is_run_dir(path: str) -> bool:

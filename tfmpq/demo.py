@@ -3,8 +3,8 @@
 1. loads the shipped float demo CNN (`zoo:small_cnn_fmnist`) and the embedded Fashion-MNIST subset;
 2. runs NSGA-II over the per-group weight bits (accuracy vs. weight bytes), each candidate scored by
    one epoch of QAT on a training subset, and writes the Pareto plot;
-3. picks three models from the front (the most accurate, the smallest within 1 pp of it, the
-   smallest), fine-tunes them, exports each to a full-integer .tflite (plus a C array of the smallest),
+3. picks up to three models from the front (the most accurate, the smallest within 1 pp and within
+   3 pp of it), fine-tunes them, exports each to a full-integer .tflite (plus a C array of the smallest),
    and measures their test accuracy on the real LiteRT and TFLite Micro interpreters.
 
 Everything is the public API; the run directory is resumable (`python -m tfmpq.demo` again continues).
@@ -20,13 +20,13 @@ import time
 
 
 def _pick(front):
-    """The most accurate member, the smallest within 1 pp of it, and the smallest overall."""
+    """The most accurate member, and the smallest within 1 pp and within 3 pp of it."""
     ok = [c for c in front if c.ok]
     best = max(ok, key=lambda c: (c.accuracy, -c.weight_bytes))
-    near = min((c for c in ok if c.accuracy >= best.accuracy - 0.01), key=lambda c: c.weight_bytes)
-    smallest = min(ok, key=lambda c: c.weight_bytes)
+    near = [min((c for c in ok if c.accuracy >= best.accuracy - tol), key=lambda c: c.weight_bytes)
+            for tol in (0.01, 0.03)]
     chosen = []
-    for c in (best, near, smallest):
+    for c in [best] + near:
         if all(c.genes != d.genes for d in chosen):
             chosen.append(c)
     return chosen

@@ -8,6 +8,8 @@ policy scores the same either way (tested); export still uses the static `quanti
 """
 from __future__ import annotations
 
+from tf_keras.src import backend as tf_random_generator
+
 from tfmpq.errors import PolicyError
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.api import _wrappers, quantize_model
@@ -32,8 +34,17 @@ class VariableBitModel:
         base = QuantPolicy.uniform(model, 8, 8)
         self.group_names = base.group_names
         self.signature = base.signature
-        self.model = quantize_model(model, base, per_channel=per_channel, symmetric=symmetric,
-                                    bn_freeze_step=bn_freeze_step, variable_bits=True)
+        # Random layers (Dropout, noise) draw from tf.random.Generator objects whose state is part of the
+        # model, so a reset makes every candidate see the same masks without tf.random.set_seed (which
+        # clears TensorFlow's kernel cache and costs seconds per candidate on a MobileNet).
+        was_enabled = tf_random_generator.is_tf_random_generator_enabled()
+        tf_random_generator.enable_tf_random_generator()
+        try:
+            self.model = quantize_model(model, base, per_channel=per_channel, symmetric=symmetric,
+                                        bn_freeze_step=bn_freeze_step, variable_bits=True)
+        finally:
+            if not was_enabled:
+                tf_random_generator.disable_tf_random_generator()
         self._groups = {inner.name: (wrapper, inner) for wrapper, inner in _wrappers(self.model)}
         group_bits = {id(w._output_quantizer_vars["bits"]) for w, _ in self._groups.values()}  # noqa: SLF001
         # Input / residual / pooling quantizers: 8 bits, or off when every group's activations are float.
