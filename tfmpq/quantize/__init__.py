@@ -5,7 +5,6 @@ from tfmpq.quantize.api import (
     group_layers,
     is_qat_model,
     policy_of,
-    quantization_report,
     quantize_model,
     quantize_scope,
 )
@@ -18,5 +17,5 @@ from tfmpq.quantize.transforms import PerLayerQuantizeLayoutTransform, PerLayerQ
 __all__ = [
     "ActivationQuantizer", "OutputQuantizeConfig", "PerLayerQuantizeLayoutTransform", "PerLayerQuantizeRegistry",
     "PerLayerQuantizeScheme", "QuantGroupLayer", "VariableBitModel", "calibrate", "fake_quant_weights", "freeze_bn", "group_layers",
-    "is_qat_model", "policy_of", "quantization_report", "quantize_model", "quantize_scope",
+    "is_qat_model", "policy_of", "quantize_model", "quantize_scope",
 ]

@@ -1,22 +1,17 @@
 """quantize_model and friends: a float model + a QuantPolicy -> a QAT model that trains what deploys."""
 from __future__ import annotations
 
-import contextlib
 from typing import Iterator
 
 import numpy as np
 
 from tfmpq._keras import keras, tf, tfmot
 from tf_keras.src.saving.serialization_lib import SafeModeScope
-from tfmpq.graph import check_model, float_layers, layer_graph, quantizable_groups
+from tfmpq.graph import check_model
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import NEVER, QuantGroupLayer
 from tfmpq.quantize.registry import PerLayerQuantizeRegistry
 from tfmpq.quantize.transforms import PerLayerQuantizeScheme, custom_objects
-
-_QuantizeAnnotate = tfmot.quantization.keras.quantize_annotate_layer  # noqa: F841 (public API reference)
-_QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapperV2 if hasattr(
-    tfmot.quantization.keras, "QuantizeWrapperV2") else tfmot.quantization.keras.QuantizeWrapper
 
 
 def quantize_scope():
@@ -191,13 +186,3 @@ def freeze_bn(qat_model, step: int = 0) -> None:
     for inner in group_layers(qat_model).values():
         if inner.bn_config is not None:
             inner.freeze_step.assign(int(step) if step is not None else NEVER)
-
-
-def quantization_report(model) -> str:
-    """A one-paragraph description of what `quantize_model` will quantize and what stays float."""
-    groups = quantizable_groups(model)
-    floats = float_layers(model)
-    lines = [f"{len(groups)} quantizable groups in `{model.name}` ({len(layer_graph(model).order)} layers)."]
-    for name, why in floats.items():
-        lines.append(f"  float: {name}: {why}")
-    return "\n".join(lines)

@@ -41,8 +41,9 @@ class QuantGroupLayer(keras.layers.Layer):
         per_channel: one scale per output channel. Defaults to True.
         symmetric: zero point 0 (TFLite int8 kernels need it). Defaults to True.
         bn_freeze_step: training step after which BN uses moving statistics. None: never. Defaults to None.
-        variable_bits: keep the weight bit-width in a variable (`weight_bits_var`) so one traced model
-            serves every bit-width of a search; 16/32 in it means float. Defaults to False.
+        variable_bits: the bit-width always lives in `weight_bits_var` (so fixed and variable-bit models
+            share one graph); with True, a group built at 16/32 bits keeps its quantizer too, so the
+            variable can switch it between float and 2..8 bits after tracing. Defaults to False.
     """
 
     def __init__(
