@@ -21,6 +21,9 @@ venv:
 		"$(PY)" -m pip install -r requirements.txt; \
 		"$(PY)" -m pip install -e ".[dev]"; \
 	fi
+	@# Ray is optional (pip install tfmpq[ray]); the Ray executor tests skip cleanly without it.
+	@"$(PY)" -c "import ray" 2>/dev/null || "$(PY)" -m pip install "ray>=2.9" \
+		|| echo "note: Ray could not be installed; the Ray executor tests will be skipped"
 
 test: venv
 	"$(PY)" -m pytest -m "not slow" -q tests

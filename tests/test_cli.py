@@ -248,6 +248,32 @@ def test_search_resume_takes_the_recorded_options(capsys, search_run):
     assert "(0 evaluated here" in out  # nothing left to do: the options came from cli.json
 
 
+def _front(run_dir):
+    return [(c["genes"], c["accuracy"]) for c in json.loads((run_dir / "front.json").read_text())]
+
+
+def test_search_on_worker_processes_writes_the_serial_front(capsys, search_run, tmp_path):
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "nsga2", "--evaluation", "ptq",
+                       "--num-train", "300", "--num-val", "100", "--bits", "4,8", "--population", "2",
+                       "--offspring", "2", "--generations", "0", "--quiet", "--executor", "process", "--workers", "2",
+                       "-o", str(tmp_path / "run"))
+    assert code == 0, out
+    assert "process executor with 2 workers" in out
+    assert _front(tmp_path / "run") == _front(search_run)
+    assert "executor" not in json.loads((tmp_path / "run" / "cli.json").read_text())["options"]  # resume may change it
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "2"], "--workers, --ray-address and --gpus-per-worker need --executor process or ray"),
+    (["--executor", "process", "--ray-address", "auto"], "--ray-address and --gpus-per-worker need --executor ray"),
+])
+def test_search_executor_flags_are_checked_first(capsys, tmp_path, flags, message):
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", *flags, "-o", str(tmp_path / "run"))
+    assert code == 1
+    assert error_line(err) == f"tfmpq: error: Invalid flags: {message}."
+    assert not (tmp_path / "run").exists()
+
+
 def test_report_prints_tables_and_writes_plots(capsys, search_run, tmp_path):
     code, out, _ = run(capsys, "report", str(search_run), "-o", str(tmp_path))
     assert code == 0

@@ -31,9 +31,9 @@ def test_folded_pre_activation_equals_conv_then_bn():
     keras.utils.set_random_seed(3)
     i = L.Input((6, 6, 2))
     m = keras.Model(i, L.BatchNormalization(name="bn")(L.Conv2D(3, 3, name="c")(i)))
-    from conftest import _randomize_bn
+    from models_for_tests import randomize_bn
 
-    _randomize_bn(m, 3)
+    randomize_bn(m, 3)
     x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype("float32")
     layer = group_layers(tfmpq.quantize_model(m, QuantPolicy.uniform(m, 32, 32)))["c"]
     k, b = layer.deployed_weights()

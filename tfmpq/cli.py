@@ -189,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
                    help="QAT-fine-tune the front (bbpso: the best) afterwards. Default: 0")
     g.add_argument("--quiet", action="store_true", help="no per-generation progress")
+    g = p.add_argument_group("parallel evaluation (any executor gives the same result for the same seed)")
+    g.add_argument("--executor", choices=("serial", "process", "ray"), default="serial",
+                   help="serial: this process; process: local worker processes; ray: Ray actors "
+                        "(pip install tfmpq[ray]). Default: serial")
+    g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="worker processes / Ray actors. Default: one per CPU (ray: what the cluster holds)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join, e.g. auto or ray://head:10001. Default: start a local Ray")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="GPUs each Ray actor reserves (0.5: two per GPU). Default: 0")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory")
 
     # export
@@ -472,6 +482,10 @@ def cmd_search(args) -> int:
 
     if args.resume and args.overwrite:
         raise CliError("Invalid flags: --resume and --overwrite exclude each other.")
+    if args.executor == "serial" and (args.workers not in (None, 1) or args.ray_address or args.gpus_per_worker):
+        raise CliError("Invalid flags: --workers, --ray-address and --gpus-per-worker need --executor process or ray.")
+    if args.executor == "process" and (args.ray_address or args.gpus_per_worker):
+        raise CliError("Invalid flags: --ray-address and --gpus-per-worker need --executor ray.")
     opts = _search_options(args)
     record_path = os.path.join(args.output, CLI_RECORD)
     if args.resume and os.path.isfile(record_path):
@@ -490,10 +504,14 @@ def cmd_search(args) -> int:
         search_activations=opts["search_activations"], activation_bits=opts["activation_bits"],
         pin_first_last=opts["pin_first_last"], run_dir=args.output, resume=args.resume,
         overwrite=args.overwrite, seed=opts["seed"], verbose=0 if args.quiet else 1,
+        executor=args.executor, workers=args.workers, ray_address=args.ray_address,
+        gpus_per_worker=args.gpus_per_worker,
     )
     print(f"{opts['strategy']} search of `{model.name}` on {ds.name}: {len(train[1])} training / {len(val[1])} "
           f"validation samples, {opts['evaluation']} evaluation"
-          + (f" ({opts['epochs']} epoch(s))" if opts["evaluation"] == "qat" else "") + f", run dir {args.output}")
+          + (f" ({opts['epochs']} epoch(s))" if opts["evaluation"] == "qat" else "") + f", run dir {args.output}"
+          + ("" if args.executor == "serial" else f", {args.executor} executor"
+             + (f" with {args.workers} workers" if args.workers else "")))
     record = {"command": "search", "model": args.model, "options": opts, "argv": getattr(args, "_argv", None)}
     existing = any(os.path.exists(os.path.join(args.output, n)) for n in ("evaluations.jsonl", "checkpoint.json",
                                                                           "run.json"))

@@ -19,3 +19,7 @@ class ExportError(TfmpqError, ValueError):
 
 class CheckpointError(TfmpqError, ValueError):
     """A run directory that cannot be resumed (corrupt, or made by another problem)."""
+
+
+class ExecutorError(TfmpqError, RuntimeError):
+    """The workers evaluating a search's candidates cannot go on (they fail to start, no room on the cluster)."""

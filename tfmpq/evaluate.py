@@ -206,6 +206,15 @@ class Evaluator:
         self.calibration_batches = int(calibration_batches)
         self.bn_freeze_step = bn_freeze_step
         self.reuse_model = bool(reuse_model)
+        # What `spec()` needs to rebuild this evaluator in a worker process.
+        self._options = dict(
+            evaluation=evaluation, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
+            per_channel=self.per_channel, symmetric=self.symmetric, optimizer=optimizer,
+            learning_rate=self.learning_rate, calibration_batches=self.calibration_batches,
+            bn_freeze_step=bn_freeze_step, reuse_model=self.reuse_model,
+        )
+        self._arrays = (tuple(train), tuple(val)) if isinstance(train, (tuple, list)) and isinstance(val, (tuple, list)) \
+            else None
         self._search_model = None  # the VariableBitModel, built on first use
         self.num_evaluations = 0
 
@@ -283,6 +292,35 @@ class Evaluator:
             "weights_sha1": self._weights_sha1,
             "data_sha1": self._data_sha1,
         }
+
+    def spec(self) -> "EvaluatorSpec":
+        """A picklable recipe that rebuilds this evaluator in another process (see ``tfmpq.search.executors``).
+
+        It holds the float model as ``.keras`` bytes, the training and validation arrays and the
+        options, so a worker receives them once and then scores policies exactly as this evaluator does.
+
+        Raises:
+            ValueError: ``train`` or ``val`` was a ``tf.data.Dataset`` (only arrays can be shipped), or
+                the loss cannot be serialized.
+        """
+        if self._arrays is None:
+            raise ValueError(
+                "Cannot send this Evaluator to worker processes: `train` and `val` must be (x, y) arrays, not "
+                "tf.data.Dataset objects (a dataset pipeline cannot be shipped). Pass arrays, or use executor='serial'."
+            )
+        from tfmpq._keras import keras
+
+        loss = self.loss
+        if not isinstance(loss, str):
+            try:
+                loss = {"keras_config": keras.losses.serialize(loss)}
+                keras.losses.deserialize(loss["keras_config"])
+            except Exception as e:
+                raise ValueError(
+                    f"Cannot send this Evaluator to worker processes: its `loss` ({self.loss!r}) cannot be "
+                    f"serialized by Keras ({e}). Pass a built-in loss or a registered Loss subclass."
+                ) from None
+        return EvaluatorSpec(_model_bytes(self.model), self._arrays[0], self._arrays[1], loss, dict(self._options))
 
     def representative_data(self) -> np.ndarray:
         """The calibration samples (``calibration_batches`` training batches of inputs); also what
@@ -443,6 +481,93 @@ class Evaluator:
             return Candidate(policy, None, metrics, seconds, status="failed",
                              error="fine-tuning diverged", info=info), model
         return Candidate(policy, acc, metrics, seconds, info=info), model
+
+
+@dataclass
+class EvaluatorSpec:
+    """A picklable recipe of an :class:`Evaluator` (``Evaluator.spec()``); calling it rebuilds one.
+
+    Attributes:
+        model_bytes: the float model saved in the ``.keras`` format.
+        train, val: the ``(x, y)`` arrays.
+        loss: a Keras loss name, or ``{"keras_config": ...}`` from ``keras.losses.serialize``.
+        options: the other :class:`Evaluator` arguments.
+    """
+
+    model_bytes: bytes
+    train: tuple
+    val: tuple
+    loss: Any
+    options: dict
+
+    def __call__(self) -> Evaluator:
+        from tfmpq._keras import keras
+
+        model = _model_from_bytes(self.model_bytes)
+        loss = self.loss
+        if isinstance(loss, dict):
+            loss = keras.losses.deserialize(loss["keras_config"])
+        return Evaluator(model, self.train, self.val, loss=loss, **self.options)
+
+
+def _model_bytes(model) -> bytes:
+    """The model as ``.keras`` file bytes."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tfmpq-spec-") as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _model_from_bytes(data: bytes):
+    """Inverse of :func:`_model_bytes`. ``safe_mode=False``: the bytes come from this process's own
+    model (a Lambda layer's code is trusted)."""
+    import os
+    import tempfile
+
+    from tfmpq._keras import keras
+
+    with tempfile.TemporaryDirectory(prefix="tfmpq-spec-") as tmp:
+        path = os.path.join(tmp, "model.keras")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            return keras.models.load_model(path, compile=False, safe_mode=False)
+        except Exception as e:
+            raise ValueError(
+                f"A worker could not rebuild the float model from its .keras copy ({type(e).__name__}: {e}). "
+                "Custom layers must be importable and registered with keras.saving.register_keras_serializable."
+            ) from None
+
+
+def configure_tensorflow(threads: int | None = None, use_gpu: bool = True) -> None:
+    """Sets up a worker process's TensorFlow before its first op (the settings are fixed after it).
+
+    Args:
+        threads: caps the intra-op thread pool (inter-op: at most 2), so that N workers share the
+            CPUs instead of oversubscribing them; None leaves TensorFlow's default.
+        use_gpu: False hides the GPUs (a Ray actor given no GPU must not take one's memory); True lets
+            each visible GPU grow its memory on demand, so several workers can share it.
+
+    Does nothing once TensorFlow has started in this process.
+    """
+    from tfmpq._keras import tf
+
+    try:
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus and not use_gpu:
+            tf.config.set_visible_devices([], "GPU")
+        elif gpus:
+            for gpu in gpus:
+                tf.config.experimental.set_memory_growth(gpu, True)
+    except (RuntimeError, ValueError):  # TensorFlow already started here: its settings stay
+        pass
 
 
 def _sha1(arrays) -> str:

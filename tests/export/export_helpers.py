@@ -23,26 +23,6 @@ def build_cnn(seed: int = 0):
     return keras.Model(i, x, name="digits_cnn")
 
 
-def build_residual_cnn(seed: int = 0):
-    """Add (residual), MaxPooling, Dense+BN and a softmax Dense head: the layers export must carry over."""
-    keras.utils.set_random_seed(seed)
-    i = L.Input((8, 8, 1), name="image")
-    x = L.Conv2D(8, 3, padding="same", name="stem")(i)
-    x = L.BatchNormalization(name="stem_bn")(x)
-    x = L.ReLU(name="stem_relu")(x)
-    y = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    y = L.BatchNormalization(name="dw_bn")(y)
-    y = L.ReLU(6.0, name="dw_relu6")(y)
-    x = L.Add(name="residual")([x, y])
-    x = L.Conv2D(8, 1, activation="relu", name="pw")(x)
-    x = L.MaxPooling2D(name="pool")(x)
-    x = L.Flatten(name="flat")(x)
-    x = L.Dense(16, name="fc")(x)
-    x = L.BatchNormalization(name="fc_bn")(x)
-    x = L.Dense(10, activation="softmax", name="head")(x)
-    return keras.Model(i, x, name="residual_cnn")
-
-
 def build_plain_cnn(seed: int = 0):
     """BN-free CNN (Conv2D, DepthwiseConv2D, Conv2D, GAP, Dense) for stock-conversion tests."""
     keras.utils.set_random_seed(seed)

@@ -11,7 +11,8 @@ from tfmpq.export import ExportReport, evaluate_tflite, export_tflite, parse_c_a
 from tfmpq.export.runtimes import litert_interpreter
 from tfmpq._keras import keras, tf
 
-from export_helpers import build_residual_cnn, copy_model
+from export_helpers import copy_model
+from models_for_tests import build_residual_cnn
 
 
 def test_report_files_and_c_array(train_qat, digits_split, tmp_path):
@@ -67,7 +68,7 @@ def test_packed_export_is_bit_exact_with_the_int8_container_on_tflm(train_qat, d
 
 def test_residual_graph_with_add_softmax_and_dense_bn(digits_split, tmp_path):
     (xt, _), (x, _) = digits_split
-    model = build_residual_cnn()
+    model = build_residual_cnn(size=8, stem_padding="same", random_bn=False)
     qat = tfmpq.quantize_model(model, tfmpq.QuantPolicy.from_bits(model, weight_bits=[4, 6, 8, 3, 5]))
     tfmpq.calibrate(qat, xt[:256])
     report = export_tflite(qat, tmp_path / "r.tflite", representative_data=xt[:100])

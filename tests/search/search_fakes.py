@@ -61,3 +61,37 @@ class FakeEvaluator:
 
     def signature(self) -> dict:
         return {"fake": list(self.params), "sensitivity": list(self.sensitivity)}
+
+
+class DyingEvaluator(FakeEvaluator):
+    """A FakeEvaluator whose worker process dies (``os._exit``, like a SIGKILL or an OOM kill) on
+    chosen policies: on ``die_once`` the first time only (a marker file in ``marker_dir`` remembers it
+    across processes), on ``die_always`` every time; on ``raise_on`` it raises RuntimeError. ``delay``
+    seconds of sleep per evaluation make the workers overlap. Picklable, so executors can ship it to
+    worker processes."""
+
+    def __init__(self, marker_dir, die_once=(), die_always=(), raise_on=(), delay=0.0):
+        super().__init__()
+        self.marker_dir = str(marker_dir)
+        self.die_once = {tuple(g) for g in die_once}
+        self.die_always = {tuple(g) for g in die_always}
+        self.raise_on = {tuple(g) for g in raise_on}
+        self.delay = float(delay)
+
+    def evaluate(self, policy) -> Candidate:
+        import os
+        import time
+
+        genes = tuple(policy.weight_bits)
+        if self.delay:
+            time.sleep(self.delay)
+        if genes in self.raise_on:
+            raise RuntimeError(f"simulated crash on {genes}")
+        if genes in self.die_always:
+            os._exit(9)
+        if genes in self.die_once:
+            marker = os.path.join(self.marker_dir, "died-" + "-".join(map(str, genes)))
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(9)
+        return super().evaluate(policy)

@@ -3,7 +3,8 @@
 The pieces (pymoo's split): :class:`SearchSpace` (chromosome <-> ``QuantPolicy``), :class:`Evaluator`
 (a policy in, a scored :class:`Candidate` out), a strategy (``strategies/``: NSGA-II, exhaustive, ...)
 driven by :class:`~tfmpq.search.engine.Engine` (cache, journal, checkpoint/resume, Deb's rule,
-hypervolume, progress), and a :class:`Result`.
+hypervolume, progress), and a :class:`Result`. Evaluations run in this process or, with
+``executor="process"`` / ``"ray"``, on local worker processes or Ray actors (``executors.py``).
 
 Example:
 >>> result = tfmpq.search.nsga2(model, train=(x_tr, y_tr), val=(x_val, y_val), evaluation="qat",
@@ -19,6 +20,8 @@ from typing import Sequence
 from tfmpq.evaluate import Candidate, Evaluator
 from tfmpq.search.constraints import Constraint, deb_better
 from tfmpq.search.engine import Engine, hypervolume_2d
+from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
+from tfmpq.search.executors import get as get_executor
 from tfmpq.search.result import Result
 from tfmpq.search.space import QUANT_BITS, SearchSpace
 from tfmpq.search.strategies import BBPSO, GA, NSGA2, Exhaustive, Strategy
@@ -26,7 +29,8 @@ from tfmpq.search.strategies import BBPSO, GA, NSGA2, Exhaustive, Strategy
 __all__ = [
     "nsga2", "exhaustive", "run", "Evaluator", "Candidate", "SearchSpace", "Result", "Constraint",
     "deb_better", "Engine", "Strategy", "NSGA2", "Exhaustive", "hypervolume_2d", "make_space",
-    "bbpso", "plain_bbpso", "ga", "BBPSO", "GA",
+    "bbpso", "plain_bbpso", "ga", "BBPSO", "GA", "Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor",
+    "get_executor",
 ]
 
 
@@ -88,6 +92,10 @@ def run(
     symmetric: bool = True,
     learning_rate: float = 1e-4,
     calibration_batches: int = 4,
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> Result:
     """Runs any strategy on the shared engine; :func:`nsga2`, :func:`exhaustive` (and BBPSO) call it.
 
@@ -119,6 +127,15 @@ def run(
             (see :class:`SearchSpace`).
         batch_size, per_channel, symmetric, learning_rate, calibration_batches: the evaluator
             (see :class:`Evaluator`).
+        executor: where candidates are evaluated: ``"serial"`` (this process), ``"process"`` (local
+            worker processes), ``"ray"`` (Ray actors, ``pip install tfmpq[ray]``) or an
+            :class:`Executor`. The same seed gives the same result with any executor. Workers need
+            ``train``/``val`` as arrays. Defaults to "serial".
+        workers: worker processes or Ray actors; None: one per CPU (Ray: as many as the cluster
+            holds). Defaults to None.
+        ray_address: the Ray cluster to join (e.g. ``"auto"``); None starts a local Ray.
+            Defaults to None.
+        gpus_per_worker: GPUs each Ray actor reserves (fractions share a GPU). Defaults to 0.
 
     Returns:
         A :class:`Result`; its outputs are written to ``run_dir``.
@@ -153,11 +170,16 @@ def run(
                 f"Invalid value for `constraint`: expected (metric, target) or a Constraint. Received: {constraint!r}"
             ) from None
         constraint = Constraint(metric, float(target))
-    engine = Engine(
-        space, evaluator, objectives=objectives, constraint=constraint, run_dir=run_dir, resume=resume,
-        overwrite=overwrite, seed=seed, verbose=verbose,
-    )
-    state = engine.run(strategy)
+    runner = get_executor(executor, workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker)
+    try:
+        engine = Engine(
+            space, evaluator, objectives=objectives, constraint=constraint, run_dir=run_dir, resume=resume,
+            overwrite=overwrite, seed=seed, verbose=verbose, executor=runner,
+        )
+        state = engine.run(strategy)
+    finally:
+        if runner is not executor:  # made here from a name: stop its workers
+            runner.close()
     result = Result(engine, strategy, state)
     result.save()
     if verbose:

@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", type=int, default=0, help="QAT epochs to fine-tune the front afterwards")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--executor", choices=("serial", "process", "ray"), default="serial",
+                   help="where candidates are evaluated (tfmpq.search.executors)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes / Ray actors")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: a local Ray)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor")
     return p
 
 
@@ -58,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluation=args.evaluation, epochs=args.epochs, learning_rate=args.learning_rate,
         batch_size=args.batch_size, bits=tuple(args.bits), pin_first_last=args.pin_first_last,
         objectives=("accuracy", args.objective), run_dir=args.run_dir, resume=args.resume,
-        overwrite=args.overwrite, seed=args.seed, verbose=args.verbose,
+        overwrite=args.overwrite, seed=args.seed, verbose=args.verbose, executor=args.executor,
+        workers=args.workers, ray_address=args.ray_address, gpus_per_worker=args.gpus_per_worker,
     )
     start = time.perf_counter()
     if args.strategy == "nsga2":

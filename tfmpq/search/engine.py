@@ -4,7 +4,8 @@ A strategy (``tfmpq.search.strategies``) only proposes chromosomes and keeps a J
 :class:`Engine` owns everything else: the cache of evaluated chromosomes (a chromosome is never
 evaluated twice in a run — BBPSO's "similarity screening", seed 000 sec. 4.3.4, is this cache), the
 append-only journal and the per-generation checkpoint (:mod:`tfmpq.search.store`), the random number
-generators, objectives and Deb's constraint rule, hypervolume, progress and the outputs.
+generators, objectives and Deb's constraint rule, hypervolume, progress and the outputs. Where the
+evaluations run is its :mod:`~tfmpq.search.executors` (serial, local processes, Ray actors).
 
 Resume (Optuna-style replay): the journal is loaded into the cache, the strategy state and RNG states
 come from the last checkpoint, and the generations after it are replayed — every chromosome the
@@ -26,6 +27,8 @@ from tqdm.auto import tqdm
 from tfmpq.errors import CheckpointError
 from tfmpq.evaluate import Candidate
 from tfmpq.search.constraints import FAILED_ACCURACY, Constraint, deb_better
+from tfmpq.search.executors import Executor, describe_error
+from tfmpq.search.executors import get as get_executor
 from tfmpq.search.space import Chromosome, SearchSpace
 from tfmpq.search.store import RUN, RunStore
 
@@ -138,6 +141,11 @@ class Engine:
             which strategies must use (never the global ``random``: the evaluator reseeds it).
             Defaults to 0.
         verbose: 0 silent, 1 one line per generation and a progress bar per batch. Defaults to 1.
+        executor: where evaluations run: ``"serial"`` (this process), ``"process"`` (local worker
+            processes), ``"ray"`` (Ray actors) or an :class:`~tfmpq.search.executors.Executor`. Results
+            are recorded as they finish; a strategy sees each batch in its own order, so the run
+            does not depend on the order of completion. An executor given by name is started on the
+            first evaluation and stopped when :meth:`run` returns. Defaults to "serial".
     """
 
     def __init__(
@@ -152,6 +160,7 @@ class Engine:
         overwrite: bool = False,
         seed: int = 0,
         verbose: int = 1,
+        executor: str | Executor = "serial",
     ):
         if not hasattr(evaluator, "evaluate"):
             raise TypeError(
@@ -165,6 +174,8 @@ class Engine:
         self.constraint = constraint
         self.seed = int(seed)
         self.verbose = int(verbose)
+        self.executor = get_executor(executor)
+        self._owns_executor = not isinstance(executor, Executor)
         self.store = RunStore(run_dir, resume=resume, overwrite=overwrite)
         self.rng = random.Random(self.seed)
         self.np_rng = np.random.default_rng(self.seed)
@@ -205,9 +216,11 @@ class Engine:
         return deb_better((self.values(a)[0], self.violation(a)), (self.values(b)[0], self.violation(b)))
 
     def best(self, candidates: Iterable[Candidate] | None = None) -> Candidate | None:
-        """The Deb-best candidate (ties: the first seen)."""
+        """The Deb-best candidate; ties go to the lower costs, then the smaller chromosome, so the
+        answer does not depend on the order in which parallel workers finished."""
+        pool = list(self.candidates if candidates is None else candidates)
         best = None
-        for c in self.candidates if candidates is None else candidates:
+        for c in sorted(pool, key=lambda c: (self.values(c)[1:], c.genes or ())):
             if best is None or self.better(c, best):
                 best = c
         return best
@@ -262,9 +275,14 @@ class Engine:
         self.num_cached += len(keys) - len(todo)
         self._gen_cached += len(keys) - len(todo)
         bar = tqdm(total=len(todo), desc=desc, disable=self.verbose < 1 or not todo, leave=False, unit="cand")
+        policies = [self.space.decode(k) for k in todo]
         try:
-            for key in todo:
-                candidate = self._evaluate_one(key)
+            if todo and not self.executor.started:
+                self.executor.start(self.evaluator)
+            # Completion order: each result is journaled as it arrives (a kill loses nothing finished).
+            for i, outcome, seconds in self.executor.map(policies) if todo else ():
+                key = todo[i]
+                candidate = self._complete(key, policies[i], outcome, seconds)
                 if key not in self.cache:
                     self.order.append(key)
                 self.cache[key] = candidate
@@ -278,16 +296,15 @@ class Engine:
             bar.close()
         return [self.cache[k] for k in keys]
 
-    def _evaluate_one(self, key: Chromosome) -> Candidate:
-        policy = self.space.decode(key)
-        start = time.perf_counter()
-        try:
-            candidate = self.evaluator.evaluate(policy)
-        except Exception as e:  # a crashed candidate is a data point, not the end of the search
-            candidate = Candidate(policy, None, self._metrics_or_empty(policy), time.perf_counter() - start,
-                                  status="failed", error=f"{type(e).__name__}: {e}")
+    def _complete(self, key: Chromosome, policy, outcome, seconds: float) -> Candidate:
+        """The candidate of ``key`` from an executor's outcome (a Candidate or the error it failed with)."""
+        if isinstance(outcome, BaseException):
+            candidate = Candidate(policy, None, self._metrics_or_empty(policy), seconds, status="failed",
+                                  error=describe_error(outcome))
             if self.verbose:
-                warnings.warn(f"Evaluation of {key} failed and is recorded as failed: {candidate.error}", stacklevel=2)
+                warnings.warn(f"Evaluation of {key} failed and is recorded as failed: {candidate.error}", stacklevel=3)
+        else:
+            candidate = outcome
         if not isinstance(candidate, Candidate):
             raise TypeError(
                 f"The evaluator must return a tfmpq.search.Candidate. Received: {type(candidate).__name__} for {key}."
@@ -366,8 +383,19 @@ class Engine:
                 self.cache[key] = Candidate.from_json(record, policy=self.space.decode(key))
                 self.order.append(key)
 
+    def close(self) -> None:
+        """Stops the executor's workers if the engine started them (from an executor name)."""
+        if self._owns_executor:
+            self.executor.close()
+
     def run(self, strategy) -> dict:
         """Runs ``strategy`` to ``strategy.generations`` (resuming when asked) and returns its state."""
+        try:
+            return self._run(strategy)
+        finally:
+            self.close()
+
+    def _run(self, strategy) -> dict:
         strategy.setup(self)
         signature = self.signature(strategy)
         state = None
