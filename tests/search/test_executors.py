@@ -149,6 +149,19 @@ def test_an_evaluator_error_on_a_worker_is_a_failed_candidate_not_a_retry(tmp_pa
     assert all(c.metrics["weight_bytes"] > 0 for c in result.candidates)  # failed ones keep their costs
 
 
+def test_an_executor_reused_for_another_search_restarts_with_its_evaluator():
+    space = SearchSpace(("a", "b", "c"), bits=(4, 8))
+    gentle = FakeEvaluator(sensitivity=(0.1, 0.1, 0.1))
+    with ProcessExecutor(1) as executor:
+        first = exhaustive(evaluator=FakeEvaluator(), space=space, verbose=0, executor=executor)
+        pid = executor.pids()[0]
+        second = exhaustive(evaluator=gentle, space=space, verbose=0, executor=executor)
+        assert executor.pids()[0] != pid  # the workers holding the first evaluator were replaced
+    assert fingerprint(first) == fingerprint(exhaustive(evaluator=FakeEvaluator(), space=space, verbose=0))
+    assert fingerprint(second) == fingerprint(exhaustive(evaluator=gentle, space=space, verbose=0))
+    assert fingerprint(second) != fingerprint(first)
+
+
 def test_ctrl_c_stops_the_workers_and_leaves_a_resumable_run(tmp_path):
     kw = dict(space=SPACE, population=8, offspring=8, generations=3, seed=2, verbose=0)
     reference = nsga2(evaluator=FakeEvaluator(), **kw)

@@ -277,8 +277,8 @@ class Engine:
         bar = tqdm(total=len(todo), desc=desc, disable=self.verbose < 1 or not todo, leave=False, unit="cand")
         policies = [self.space.decode(k) for k in todo]
         try:
-            if todo and not self.executor.started:
-                self.executor.start(self.evaluator)
+            if todo:
+                self.executor.ensure_started(self.evaluator)
             # Completion order: each result is journaled as it arrives (a kill loses nothing finished).
             for i, outcome, seconds in self.executor.map(policies) if todo else ():
                 key = todo[i]

@@ -117,10 +117,21 @@ class Executor:
         self.workers = 1
         self.started = False
         self.stats = {"retried": 0, "lost": 0, "replaced": 0}
+        self._started_with = None
 
     def start(self, evaluator) -> None:
         """Ships ``evaluator`` to the workers (once) and starts them."""
         raise NotImplementedError
+
+    def ensure_started(self, evaluator) -> None:
+        """Starts the workers with ``evaluator`` unless they already hold it; workers holding another
+        evaluator (an executor reused for a second search) are restarted, never scored with."""
+        if self.started and self._started_with is evaluator:
+            return
+        if self.started:
+            self.close()
+        self.start(evaluator)
+        self._started_with = evaluator
 
     def map(self, policies: Sequence) -> Iterator[tuple[int, Any, float]]:
         """Evaluates ``policies``; yields ``(index, outcome, seconds)`` in completion order.
@@ -133,6 +144,7 @@ class Executor:
     def close(self) -> None:
         """Stops the workers. Safe to call twice."""
         self.started = False
+        self._started_with = None
 
     def __enter__(self):
         return self
@@ -359,6 +371,11 @@ class ProcessExecutor(Executor):
                             yield index, _outcome(status, value), seconds
                         continue
                 # the process died (a sentinel, or its pipe closed)
+                if not w.ready:  # a replacement that cannot even start: respawning it again would loop
+                    w.process.join(timeout=5)
+                    code = w.process.exitcode
+                    self.close()
+                    raise ExecutorError(f"A replacement worker process died while starting (exit code {code}).")
                 out = self._replace(w, sched, batch)
                 if out is not None:
                     yield out
@@ -424,8 +441,8 @@ class RayExecutor(Executor):
         gpus_per_worker: GPUs each actor reserves (fractions share a GPU). Defaults to 0.
         cpus_per_worker: CPUs each actor reserves; also its TensorFlow thread count. Defaults to 1.
         max_retries: how many more actors may try a policy whose actor died. Defaults to 2.
-        runtime_env: Ray's ``runtime_env`` for the actors (e.g. ``{"pip": ["tfmpq"]}`` on a cluster
-            whose nodes lack it). Defaults to None.
+        runtime_env: Ray's ``runtime_env`` for the actors (e.g. ``{"pip": [...]}`` or ``{"env_vars":
+            {...}}`` on a cluster whose nodes need more). Defaults to None.
         start_timeout: seconds the actors may take to start and build their evaluator. Defaults to 600.
         init_kwargs: more arguments for ``ray.init``. Defaults to None.
 
