@@ -198,7 +198,10 @@ print(len(y_train), "training /", len(y_val), "validation images")'''),
 - `population` / `offspring` / `generations` size the genetic algorithm; the initial population holds
   every uniform policy (all 2-bit, ..., all 8-bit), so the front is always compared with them.
 - `run_dir` keeps an append-only journal of every evaluation: re-running the cell with `resume=True`
-  continues a killed search where it stopped."""),
+  continues a killed search where it stopped.
+- On a machine with more cores, GPUs or a Ray cluster, `executor="process", workers=4` or
+  `executor="ray", ray_address="auto", gpus_per_worker=1` spreads the candidates over workers; the same
+  seed gives the same search (README, "Searching on more cores, GPUs or a Ray cluster")."""),
     new_code_cell('''\
 run_dir = os.path.join(OUT, "nsga2")
 result = tfmpq.search.nsga2(
