@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
                    help="QAT-fine-tune the front (bbpso: the best) afterwards. Default: 0")
     g.add_argument("--quiet", action="store_true", help="no per-generation progress")
-    g = p.add_argument_group("parallel evaluation (any executor gives the same result for the same seed)")
+    g = p.add_argument_group("parallel evaluation (same seed, same search on any executor; QAT on CPU: scores also depend on TensorFlow's thread count, see the README)")
     g.add_argument("--executor", choices=("serial", "process", "ray"), default="serial",
                    help="serial: this process; process: local worker processes; ray: Ray actors "
                         "(pip install tfmpq[ray]). Default: serial")

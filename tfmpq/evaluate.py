@@ -543,8 +543,11 @@ def _model_from_bytes(data: bytes):
             ) from None
 
 
-def configure_tensorflow(threads: int | None = None, use_gpu: bool = True) -> None:
-    """Sets up a worker process's TensorFlow before its first op (the settings are fixed after it).
+def configure_tensorflow(threads: int | None = None, use_gpu: bool = True) -> bool:
+    """Sets up this process's TensorFlow before its first op (the settings are fixed after it).
+
+    Worker processes of a parallel search call it first thing; call it yourself to give a serial run
+    the workers' thread count (QAT scores on CPU depend on it: the order of float sums).
 
     Args:
         threads: caps the intra-op thread pool (inter-op: at most 2), so that N workers share the
@@ -552,22 +555,36 @@ def configure_tensorflow(threads: int | None = None, use_gpu: bool = True) -> No
         use_gpu: False hides the GPUs (a Ray actor given no GPU must not take one's memory); True lets
             each visible GPU grow its memory on demand, so several workers can share it.
 
-    Does nothing once TensorFlow has started in this process.
+    Returns:
+        Whether ``threads`` is in effect (True when None). When TensorFlow has already run an op, the
+        thread pools cannot change: a ``RuntimeWarning`` says so and False is returned.
     """
+    import warnings
+
     from tfmpq._keras import tf
 
-    try:
-        if threads:
+    applied = True
+    if threads:
+        try:
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))
             tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+        except RuntimeError:
+            applied = tf.config.threading.get_intra_op_parallelism_threads() == int(threads)
+            if not applied:
+                warnings.warn(
+                    f"configure_tensorflow(threads={threads}) has no effect: TensorFlow already runs in this process "
+                    "with its thread pools fixed. Call it before TensorFlow's first op.", RuntimeWarning, stacklevel=2,
+                )
+    try:
         gpus = tf.config.list_physical_devices("GPU")
         if gpus and not use_gpu:
             tf.config.set_visible_devices([], "GPU")
         elif gpus:
             for gpu in gpus:
                 tf.config.experimental.set_memory_growth(gpu, True)
-    except (RuntimeError, ValueError):  # TensorFlow already started here: its settings stay
+    except (RuntimeError, ValueError):  # the GPUs were initialised already: their settings stay
         pass
+    return applied
 
 
 def _sha1(arrays) -> str:

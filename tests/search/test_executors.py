@@ -98,6 +98,17 @@ def test_evaluator_spec_refuses_a_dataset(digits_mlp, digits):
         ev.spec()
 
 
+def test_configure_tensorflow_says_when_it_comes_too_late():
+    from tfmpq._keras import tf
+    from tfmpq.evaluate import configure_tensorflow
+
+    tf.constant(1.0) + 1.0  # TensorFlow has run an op in this process: its thread pools are fixed
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    with pytest.warns(RuntimeWarning, match=r"configure_tensorflow\(threads=\d+\) has no effect"):
+        assert configure_tensorflow(threads=current + 3) is False
+    assert tf.config.threading.get_intra_op_parallelism_threads() == current
+
+
 def test_best_does_not_depend_on_the_order_of_completion():
     engine = Engine(SPACE, FakeEvaluator(), verbose=0)
     ties = [Candidate(SPACE.decode(g), 0.9, {"weight_bytes": w}, genes=g)

@@ -129,8 +129,10 @@ def run(
             (see :class:`Evaluator`).
         executor: where candidates are evaluated: ``"serial"`` (this process), ``"process"`` (local
             worker processes), ``"ray"`` (Ray actors, ``pip install tfmpq[ray]``) or an
-            :class:`Executor`. The same seed gives the same result with any executor. Workers need
-            ``train``/``val`` as arrays. Defaults to "serial".
+            :class:`Executor`. The same seed gives the same search with any executor (QAT scores on
+            CPU also depend on TensorFlow's thread count, which workers set to CPUs / workers: see
+            ``tfmpq.evaluate.configure_tensorflow``). Workers need ``train``/``val`` as arrays.
+            Defaults to "serial".
         workers: worker processes or Ray actors; None: one per CPU (Ray: as many as the cluster
             holds). Defaults to None.
         ray_address: the Ray cluster to join (e.g. ``"auto"``); None starts a local Ray.
