@@ -6,110 +6,96 @@ import numpy as np
 import pytest
 
 from tfmpq import QuantPolicy
-from tfmpq._keras import keras
 from tfmpq.errors import PolicyError
 from tfmpq.evaluate import Candidate, Evaluator
 
 
-@pytest.fixture(scope="module")
-def mlp(digits):
-    (x, y), _ = digits
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.layers.Input((8, 8, 1)), keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu", name="hidden"), keras.layers.Dense(10, activation="softmax", name="out"),
-    ], name="digits_mlp")
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    model.fit(x, y, epochs=15, batch_size=32, verbose=0)
-    return model
-
-
-def test_ptq_is_deterministic_and_does_not_train(mlp, digits):
-    before = [w.copy() for w in mlp.get_weights()]
-    ev = Evaluator(mlp, *digits, evaluation="ptq", seed=0)
-    a = ev.evaluate(QuantPolicy.uniform(mlp, 4))
-    b = ev.evaluate(QuantPolicy.uniform(mlp, 4))
+def test_ptq_is_deterministic_and_does_not_train(digits_mlp, digits):
+    before = [w.copy() for w in digits_mlp.get_weights()]
+    ev = Evaluator(digits_mlp, *digits, evaluation="ptq", seed=0)
+    a = ev.evaluate(QuantPolicy.uniform(digits_mlp, 4))
+    b = ev.evaluate(QuantPolicy.uniform(digits_mlp, 4))
     assert a.ok and a.accuracy == b.accuracy
-    assert all(np.array_equal(u, v) for u, v in zip(before, mlp.get_weights()))
-    float_acc = mlp.evaluate(*digits[1], verbose=0)[1]
-    c8 = ev.evaluate(QuantPolicy.uniform(mlp, 8))
-    c2 = ev.evaluate(QuantPolicy.uniform(mlp, 2))
+    assert all(np.array_equal(u, v) for u, v in zip(before, digits_mlp.get_weights()))
+    float_acc = digits_mlp.evaluate(*digits[1], verbose=0)[1]
+    c8 = ev.evaluate(QuantPolicy.uniform(digits_mlp, 8))
+    c2 = ev.evaluate(QuantPolicy.uniform(digits_mlp, 2))
     assert abs(c8.accuracy - float_acc) < 0.02
     assert c2.accuracy < c8.accuracy
     assert c8.metrics["weight_bytes"] > a.metrics["weight_bytes"] > c2.metrics["weight_bytes"]
     assert c8.seconds > 0 and ev.num_evaluations == 4
 
 
-def test_qat_scores_the_best_epoch(mlp, digits):
-    ev = Evaluator(mlp, *digits, evaluation="qat", epochs=2, seed=0, learning_rate=1e-3)
-    c = ev.evaluate(QuantPolicy.uniform(mlp, 2))
+def test_qat_scores_the_best_epoch(digits_mlp, digits):
+    ev = Evaluator(digits_mlp, *digits, evaluation="qat", epochs=2, seed=0, learning_rate=1e-3)
+    c = ev.evaluate(QuantPolicy.uniform(digits_mlp, 2))
     assert len(c.info["val_accuracy"]) == 2
     assert c.accuracy == max(c.info["val_accuracy"])  # seed 003: best epoch's validation accuracy
-    again = ev.evaluate(QuantPolicy.uniform(mlp, 2))
+    again = ev.evaluate(QuantPolicy.uniform(digits_mlp, 2))
     assert again.accuracy == c.accuracy  # seeded: same policy, same score, whatever came before
 
 
-def test_diverged_training_is_a_failed_candidate(mlp, digits):
+def test_diverged_training_is_a_failed_candidate(digits_mlp, digits):
     (x, y), val = digits
     x = x.copy()
     x[:64] = np.nan
-    ev = Evaluator(mlp, (x, y), val, evaluation="qat", epochs=1, seed=0)
-    c = ev.evaluate(QuantPolicy.uniform(mlp, 8))
+    ev = Evaluator(digits_mlp, (x, y), val, evaluation="qat", epochs=1, seed=0)
+    c = ev.evaluate(QuantPolicy.uniform(digits_mlp, 8))
     assert c.status == "failed" and c.accuracy is None and not c.ok
     assert "diverged" in c.error and c.metrics["weight_bytes"] > 0
 
 
-def test_tf_data_input(mlp, digits):
+def test_tf_data_input(digits_mlp, digits):
     from tfmpq._keras import tf
 
     (x, y), (xv, yv) = digits
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
     val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(64)
-    ev = Evaluator(mlp, train, val, evaluation="ptq", calibration_batches=2)
+    ev = Evaluator(digits_mlp, train, val, evaluation="ptq", calibration_batches=2)
     assert ev.representative_data().shape == (128, 8, 8, 1)
-    ref = Evaluator(mlp, (x, y), (xv, yv), evaluation="ptq", calibration_batches=2)
-    p = QuantPolicy.uniform(mlp, 4)
+    ref = Evaluator(digits_mlp, (x, y), (xv, yv), evaluation="ptq", calibration_batches=2)
+    p = QuantPolicy.uniform(digits_mlp, 4)
     assert ev.evaluate(p).accuracy == ref.evaluate(p).accuracy
 
 
-def test_candidate_json_round_trip(mlp, digits):
-    ev = Evaluator(mlp, *digits, evaluation="ptq")
-    c = ev.evaluate(QuantPolicy.from_bits(mlp, weight_bits=[3, 8]))
+def test_candidate_json_round_trip(digits_mlp, digits):
+    ev = Evaluator(digits_mlp, *digits, evaluation="ptq")
+    c = ev.evaluate(QuantPolicy.from_bits(digits_mlp, weight_bits=[3, 8]))
     c.genes = (3, 8)
     back = Candidate.from_json(json.loads(json.dumps(c.to_json())))
     assert back.policy == c.policy and back.accuracy == c.accuracy and back.metrics == c.metrics
     assert back.genes == (3, 8)
 
 
-def test_evaluator_errors(mlp, digits):
+def test_evaluator_errors(digits_mlp, digits):
     with pytest.raises(ValueError, match=r"Invalid value for `evaluation`: expected one of \('qat', 'ptq'\). "
                                          r"Received: evaluation='int8'"):
-        Evaluator(mlp, *digits, evaluation="int8")
+        Evaluator(digits_mlp, *digits, evaluation="int8")
     with pytest.raises(ValueError, match="Invalid value for `epochs`: expected an integer >= 1 for QAT"):
-        Evaluator(mlp, *digits, epochs=0)
+        Evaluator(digits_mlp, *digits, epochs=0)
     with pytest.raises(ValueError, match="Invalid value for `optimizer`"):
-        Evaluator(mlp, *digits, optimizer="lion")
-    ev = Evaluator(mlp, *digits, evaluation="ptq")
+        Evaluator(digits_mlp, *digits, optimizer="lion")
+    ev = Evaluator(digits_mlp, *digits, evaluation="ptq")
     other = QuantPolicy(("a", "b", "c"), (8, 8, 8), (8, 8, 8))
     with pytest.raises(PolicyError, match="made for another model"):
         ev.evaluate(other)
 
 
-def test_signature_is_json(mlp, digits):
-    sig = Evaluator(mlp, *digits, evaluation="ptq", seed=3).signature()
+def test_signature_is_json(digits_mlp, digits):
+    sig = Evaluator(digits_mlp, *digits, evaluation="ptq", seed=3).signature()
     assert json.loads(json.dumps(sig)) == sig
     assert sig["evaluation"] == "ptq" and sig["seed"] == 3 and sig["model"] == "digits_mlp"
 
 
 @pytest.mark.parametrize("evaluation", ["qat", "ptq"])
-def test_reused_search_model_scores_like_a_rebuilt_model(mlp, digits, evaluation):
+def test_reused_search_model_scores_like_a_rebuilt_model(digits_mlp, digits, evaluation):
     """Issue 7: one variable-bit model for the whole search gives the static path's scores."""
     (x, y), (xv, yv) = digits
     train, val = (x[:640], y[:640]), (xv, yv)
-    policies = [QuantPolicy.from_bits(mlp, [4, 8], 8), QuantPolicy.from_bits(mlp, [2, 6], [8, 4]),
-                QuantPolicy.from_bits(mlp, [8, 3], 32), QuantPolicy.from_bits(mlp, [32, 5], 8)]
-    fresh = Evaluator(mlp, train, val, evaluation=evaluation, epochs=1, seed=3, learning_rate=1e-3, reuse_model=False)
-    reused = Evaluator(mlp, train, val, evaluation=evaluation, epochs=1, seed=3, learning_rate=1e-3, reuse_model=True)
+    policies = [QuantPolicy.from_bits(digits_mlp, [4, 8], 8), QuantPolicy.from_bits(digits_mlp, [2, 6], [8, 4]),
+                QuantPolicy.from_bits(digits_mlp, [8, 3], 32), QuantPolicy.from_bits(digits_mlp, [32, 5], 8)]
+    fresh = Evaluator(digits_mlp, train, val, evaluation=evaluation, epochs=1, seed=3, learning_rate=1e-3, reuse_model=False)
+    reused = Evaluator(digits_mlp, train, val, evaluation=evaluation, epochs=1, seed=3, learning_rate=1e-3, reuse_model=True)
     for p in policies:
         a, b = fresh.evaluate(p), reused.evaluate(p)
         assert abs(a.accuracy - b.accuracy) <= 1.0 / len(yv) + 1e-12, (p.genes, a.accuracy, b.accuracy)

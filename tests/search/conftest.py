@@ -1,22 +1,5 @@
-"""Fixtures of the search tests: a real tiny problem (an MLP on scikit-learn's digits, 2 groups)."""
+"""Fixtures of the search tests (the real tiny problem, `digits_mlp`, is in tests/conftest.py)."""
 import pytest
-
-
-@pytest.fixture(scope="session")
-def digits_mlp(digits):
-    """Flatten -> Dense(32, relu) -> Dense(10, softmax), trained 15 epochs: 2 quantizable groups."""
-    from tfmpq._keras import keras
-
-    (x, y), _ = digits
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.layers.Input((8, 8, 1)), keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu", name="hidden"),
-        keras.layers.Dense(10, activation="softmax", name="out"),
-    ], name="digits_mlp")
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    model.fit(x, y, epochs=15, batch_size=32, verbose=0)
-    return model
 
 
 class MemoEvaluator:
