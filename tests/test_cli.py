@@ -65,6 +65,46 @@ def test_missing_model_file_is_one_line(capsys, tmp_path):
         f"zoo:NAME (NAME one of {ZOO_NAMES}).")
 
 
+@pytest.mark.parametrize("kind", ["truncated.keras", "garbage.h5", "broken_savedmodel"])
+def test_corrupt_model_file_is_one_line(capsys, tmp_path, kind):
+    path = tmp_path / kind
+    if kind.endswith(".keras"):  # the shipped checkpoint cut short, as an interrupted copy leaves it
+        path.write_bytes(open(zoo.checkpoint_path("small_cnn_fmnist"), "rb").read()[:3000])
+    elif kind.endswith(".h5"):
+        path.write_bytes(b"not an HDF5 file\n")
+    else:
+        path.mkdir()
+        (path / "saved_model.pb").write_bytes(b"\x00garbage")
+    for command in (["info", str(path)], ["search", str(path), "--data", "digits", "-o", str(tmp_path / "run")]):
+        code, _, err = run(capsys, *command)
+        assert code == 1
+        assert error_line(err).startswith(f"tfmpq: error: Cannot load a tf_keras model from {path}:")
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+@pytest.mark.parametrize("defect, message", [
+    ("nan", r"Invalid value for `train`: expected finite values\. Received: NaN or Inf in 1 of \d+ samples"),
+    ("label", r"Invalid value for `(train|val)`: expected class ids in 0\.\.9 \(the model has 10 outputs\)"),
+])
+def test_bad_data_file_is_one_line_naming_the_argument(capsys, tmp_path, defect, message):
+    import re
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200, 28, 28), dtype=np.float32), np.arange(200) % 10
+    if defect == "nan":
+        x[5, 3, 3] = np.nan
+    else:
+        y[::7] = 11
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20] % 10)
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--data", str(tmp_path / "bad.npz"), "--strategy",
+                       "nsga2", "--evaluation", "ptq", "--generations", "1", "-o", str(tmp_path / "run"))
+    assert code == 1
+    assert re.match("tfmpq: error: " + message, error_line(err)), err
+    assert not (tmp_path / "run" / "evaluations.jsonl").exists()
+
+
 def test_unknown_zoo_name_is_one_line(capsys):
     code, _, err = run(capsys, "info", "zoo:resnet21")
     assert code == 1

@@ -14,6 +14,7 @@ search journal reloads) and therefore ``tfmpq.search`` never load TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -150,7 +151,10 @@ class Evaluator:
             (the reference approach of seed 003; the same scores, slower). Defaults to True.
 
     Raises:
-        ValueError: an unknown ``evaluation`` or ``optimizer``, ``epochs < 1`` for qat.
+        ValueError: an unknown ``evaluation`` or ``optimizer``, ``epochs < 1`` for qat; ``train`` or
+            ``val`` that cannot be trained or scored on (``tfmpq.checks.check_data``: empty, NaN/Inf,
+            a sample shape other than the model's, labels outside its classes, x and y of different
+            lengths): the message names the argument.
 
     Example:
     >>> ev = Evaluator(model, (x_tr, y_tr), (x_val, y_val), evaluation="ptq")
@@ -194,6 +198,11 @@ class Evaluator:
             raise ValueError(
                 f"Invalid value for `calibration_batches`: expected >= 1. Received: {calibration_batches!r}"
             )
+        from tfmpq.checks import check_data
+
+        # Bad data fails here, before a model is built or a step is trained (issue 13).
+        train = check_data(model, train, name="train")
+        val = check_data(model, val, name="val")
         self.model = model
         self.evaluation = evaluation
         self.epochs = int(epochs)
@@ -244,9 +253,12 @@ class Evaluator:
         else:
             self._val = val
         self.loss = loss if loss is not None else self._default_loss()
-        # Fingerprints for the search checkpoint: a resume with other weights or data is refused.
+        # Fingerprints for the search checkpoint: a resume with another model, weights or data is refused.
         self._weights_sha1 = _sha1(model.get_weights())
+        self._config_sha1 = hashlib.sha1(
+            json.dumps(model.get_config(), sort_keys=True, default=str).encode()).hexdigest()
         self._data_sha1 = _sha1(list(train) + list(val)) if self._train_arrays and isinstance(val, (tuple, list)) else None
+        self._data_shapes = {k: _shapes(d) for k, d in (("train", train), ("val", val))}
 
     # -- configuration -------------------------------------------------------------------------
     def _default_loss(self):
@@ -290,7 +302,9 @@ class Evaluator:
             "learning_rate": self.learning_rate if self.evaluation == "qat" else None,
             "calibration_batches": self.calibration_batches,
             "weights_sha1": self._weights_sha1,
+            "model_config_sha1": self._config_sha1,
             "data_sha1": self._data_sha1,
+            "data_shapes": self._data_shapes,
         }
 
     def spec(self) -> "EvaluatorSpec":
@@ -585,6 +599,13 @@ def configure_tensorflow(threads: int | None = None, use_gpu: bool = True) -> bo
     except (RuntimeError, ValueError):  # the GPUs were initialised already: their settings stay
         pass
     return applied
+
+
+def _shapes(data) -> list | str:
+    """``[x shape, y shape]`` of an ``(x, y)`` pair; a dataset's element spec as text."""
+    if isinstance(data, (tuple, list)):
+        return [list(np.shape(a)) for a in data]
+    return str(getattr(data, "element_spec", type(data).__name__))
 
 
 def _sha1(arrays) -> str:

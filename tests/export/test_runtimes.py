@@ -5,23 +5,30 @@ import pytest
 from tfmpq.export import evaluate_tflite, run_tflite, tflm_arena_bytes
 from tfmpq.export.runtimes import dequantize, litert_interpreter
 
-from export_helpers import convert_int8
+from export_helpers import bake_grid, convert_int8
 
 
 def test_litert_and_tflm_agree_on_accuracy_and_raw_int8_outputs(plain_int8, plain_cnn, digits_split, tmp_path):
     _, (x, y) = digits_split
     path = tmp_path / "m.tflite"
     path.write_bytes(plain_int8[1])
-    keras_acc = float(np.mean(plain_cnn.predict(x, verbose=0).argmax(-1) == y))
     acc_lrt = evaluate_tflite(str(path), x, y, runtime="litert", batch_size=64)
     acc_mcu = evaluate_tflite(path.read_bytes(), x, y, runtime="tflm")
     assert acc_lrt == acc_mcu
-    assert acc_lrt > 0.5 and abs(acc_lrt - keras_acc) < 0.1  # a 4-bit snapped copy of a trained model
     raw_lrt = run_tflite(str(path), x, runtime="litert")
     raw_mcu = run_tflite(str(path), x, runtime="tflm")
     assert raw_lrt.dtype == np.int8 and raw_lrt.shape == (len(x), 10)
     # GAP (MEAN) + FULLY_CONNECTED: the reference kernels of both runtimes still agree to 1 LSB.
     assert np.abs(raw_lrt.astype(int) - raw_mcu).max() <= 1
+    # The file holds the 4-bit *snapped* model, so that model (not the float one: snapping a BN-free
+    # CNN to 4 bits without retraining costs it 8-10 pp, more or less depending on the CPU that
+    # trained it) is what the deployed predictions must follow. The only difference left is int8
+    # activation rounding: measured 97.5% agreement on 397 images; a binomial sd of 0.8 pp puts 90%
+    # nearly 10 sd below, whatever the machine.
+    keras_pred = bake_grid(plain_cnn, 4).predict(x, verbose=0).argmax(-1)
+    lrt_pred = run_tflite(str(path), x, runtime="litert", dequantize_output=True).argmax(-1)
+    assert np.mean(keras_pred == lrt_pred) >= 0.9
+    assert abs(acc_lrt - np.mean(keras_pred == y)) <= np.mean(keras_pred != lrt_pred) + 1e-12
 
 
 def test_batching_does_not_change_litert_outputs(plain_int8, digits_split):
@@ -72,6 +79,18 @@ def test_invalid_runtime(plain_int8, digits_split):
 def test_inputs_of_wrong_shape(plain_int8):
     with pytest.raises(ValueError, match=r"Invalid value for `x`: expected a batch of inputs of shape \(N, 8, 8, 1\)"):
         run_tflite(plain_int8[0], np.zeros((4, 28, 28, 1), np.float32), runtime="tflm")
+
+
+def test_empty_or_nan_inputs(plain_int8, digits_split):
+    _, (x, y) = digits_split
+    bad = x[:8].copy()
+    bad[6, 1, 1, 0] = np.inf
+    for runtime in ("litert", "tflm"):
+        with pytest.raises(ValueError, match=r"Invalid value for `x`: expected finite values\. Received: NaN or Inf "
+                                             r"in 1 of 8 samples \(the first at index 6\)"):
+            evaluate_tflite(plain_int8[0], bad, y[:8], runtime=runtime)
+        with pytest.raises(ValueError, match=r"Invalid value for `x`: expected at least one sample"):
+            run_tflite(plain_int8[0], x[:0], runtime=runtime)
 
 
 def test_labels_that_do_not_match(plain_int8, digits_split):

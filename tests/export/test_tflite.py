@@ -131,12 +131,42 @@ def test_asymmetric_weights_are_refused_before_converting(train_qat, digits_spli
 
 def test_representative_data_of_the_wrong_shape(train_qat, tmp_path):
     qat = train_qat(8, epochs=0)
-    with pytest.raises(ExportError, match=r"Invalid value for `representative_data`: expected a batch of model "
-                                          r"inputs of shape \(N, 8, 8, 1\)\. Received: .* shape \(10, 28, 28\)"):
+    with pytest.raises(ExportError, match=r"Invalid value for `representative_data`: expected samples of shape "
+                                          r"\(8, 8, 1\) \(the model's input .*\)\. Received: samples of shape \(28, 28\)"):
         export_tflite(qat, tmp_path / "m.tflite", representative_data=np.zeros((10, 28, 28), np.float32))
     with pytest.raises(ExportError, match=r"expected at least one sample"):
         export_tflite(qat, tmp_path / "m.tflite", representative_data=np.zeros((0, 8, 8, 1), np.float32))
     assert not os.listdir(tmp_path)
+
+
+def test_bad_output_paths_and_nan_data_fail_before_converting_and_write_nothing(train_qat, digits_split, tmp_path,
+                                                                                 monkeypatch):
+    (xt, _), _ = digits_split
+    qat = train_qat(8, epochs=0)
+    with pytest.raises(ExportError, match=r"Invalid value for `path`: its folder `.*missing` does not exist .*"
+                                          r"Create it first\. Nothing was written"):
+        export_tflite(qat, tmp_path / "missing" / "m.tflite", representative_data=xt[:10])
+    with pytest.raises(ExportError, match=r"Invalid value for `path`: `.*` is a folder; expected a file path"):
+        export_tflite(qat, tmp_path, representative_data=xt[:10])
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ExportError, match=r"its folder `.*afile` does not exist \(or is not a folder\)"):
+        export_tflite(qat, tmp_path / "afile" / "m.tflite", representative_data=xt[:10])
+    nan = xt[:10].copy()
+    nan[4, 0, 0, 0] = np.nan
+    with pytest.raises(ExportError, match=r"Invalid value for `representative_data`: expected finite values\. "
+                                          r"Received: NaN or Inf in 1 of 10 samples \(the first at index 4\)"):
+        export_tflite(qat, tmp_path / "m.tflite", representative_data=nan)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+    import errno
+
+    def disk_full(src, dst):  # the file system fills up while the file is moved into place
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(ExportError, match=r"Cannot write `.*m\.tflite`: No space left on device\. Nothing was written"):
+        export_tflite(qat, tmp_path / "m.tflite", representative_data=xt[:10])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no temporary file either
 
 
 def test_invalid_c_array_name_fails_before_writing(train_qat, digits_split, tmp_path):

@@ -67,16 +67,30 @@ class DyingEvaluator(FakeEvaluator):
     """A FakeEvaluator whose worker process dies (``os._exit``, like a SIGKILL or an OOM kill) on
     chosen policies: on ``die_once`` the first time only (a marker file in ``marker_dir`` remembers it
     across processes), on ``die_always`` every time; on ``raise_on`` it raises RuntimeError. ``delay``
-    seconds of sleep per evaluation make the workers overlap. Picklable, so executors can ship it to
-    worker processes."""
+    seconds of sleep per evaluation make the workers overlap. ``hold=(journal, n)``: once the run's
+    journal holds ``n`` lines, every evaluation waits (up to ``hold_timeout`` s) for a ``release`` file
+    in ``marker_dir``, so a test can interrupt the run at a known point, however loaded the machine.
+    Picklable, so executors can ship it to worker processes."""
 
-    def __init__(self, marker_dir, die_once=(), die_always=(), raise_on=(), delay=0.0):
+    def __init__(self, marker_dir, die_once=(), die_always=(), raise_on=(), delay=0.0, hold=None,
+                 hold_timeout=120.0):
         super().__init__()
         self.marker_dir = str(marker_dir)
         self.die_once = {tuple(g) for g in die_once}
         self.die_always = {tuple(g) for g in die_always}
         self.raise_on = {tuple(g) for g in raise_on}
         self.delay = float(delay)
+        self.hold = None if hold is None else (str(hold[0]), int(hold[1]))
+        self.hold_timeout = float(hold_timeout)
+
+    def held(self) -> bool:
+        """Whether evaluations are being held (the journal reached the hold point)."""
+        import os
+
+        if self.hold is None or not os.path.exists(self.hold[0]):
+            return False
+        with open(self.hold[0], encoding="utf-8") as f:
+            return sum(1 for _ in f) >= self.hold[1]
 
     def evaluate(self, policy) -> Candidate:
         import os
@@ -85,6 +99,11 @@ class DyingEvaluator(FakeEvaluator):
         genes = tuple(policy.weight_bits)
         if self.delay:
             time.sleep(self.delay)
+        if self.held():
+            release = os.path.join(self.marker_dir, "release")
+            deadline = time.monotonic() + self.hold_timeout
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.01)
         if genes in self.raise_on:
             raise RuntimeError(f"simulated crash on {genes}")
         if genes in self.die_always:

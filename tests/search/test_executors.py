@@ -178,23 +178,27 @@ def test_ctrl_c_stops_the_workers_and_leaves_a_resumable_run(tmp_path):
     reference = nsga2(evaluator=FakeEvaluator(), **kw)
     run_dir = tmp_path / "run"
     journal = run_dir / "evaluations.jsonl"
+    # Events, not timing: from the 10th journal line on, the workers hold every evaluation until
+    # released, so the run cannot finish before Ctrl-C arrives, however slow the machine is.
+    evaluator = DyingEvaluator(tmp_path, delay=0.05, hold=(journal, 10))
     pids = []
 
     def press_ctrl_c():
-        wait_for(lambda: journal.exists() and len(journal.read_text().splitlines()) >= 10)
+        wait_for(evaluator.held)
         pids.extend(p.pid for p in multiprocessing.active_children())  # the search's worker processes
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
-        nsga2(evaluator=DyingEvaluator(tmp_path, delay=0.3), executor="process", workers=2, run_dir=run_dir, **kw)
-    assert len(pids) == 2 and not any(alive(p) for p in pids)  # no orphaned workers
+        nsga2(evaluator=evaluator, executor="process", workers=2, run_dir=run_dir, **kw)
+    (tmp_path / "release").touch()  # (had a worker survived, it would now finish and be seen below)
+    assert len(pids) == 2
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30)  # no orphaned workers
     done = len(journal.read_text().splitlines())
     assert 10 <= done < len(reference.candidates)
     resumed = nsga2(evaluator=FakeEvaluator(), run_dir=run_dir, resume=True, **kw)  # on another executor
     assert fingerprint(resumed) == fingerprint(reference)
     assert resumed.num_evaluated == len(reference.candidates) - done  # nothing journaled is evaluated again
-
 
 # ----------------------------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
@@ -233,8 +237,9 @@ def test_a_ray_worker_killed_mid_run_loses_nothing(local_ray, digits_mlp, digits
     killed = []
 
     def kill_a_busy_worker():
+        # The moment a worker is handed its first candidate: that evaluation builds and traces the
+        # model (over a second even on a fast machine), so the kill lands inside it.
         wait_for(lambda: executor.started and executor.busy_pids())
-        time.sleep(0.3)  # inside the first evaluation (it builds and traces the model: > 1 s)
         pid = executor.busy_pids()[0]
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)

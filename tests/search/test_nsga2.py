@@ -97,7 +97,8 @@ def test_tampered_checkpoint_signature_names_the_checkpoint(tmp_path):
     ckpt = json.loads((tmp_path / "checkpoint.json").read_text())
     ckpt["signature"]["seed"] = 99
     (tmp_path / "checkpoint.json").write_text(json.dumps(ckpt))
-    with pytest.raises(CheckpointError, match=r"checkpoint.json`: it was made by another search problem \(seed"):
+    with pytest.raises(CheckpointError, match=r"checkpoint.json`: it was made by another search problem\. What differs: the seed \(seed\): "
+                                                r"stored 99, now 5"):
         nsga2(**kwargs, resume=True)
 
 

@@ -190,6 +190,15 @@ def _check_input(x: np.ndarray, detail: dict, runtime: str) -> np.ndarray:
             f"Invalid value for `x`: expected a batch of inputs of shape (N, {', '.join(map(str, expected))}) "
             f"for this model. Received: x with shape {x.shape} (runtime={runtime!r})"
         )
+    if len(x) == 0:
+        raise ValueError(f"Invalid value for `x`: expected at least one sample. Received: an empty batch {x.shape}")
+    if np.issubdtype(x.dtype, np.inexact):
+        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if not finite.all():  # int8 quantization would turn NaN into an arbitrary (and silent) level
+            raise ValueError(
+                f"Invalid value for `x`: expected finite values. Received: NaN or Inf in {int((~finite).sum())} of "
+                f"{len(x)} samples (the first at index {int(np.flatnonzero(~finite)[0])})"
+            )
     return x
 
 

@@ -27,6 +27,7 @@ import tempfile
 import numpy as np
 
 from tfmpq._keras import keras, tf
+from tfmpq.checks import check_inputs
 from tfmpq.errors import ExportError
 from tfmpq.export.c_array import check_c_name, write_c_array
 from tfmpq.export.deploy import build_deploy_model
@@ -137,16 +138,10 @@ def _check_qat_model(qat_model) -> dict:
 
 
 def _check_representative_data(qat_model, data) -> np.ndarray:
-    x = np.asarray(data, dtype=np.float32) if not isinstance(data, np.ndarray) else data.astype(np.float32)
-    expected = tuple(int(d) if d is not None else None for d in qat_model.input_shape[1:])
-    if x.ndim != len(expected) + 1 or any(e is not None and e != s for e, s in zip(expected, x.shape[1:])):
-        raise ExportError(
-            "Invalid value for `representative_data`: expected a batch of model inputs of shape "
-            f"(N, {', '.join(map(str, expected))}). Received: representative_data with shape {x.shape}"
-        )
-    if len(x) == 0:
-        raise ExportError("Invalid value for `representative_data`: expected at least one sample. Received: 0")
-    return x
+    """The calibration inputs as float32, refused (ExportError) when empty, of another sample shape
+    than the model's input, or holding NaN/Inf (``tfmpq.checks.check_inputs``)."""
+    x = check_inputs(qat_model, data, name="representative_data", error=ExportError)
+    return np.asarray(x, dtype=np.float32)
 
 
 def _convert(deploy, x: np.ndarray, int8_io: bool, per_channel: bool) -> bytes:
@@ -205,18 +200,45 @@ def _verify_litert(data: bytes, x: np.ndarray) -> None:
     run_tflite(data, x[:1], runtime="litert")
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def _check_output_path(path) -> str:
+    """The output path, checked before any conversion work: its folder exists and takes a file."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ExportError(f"Invalid value for `path`: expected a .tflite file path. Received: path={path!r}")
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tfmpq-", suffix=".tflite.tmp", dir=directory)
+    if os.path.isdir(path):
+        raise ExportError(f"Invalid value for `path`: `{path}` is a folder; expected a file path such as "
+                          f"`{os.path.join(path, 'model.tflite')}`. Nothing was written.")
+    if not os.path.isdir(directory):
+        raise ExportError(f"Invalid value for `path`: its folder `{directory}` does not exist (or is not a folder). "
+                          "Create it first. Nothing was written.")
+    try:  # a real probe: os.access says yes to root on a read-only file system
+        fd, probe = tempfile.mkstemp(prefix=".tfmpq-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ExportError(f"Invalid value for `path`: cannot write in `{directory}` ({e.strerror or e}). "
+                          "Nothing was written.") from None
+    return path
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a
+    failure (disk full, a kill) leaves the old file or none, never a partial one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".tfmpq-", suffix=".tflite.tmp", dir=directory)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as e:
+        raise ExportError(f"Cannot write `{path}`: {e.strerror or e}. Nothing was written.") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def export_tflite(
@@ -265,6 +287,7 @@ def export_tflite(
     >>> tfmpq.evaluate_tflite("model.tflite", x_test, y_test, runtime="tflm")  # doctest: +SKIP
     """
     info = _check_qat_model(qat_model)
+    path = _check_output_path(path)
     x = _check_representative_data(qat_model, representative_data)
     if c_array is not None:
         check_c_name(c_array)  # before converting: a bad name must not cost a conversion
@@ -363,11 +386,15 @@ def export_tflite(
         arena = None
         notes.append(f"TFLite Micro cannot run this model: {str(e).splitlines()[0]}")
 
-    path = os.fspath(path)
     _write_atomic(path, data)
     c_paths = None
     if c_array is not None:
-        c_paths = list(write_c_array(data, c_array, os.path.dirname(os.path.abspath(path))))
+        try:
+            c_paths = list(write_c_array(data, c_array, os.path.dirname(os.path.abspath(path))))
+        except OSError as e:
+            os.unlink(path)  # all or nothing: no .tflite without the C array asked for
+            raise ExportError(f"Cannot write the C array `{c_array}` next to `{path}`: {e.strerror or e}. "
+                              "Nothing was written.") from None
     return ExportReport(
         path=path,
         file_bytes=len(data),

@@ -7,6 +7,7 @@ import numpy as np
 
 from tfmpq._keras import keras, tf, tfmot
 from tf_keras.src.saving.serialization_lib import SafeModeScope
+from tfmpq.checks import check_inputs
 from tfmpq.graph import check_model
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import NEVER, QuantGroupLayer
@@ -153,9 +154,16 @@ def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = Non
         x: input samples (numpy array or tf.data.Dataset of inputs).
         batch_size: batch size for numpy input. Defaults to 128.
         num_batches: use at most this many batches. Defaults to all.
+
+    Raises:
+        ValueError: not a tfmpq QAT model, or ``x`` empty, of another sample shape than the model's
+            input, or holding NaN/Inf (see ``tfmpq.checks.check_inputs``).
     """
     if not is_qat_model(qat_model):
         raise ValueError("Invalid value for `qat_model`: not a tfmpq QAT model (no QuantGroupLayer found).")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Invalid value for `batch_size`: expected an integer >= 1. Received: batch_size={batch_size!r}.")
+    x = check_inputs(qat_model, x, name="x")  # NaN, shape, empty: before any range is touched
     calibrating = _mode_vars(qat_model, "tfmpq_calibrating")
     seen = _mode_vars(qat_model, "tfmpq_seen")
     if not calibrating:

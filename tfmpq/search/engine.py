@@ -176,7 +176,7 @@ class Engine:
         self.verbose = int(verbose)
         self.executor = get_executor(executor)
         self._owns_executor = not isinstance(executor, Executor)
-        self.store = RunStore(run_dir, resume=resume, overwrite=overwrite)
+        self.store = RunStore(run_dir, resume=resume, overwrite=overwrite, lock=True)
         self.rng = random.Random(self.seed)
         self.np_rng = np.random.default_rng(self.seed)
         self.cache: dict[Chromosome, Candidate] = {}
@@ -384,9 +384,13 @@ class Engine:
                 self.order.append(key)
 
     def close(self) -> None:
-        """Stops the executor's workers if the engine started them (from an executor name)."""
-        if self._owns_executor:
-            self.executor.close()
+        """Stops the executor's workers if the engine started them (from an executor name) and
+        releases the run directory."""
+        try:
+            if self._owns_executor:
+                self.executor.close()
+        finally:
+            self.store.close()
 
     def run(self, strategy) -> dict:
         """Runs ``strategy`` to ``strategy.generations`` (resuming when asked) and returns its state."""

@@ -25,6 +25,7 @@ from tfmpq.errors import CheckpointError
 EVALUATIONS = "evaluations.jsonl"
 CHECKPOINT = "checkpoint.json"
 RUN = "run.json"
+LOCK = ".lock"
 #: Files this module may remove with ``overwrite=True`` (nothing else in the directory is touched).
 OUTPUTS = (
     RUN, EVALUATIONS, CHECKPOINT, "history.json", "front.json", "best.json", "summary.txt",
@@ -65,31 +66,81 @@ class RunStore:
         resume: continue the run found in ``run_dir``. Defaults to False.
         overwrite: delete a previous run's files in ``run_dir`` (only the files tfmpq writes) and
             start afresh. Defaults to False.
+        lock: hold an exclusive lock on ``run_dir`` (``run_dir/.lock``, ``flock``) until :meth:`close`,
+            so a second search on the same directory is refused instead of interleaving its journal
+            lines with this one's. The operating system drops the lock when the process dies, so a
+            killed run never leaves a stale lock behind. Defaults to False (readers need none).
 
     Raises:
         CheckpointError: ``run_dir`` already holds a run and neither ``resume`` nor ``overwrite``
-            is set.
+            is set, or (``lock=True``) another process is running a search in it.
     """
 
-    def __init__(self, run_dir: str | os.PathLike | None = None, *, resume: bool = False, overwrite: bool = False):
+    def __init__(self, run_dir: str | os.PathLike | None = None, *, resume: bool = False, overwrite: bool = False,
+                 lock: bool = False):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.resume = bool(resume)
+        self._lock_file = None
         if self.run_dir is None:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        existing = [n for n in (EVALUATIONS, CHECKPOINT, RUN) if (self.run_dir / n).exists()]
-        if existing and not resume:
-            if not overwrite:
-                raise CheckpointError(
-                    f"`{self.run_dir}` already holds a search run ({', '.join(existing)}). "
-                    "Pass resume=True to continue it, overwrite=True to start afresh, or another run_dir."
-                )
-            for name in OUTPUTS:
-                p = self.run_dir / name
-                if p.exists():
-                    p.unlink()
-        if resume:
-            self._cut_torn_tail()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(f"Cannot use `{self.run_dir}` as the run directory: {e.strerror or e}.") from None
+        if lock:
+            self._lock()  # before anything is deleted or cut
+        try:
+            existing = [n for n in (EVALUATIONS, CHECKPOINT, RUN) if (self.run_dir / n).exists()]
+            if existing and not resume:
+                if not overwrite:
+                    raise CheckpointError(
+                        f"`{self.run_dir}` already holds a search run ({', '.join(existing)}). "
+                        "Pass resume=True to continue it, overwrite=True to start afresh, or another run_dir."
+                    )
+                for name in OUTPUTS:
+                    p = self.run_dir / name
+                    if p.exists():
+                        p.unlink()
+            if resume:
+                self._cut_torn_tail()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the lock ------------------------------------------------------------------------------
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory locks; the run directory is not protected
+            return
+        path = self.run_dir / LOCK
+        f = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise CheckpointError(
+                f"`{self.run_dir}` is in use by another search (process {holder}): two searches writing one "
+                "journal would corrupt it. Wait for that search to end, stop it, or use another run_dir."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lock_file = f
+
+    def close(self) -> None:
+        """Releases the run-directory lock (if held). Safe to call more than once."""
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor drops the flock
+            self._lock_file = None
+
+    @property
+    def locked(self) -> bool:
+        """Whether this store holds the run directory's lock."""
+        return self._lock_file is not None
 
     # -- paths ---------------------------------------------------------------------------------
     def path(self, name: str) -> Path | None:
@@ -115,14 +166,26 @@ class RunStore:
             os.fsync(f.fileno())
 
     def append(self, record: dict) -> None:
-        """Appends one record to ``evaluations.jsonl`` as a single fsync-ed line."""
+        """Appends one record to ``evaluations.jsonl`` as a single fsync-ed line.
+
+        Raises:
+            CheckpointError: the line cannot be written (e.g. the disk is full).
+        """
         if self.run_dir is None:
             return
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        with open(self.run_dir / EVALUATIONS, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        path = self.run_dir / EVALUATIONS
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # disk full, quota, a vanished mount: stop, keeping what is recorded
+            raise CheckpointError(
+                f"Cannot write to the journal `{path}`: {e.strerror or e}. The search stopped; every evaluation "
+                "recorded before this one is kept (a partly written line is dropped on resume): free the space "
+                "and resume the run."
+            ) from e
 
     def records(self) -> list[dict]:
         """Every complete record of ``evaluations.jsonl``, in order (a torn last line is ignored).
@@ -167,7 +230,7 @@ class RunStore:
         return None if p is None or not p.exists() else read_json(p)
 
     def check_signature(self, signature: dict, found: dict | None, where: str) -> None:
-        """Raises CheckpointError when a stored signature differs from this run's.
+        """Raises CheckpointError when a stored signature differs from this run's, naming what differs.
 
         Args:
             signature: this run's problem signature.
@@ -176,13 +239,58 @@ class RunStore:
         """
         if found is None or found == signature:
             return
-        keys = sorted(set(signature) | set(found))
-        diff = [k for k in keys if signature.get(k) != found.get(k)]
-        details = "; ".join(f"{k}: stored {found.get(k)!r}, now {signature.get(k)!r}" for k in diff[:4])
+        diff = signature_diff(found, signature)
+        details = "; ".join(f"{describe_key(k)} ({k}): stored {a!r}, now {b!r}" for k, a, b in diff[:4])
+        if len(diff) > 4:
+            details += f"; and {len(diff) - 4} more"
         raise CheckpointError(
-            f"Cannot resume from `{self.path(where)}`: it was made by another search problem ({details}). "
-            "Use the same model, space, evaluator and seed, or another run_dir."
+            f"Cannot resume from `{self.path(where)}`: it was made by another search problem. What differs: "
+            f"{details}. Use the same model, data, space, evaluator and seed, or another run_dir."
         )
+
+
+#: Plain words for the signature entries a user is most likely to change between two runs.
+_KEY_WORDS = {
+    "evaluator.weights_sha1": "the model's weights",
+    "evaluator.model_config_sha1": "the model's architecture",
+    "evaluator.model": "the model's name",
+    "evaluator.num_params": "the model's parameter count",
+    "evaluator.data_sha1": "the training or validation data",
+    "evaluator.data_shapes": "the shapes of the training or validation data",
+    "evaluator.evaluation": "the evaluation mode",
+    "evaluator.epochs": "the epochs per candidate",
+    "evaluator.learning_rate": "the learning rate",
+    "evaluator.batch_size": "the batch size",
+    "evaluator.seed": "the evaluator's seed",
+    "space": "the search space",
+    "seed": "the seed",
+    "strategy": "the strategy",
+    "options": "the strategy's options",
+    "objectives": "the objectives",
+    "constraint": "the constraint",
+}
+
+
+def describe_key(path: str) -> str:
+    """Plain words for a signature path such as ``evaluator.weights_sha1``."""
+    for key in sorted(_KEY_WORDS, key=len, reverse=True):
+        if path == key or path.startswith(key + "."):
+            return _KEY_WORDS[key]
+    return "the setting"
+
+
+def signature_diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``[(dotted path, value in a, value in b)]`` for every leaf where two signatures differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if k not in a or k not in b:
+                out.append((path, a.get(k), b.get(k)))
+            elif a[k] != b[k]:
+                out += signature_diff(a[k], b[k], path)
+        return out
+    return [] if a == b else [(prefix, a, b)]
 
 
 def chromosome_key(genes: Iterable[int]) -> tuple[int, ...]:
