@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from tfmpq import cli, zoo
@@ -264,6 +265,43 @@ def search_run(tmp_path_factory):
                      "--offspring", "2", "--generations", "0", "--quiet", "-o", str(run_dir)])
     assert code == 0
     return run_dir
+
+
+def test_a_zoo_checkpoint_is_validated_only_on_images_it_was_not_trained_on(capsys, tmp_path):
+    base = ["search", "zoo:small_cnn_fmnist", "--evaluation", "ptq", "--generations", "0", "-o", str(tmp_path / "r")]
+    code, _, err = run(capsys, *base, "--val-fraction", "0.2")
+    assert code == 1
+    assert error_line(err).startswith("tfmpq: error: Invalid value for `--val-fraction`: zoo:small_cnn_fmnist was "
+                                      "trained on `default` minus its fixed validation split (fraction 0.1, seed 0)")
+    code, _, err = run(capsys, *base, "--data", "fashion_mnist")
+    assert code == 1 and "Invalid value for `--data`: zoo:small_cnn_fmnist was trained on `default`" in error_line(err)
+    code, _, err = run(capsys, *base, "--strategy", "bbpso", "--compare", "2")
+    assert code == 1 and "--compare needs --strategy nsga2" in error_line(err)
+    assert not (tmp_path / "r" / "evaluations.jsonl").exists()
+
+
+def test_the_validation_split_does_not_move_with_seed_or_num_train():
+    from tfmpq import data
+
+    ds = data.load("default")
+    a = data.roles(ds, num_train=500, seed=0)
+    b = data.roles(ds, num_train=2000, seed=7)
+    np.testing.assert_array_equal(a.val[0], b.val[0])
+    assert len(a.val[1]) == 1000 and len(a.test[1]) == 2000 and len(a.train[1]) == 500
+    # the validation split is exactly what the shipped checkpoint was trained without
+    (_, _), (xv, _) = data.split_validation(ds, 0.1, seed=0)
+    np.testing.assert_array_equal(a.val[0], xv)
+    train_rows = {r.tobytes() for r in b.train[0]}
+    assert not any(r.tobytes() in train_rows for r in a.val[0])
+
+
+def test_python_m_tfmpq_search_refuses_to_validate_on_test(capsys):
+    from tfmpq.search.__main__ import main as search_main
+
+    with pytest.raises(SystemExit) as e:
+        search_main(["nsga2", "--val", "test"])
+    assert e.value.code == 2
+    assert "--val test is refused: the test split is for reporting only" in capsys.readouterr().err
 
 
 def test_search_writes_a_run_dir(search_run):

@@ -107,3 +107,22 @@ def test_reused_search_model_scores_like_a_rebuilt_model(digits_mlp, digits, eva
     reused.evaluate(policies[0])
     if evaluation == "qat":
         assert {id(reused._search_model.model.train_function)} == train_functions
+
+
+@pytest.mark.parametrize("ending, from_logits", [("dense_softmax", False), ("softmax_layer", False),
+                                                 ("activation_softmax", False), ("logits", True)])
+def test_default_loss_matches_how_the_model_ends(digits, ending, from_logits):
+    """Issue 12 item 5b: a model ending in a Softmax layer was trained with from_logits=True."""
+    from tfmpq._keras import keras
+
+    L = keras.layers
+    i = L.Input((8, 8, 1))
+    x = L.Flatten()(i)
+    if ending == "dense_softmax":
+        x = L.Dense(10, activation="softmax")(x)
+    else:
+        x = L.Dense(10)(x)
+        x = {"softmax_layer": L.Softmax(), "activation_softmax": L.Activation("softmax")}.get(ending, L.Identity())(x)
+    ev = Evaluator(keras.Model(i, x), *digits, evaluation="ptq")
+    assert type(ev.loss).__name__ == "SparseCategoricalCrossentropy"
+    assert ev.loss.get_config()["from_logits"] is from_logits

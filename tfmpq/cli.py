@@ -86,14 +86,18 @@ def _add_data_args(p: argparse.ArgumentParser, default=argparse.SUPPRESS, val: b
                         "digits, a .npz or an image folder). Default: default (the Fashion-MNIST subset "
                         "shipped with tfmpq)")
     g.add_argument("--num-train", type=_positive_int, default=argparse.SUPPRESS if default is argparse.SUPPRESS
-                   else None, metavar="N", help="class-balanced subset of the training split (validation included)")
+                   else None, metavar="N",
+                   help="class-balanced subset (drawn with --seed) of the training samples left after the fixed "
+                        "validation split")
     if val:
         g.add_argument("--num-val", type=_positive_int, default=argparse.SUPPRESS if default is argparse.SUPPRESS
                        else None, metavar="N",
-                       help="validation samples held out of the training split (default: --val-fraction)")
+                       help="use a fixed class-balanced subset of N samples of the validation split")
         g.add_argument("--val-fraction", type=float, default=argparse.SUPPRESS if default is argparse.SUPPRESS
-                       else 0.1, metavar="F", help="share of the training split held out for validation. "
-                                                   "Default: 0.1")
+                       else 0.1, metavar="F",
+                       help="share of the training split held out for validation: a fixed draw, the same for "
+                            "every --seed and --num-train (zoo checkpoints: the share they were trained "
+                            "without). Default: 0.1")
     if test:
         g.add_argument("--num-test", type=_positive_int, default=None, metavar="N",
                        help="class-balanced subset of the test split used for the reported accuracy (default: all)")
@@ -150,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
     p.add_argument("--strategy", choices=("nsga2", "bbpso"), default=argparse.SUPPRESS,
                    help="Default: nsga2")
-    _add_data_args(p, test=False)
+    _add_data_args(p)
     g = p.add_argument_group("evaluation of a candidate")
     g.add_argument("--evaluation", choices=("qat", "ptq"), default=argparse.SUPPRESS,
                    help="qat: train --epochs of QAT, score the best epoch; ptq: calibrate only. Default: qat")
@@ -188,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in RUN_DIR")
     g.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
                    help="QAT-fine-tune the front (bbpso: the best) afterwards. Default: 0")
+    g.add_argument("--compare", type=_non_negative_int, default=0, metavar="EPOCHS",
+                   help="nsga2: afterwards fine-tune the uniform policies and the front members that may reach "
+                        "uniform 8-bit accuracy, EPOCHS each, choose on validation and report on the test split "
+                        "(Result.compare_with_uniform; comparison.json). Default: 0 (no comparison)")
     g.add_argument("--quiet", action="store_true", help="no per-generation progress")
     g = p.add_argument_group("parallel evaluation (same seed, same search on any executor; QAT on CPU: scores also depend on TensorFlow's thread count, see the README)")
     g.add_argument("--executor", choices=("serial", "process", "ray"), default="serial",
@@ -296,30 +304,54 @@ def _load_model(spec: str):
     return zoo.resolve_model(spec)
 
 
-def _load_data(spec: str, num_train, seed: int):
+def _load_data(spec: str):
+    """The whole dataset: the validation split is carved out of all of it (``tfmpq.data.roles``)."""
     from tfmpq import data
 
-    return data.load(spec, num_train=num_train, seed=seed)
+    return data.load(spec)
 
 
-def _split(ds, num_val, val_fraction: float, seed: int):
+def _roles(ds, model_spec: str, num_train=None, num_val=None, val_fraction: float = 0.1, num_test=None,
+           seed: int = 0):
+    """Train / validation / test of a run: validation fixed (independent of ``--seed`` and
+    ``--num-train``) and, for a zoo checkpoint, the images held out when it was trained."""
     from tfmpq import data
 
-    if num_val is not None:
-        if num_val >= len(ds.y_train):
-            raise CliError(f"Invalid value for `--num-val`: expected fewer than the {len(ds.y_train)} training "
-                           f"samples. Received: --num-val {num_val}.")
-        val_fraction = num_val / len(ds.y_train)
-    return data.split_validation(ds, val_fraction, seed=seed)
+    if not 0 < val_fraction < 1:
+        raise CliError(f"Invalid value for `--val-fraction`: expected a number in (0, 1). Received: {val_fraction}.")
+    _check_validation_held_out(model_spec, ds.name, val_fraction)
+    try:
+        return data.roles(ds, val_fraction=val_fraction, num_val=num_val, num_train=num_train, num_test=num_test,
+                          seed=seed)
+    except ValueError as e:
+        raise CliError(str(e).replace("`num_", "`--num-").replace("num_train=", "--num-train ")
+                       .replace("num_val=", "--num-val ").replace("num_test=", "--num-test ")) from None
 
 
-def _test_subset(ds, num_test, seed: int = 0):
-    if num_test is None or num_test >= len(ds.y_test):
-        return ds.x_test, ds.y_test
-    from tfmpq.data import balanced_subset
+def _check_validation_held_out(model_spec: str, data_name: str, val_fraction: float) -> None:
+    """A zoo checkpoint is only scored on validation images it was not trained on."""
+    from tfmpq import data, zoo
 
-    idx = balanced_subset(ds.y_test, num_test, seed + 1)
-    return ds.x_test[idx], ds.y_test[idx]
+    name = model_spec[len(zoo.ZOO_PREFIX):] if model_spec.startswith(zoo.ZOO_PREFIX) else None
+    if name not in zoo.checkpoints():
+        return
+    info = zoo.checkpoint_info(name)
+    trained_on, rule = info["data"], info["validation"]
+    if data_name == trained_on:
+        if abs(val_fraction - rule["fraction"]) > 1e-12 or rule["seed"] != data.VALIDATION_SEED:
+            raise CliError(
+                f"Invalid value for `--val-fraction`: zoo:{name} was trained on `{trained_on}` minus its fixed "
+                f"validation split (fraction {rule['fraction']}, seed {rule['seed']}); another fraction would "
+                f"validate on images it learned from. Received: --val-fraction {val_fraction}. Use "
+                f"--val-fraction {rule['fraction']} (or --num-val N for fewer validation images).")
+        return
+    related = {"default", "fashion_mnist"}
+    if {data_name, trained_on} <= related:
+        raise CliError(
+            f"Invalid value for `--data`: zoo:{name} was trained on `{trained_on}`, whose images are drawn from "
+            f"the same Fashion-MNIST training split as `{data_name}`'s; a validation split of `{data_name}` would "
+            f"include images the model learned from. Use --data {trained_on}, or a checkpoint trained on "
+            f"`{data_name}` (tfmpq.zoo.checkpoints()).")
 
 
 def _check_model_fits_data(model, ds) -> None:
@@ -418,14 +450,15 @@ def cmd_quantize(args) -> int:
     from tfmpq.evaluate import Evaluator
 
     start = time.perf_counter()
-    ds = _load_data(args.data, args.num_train, args.seed)
+    ds = _load_data(args.data)
     model = _resolve_for_data(args.model, ds)
     _check_model_fits_data(model, ds)
     policy = tfmpq.QuantPolicy.from_bits(model, weight_bits=_expand_bits(args.bits),
                                          activation_bits=_expand_bits(args.activation_bits))
     summary = tfmpq.metrics.summary(model, policy, per_channel=not args.per_tensor)
-    train, val = _split(ds, args.num_val, args.val_fraction, args.seed)
-    x_test, y_test = _test_subset(ds, args.num_test, args.seed)
+    roles = _roles(ds, args.model, args.num_train, args.num_val, args.val_fraction, args.num_test, args.seed)
+    train, val = roles.train, roles.val
+    x_test, y_test = roles.test
     print(f"quantizing `{model.name}` with {policy}")
     print(f"weights {summary['weight_bytes'] / 1024:.2f} KiB (float {summary['float_weight_bytes'] / 1024:.2f} KiB, "
           f"{summary['compression_ratio']:.2f}x), avg weight bits {summary['avg_weight_bits']:.2f}, "
@@ -494,10 +527,14 @@ def cmd_search(args) -> int:
         if previous.get("model") != args.model:
             raise CliError(f"Cannot resume {args.output}: it was searched with model {previous.get('model')!r}, "
                            f"not {args.model!r}.")
-    ds = _load_data(opts["data"], opts["num_train"], opts["seed"])
+    ds = _load_data(opts["data"])
     model = _resolve_for_data(args.model, ds)
     _check_model_fits_data(model, ds)
-    train, val = _split(ds, opts["num_val"], opts["val_fraction"], opts["seed"])
+    roles = _roles(ds, args.model, opts["num_train"], opts["num_val"], opts["val_fraction"], args.num_test,
+                   opts["seed"])
+    train, val = roles.train, roles.val
+    if args.compare and opts["strategy"] != "nsga2":
+        raise CliError("Invalid flags: --compare needs --strategy nsga2 (it compares a front with uniform policies).")
     common = dict(
         evaluation=opts["evaluation"], epochs=opts["epochs"], batch_size=opts["batch_size"],
         learning_rate=opts["learning_rate"], per_channel=not opts["per_tensor"], bits=tuple(opts["bits"]),
@@ -533,8 +570,15 @@ def cmd_search(args) -> int:
     if args.finetune:
         tuned = result.finetune(args.finetune)
         for c in tuned:
-            print(f"fine-tuned {list(c.policy.weight_bits)}: " + (_pct(c.accuracy) if c.ok else "failed"))
-    print(f"wrote {args.output}: front.json, best.json, evaluations.jsonl, summary.txt, plots")
+            print(f"fine-tuned {list(c.policy.weight_bits)}: validation " + (_pct(c.accuracy) if c.ok else "failed"))
+    if args.compare:
+        result.compare_with_uniform(test=roles.test, finetune_epochs=args.compare, verbose=0 if args.quiet else 1)
+        if args.quiet:
+            from tfmpq.search.compare import comparison_text
+
+            print(comparison_text(result.comparison))
+    print(f"wrote {args.output}: front.json, best.json, evaluations.jsonl, summary.txt, plots"
+          + (", comparison.json" if args.compare else ""))
     print(f"next: tfmpq report {args.output}   |   tfmpq export {args.output} -o {os.path.join(args.output, 'export')}")
     return 0
 
@@ -634,15 +678,16 @@ def _export_model(args, path: str) -> int:
     if not is_qat_model(qat):
         raise CliError(f"{path} is not a tfmpq QAT model (no quantized group). Quantize it first: "
                        f"tfmpq quantize {path} --bits ... -o OUT")
-    ds = _load_data(args.data or "default", args.num_train, seed)
+    ds = _load_data(args.data or "default")
     _check_model_fits_data(qat, ds)
-    x_test, y_test = _test_subset(ds, args.num_test, seed)
+    roles = _roles(ds, "", num_train=args.num_train, num_test=args.num_test, seed=seed)
+    x_test, y_test = roles.test
     os.makedirs(args.output, exist_ok=True)
     stem = os.path.splitext(os.path.basename(path))[0]
     if stem == "qat":
         stem = os.path.basename(os.path.dirname(os.path.abspath(path))) or "model"
     out = os.path.join(args.output, f"{_c_name(stem)}.tflite")
-    row = _export_one(qat, out, ds.x_train[:256], args, x_test, y_test)
+    row = _export_one(qat, out, roles.train[0][:256], args, x_test, y_test)
     row["keras_accuracy"] = _accuracy(qat, x_test, y_test)
     row["source"] = path
     _print_export_rows([row])
@@ -684,10 +729,12 @@ def _export_run(args, run_dir: str) -> int:
     if not chosen:
         raise CliError(f"Nothing to export in {run_dir}: no {'best.json' if members == 'best' else 'front.json'} "
                        "(did the search finish? `tfmpq search ... --resume` completes it).")
-    ds = _load_data(opts["data"], opts["num_train"], opts["seed"])
+    ds = _load_data(opts["data"])
     model = _resolve_for_data(model_spec, ds)
-    train, val = _split(ds, opts["num_val"], opts["val_fraction"], opts["seed"])
-    x_test, y_test = _test_subset(ds, args.num_test, opts["seed"])
+    roles = _roles(ds, model_spec, opts["num_train"], opts["num_val"], opts["val_fraction"], args.num_test,
+                   opts["seed"])
+    train, val = roles.train, roles.val
+    x_test, y_test = roles.test
     evaluator = Evaluator(
         model, train, val, evaluation=ev_sig.get("evaluation", opts["evaluation"]),
         epochs=max(int(ev_sig.get("epochs") or opts["epochs"] or 1), 1),

@@ -27,7 +27,8 @@ import numpy as np
 
 from tfmpq.errors import TfmpqError
 
-__all__ = ["Dataset", "DatasetNotFoundError", "load", "names", "split_validation", "balanced_subset"]
+__all__ = ["Dataset", "DatasetNotFoundError", "Roles", "load", "names", "roles", "split_validation", "balanced_subset",
+           "VALIDATION_FRACTION", "VALIDATION_SEED"]
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "fashion_mnist_subset.npz")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -353,6 +354,82 @@ def split_validation(ds: Dataset, fraction: float = 0.1, seed: int = 0) -> tuple
     mask = np.zeros(len(ds.y_train), dtype=bool)
     mask[val] = True
     return (ds.x_train[~mask], ds.y_train[~mask]), (ds.x_train[mask], ds.y_train[mask])
+
+
+#: The validation split of every dataset: a fixed, class-stratified share of the training split drawn
+#: with this seed, whatever the run's ``seed`` or ``num_train``. The zoo's checkpoints were trained on
+#: the rest, so validation images are never images a float model learned from.
+VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 0
+
+
+@dataclasses.dataclass
+class Roles:
+    """The three data roles of an honest search (issue 12).
+
+    Attributes:
+        train: ``(x, y)`` for QAT training and fine-tuning.
+        val: ``(x, y)`` for every choice: search scores, best epochs, fine-tuning choices.
+        test: ``(x, y)`` for reporting only; nothing is chosen with it.
+        description: how each split was drawn (JSON-able), for run records.
+    """
+
+    train: tuple
+    val: tuple
+    test: tuple
+    description: dict
+
+
+def roles(ds: Dataset, val_fraction: float = VALIDATION_FRACTION, num_val: int | None = None,
+          num_train: int | None = None, num_test: int | None = None, seed: int = 0) -> Roles:
+    """Splits a dataset into train / validation / test roles, validation fixed.
+
+    The validation split is ``split_validation(ds, val_fraction, seed=VALIDATION_SEED)`` of the
+    *whole* training split: it does not move with ``seed`` or ``num_train``, so two runs with different
+    seeds or training budgets are scored on the same images, and a zoo checkpoint trained on the rest
+    (``tfmpq.zoo.checkpoint_info``) never sees them.
+
+    Args:
+        ds: a :class:`Dataset` (load it whole: ``load(name)`` without ``num_train``).
+        val_fraction: share of the training split held out for validation, in (0, 1). Defaults to 0.1.
+        num_val: use a class-balanced subset of that many validation samples (drawn with the fixed
+            validation seed). None keeps all. Defaults to None.
+        num_train: a class-balanced subset of the remaining training samples, drawn with ``seed``.
+            None keeps all. Defaults to None.
+        num_test: a class-balanced subset of the test split (fixed draw). None keeps all. Defaults to None.
+        seed: seed of the training subset only. Defaults to 0.
+
+    Returns:
+        :class:`Roles`.
+
+    Raises:
+        ValueError: a fraction outside (0, 1) or a subset size outside 1..available.
+
+    Example:
+
+    >>> r = roles(load("default"), num_train=4000, seed=3)
+    >>> len(r.val[1]), len(r.test[1])   # the same 1,000 validation images for every seed
+    (1000, 2000)
+    """
+    (x_tr, y_tr), (x_val, y_val) = split_validation(ds, val_fraction, seed=VALIDATION_SEED)
+    for arg, num, y in (("num_train", num_train, y_tr), ("num_val", num_val, y_val), ("num_test", num_test, ds.y_test)):
+        if num is not None and (not isinstance(num, (int, np.integer)) or not 0 < num <= len(y)):
+            raise ValueError(f"Invalid value for `{arg}`: expected None or an integer in 1..{len(y)}. "
+                             f"Received: {arg}={num!r}.")
+    if num_train is not None:
+        idx = balanced_subset(y_tr, num_train, seed)
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    if num_val is not None:
+        idx = np.sort(balanced_subset(y_val, num_val, VALIDATION_SEED))
+        x_val, y_val = x_val[idx], y_val[idx]
+    x_te, y_te = ds.x_test, ds.y_test
+    if num_test is not None:
+        idx = np.sort(balanced_subset(y_te, num_test, VALIDATION_SEED + 1))
+        x_te, y_te = x_te[idx], y_te[idx]
+    description = {"data": ds.name, "validation": {"fraction": float(val_fraction), "seed": VALIDATION_SEED},
+                   "num_train": int(len(y_tr)), "num_val": int(len(y_val)), "num_test": int(len(y_te)),
+                   "train_subset_seed": int(seed) if num_train is not None else None}
+    return Roles((x_tr, y_tr), (x_val, y_val), (x_te, y_te), description)
 
 
 # ------------------------------------------------------------------ the public entry point

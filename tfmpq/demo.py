@@ -1,11 +1,16 @@
-"""`make demo`: a real mixed-precision search on the embedded Fashion-MNIST subset, end to end.
+"""`make demo`: a real mixed-precision search on the embedded Fashion-MNIST subset, reported honestly.
 
-1. loads the shipped float demo CNN (`zoo:small_cnn_fmnist`) and the embedded Fashion-MNIST subset;
+1. loads the shipped float demo CNN (`zoo:small_cnn_fmnist`) and the embedded Fashion-MNIST subset in
+   three roles (`tfmpq.data.roles`): training images for QAT, the fixed 1,000-image validation split
+   the checkpoint was never trained on (every choice), the 2,000 test images (reporting only);
 2. runs NSGA-II over the per-group weight bits (accuracy vs. weight bytes), each candidate scored by
-   one epoch of QAT on a training subset, and writes the Pareto plot;
-3. picks up to three models from the front (the most accurate, the smallest within 1 pp and within
-   3 pp of it), fine-tunes them, exports each to a full-integer .tflite (plus a C array of the smallest),
-   and measures their test accuracy on the real LiteRT and TFLite Micro interpreters.
+   one epoch of QAT, and writes the Pareto plot;
+3. compares the front with uniform quantization the only fair way (`Result.compare_with_uniform`):
+   every policy and the float model fine-tuned alike, the policies chosen on validation, the test
+   accuracies reported with 95 % intervals and McNemar's paired test;
+4. exports the chosen front member, the chosen uniform policy and uniform 8-bit to full-integer
+   .tflite files (plus a C array of the smallest) and measures their test accuracy on the real LiteRT
+   and TFLite Micro interpreters.
 
 Everything is the public API; the run directory is resumable (`python -m tfmpq.demo` again continues).
 Run: python -m tfmpq.demo [--run-dir runs/demo] [--quick]
@@ -19,19 +24,6 @@ import sys
 import time
 
 
-def _pick(front):
-    """The most accurate member, and the smallest within 1 pp and within 3 pp of it."""
-    ok = [c for c in front if c.ok]
-    best = max(ok, key=lambda c: (c.accuracy, -c.weight_bytes))
-    near = [min((c for c in ok if c.accuracy >= best.accuracy - tol), key=lambda c: c.weight_bytes)
-            for tol in (0.01, 0.03)]
-    chosen = []
-    for c in [best] + near:
-        if all(c.genes != d.genes for d in chosen):
-            chosen.append(c)
-    return chosen
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfmpq.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", default="runs/demo", help="where the run writes everything. Default runs/demo.")
@@ -39,55 +31,69 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh", action="store_true", help="start a new run even if --run-dir holds one")
     args = parser.parse_args(argv)
 
+    import numpy as np
+
     import tfmpq
     from tfmpq import data, search, zoo
     from tfmpq.export import evaluate_tflite, write_c_array
+    from tfmpq.stats import wilson_interval
 
     t0 = time.perf_counter()
     if args.quick:
         num_train, population, generations, finetune_epochs = 1000, 6, 1, 1
     else:
         num_train, population, generations, finetune_epochs = 4000, 10, 5, 3
-    ds = data.load("default")
-    (x_tr, y_tr), (x_val, y_val) = data.split_validation(ds, 0.1, seed=0)
+    roles = data.roles(data.load("default"), num_train=num_train, seed=0)
+    (x_tr, y_tr), (x_val, y_val), (x_test, y_test) = roles.train, roles.val, roles.test
     model = zoo.resolve_model("zoo:small_cnn_fmnist")
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    float_acc = model.evaluate(ds.x_test, ds.y_test, verbose=0)[1]
-    print(f"float model {model.name}: {model.count_params():,} params, test accuracy {100 * float_acc:.2f}%")
+    float_acc = model.evaluate(x_test, y_test, verbose=0)[1]
+    print(f"float model {model.name}: {model.count_params():,} params, test accuracy {100 * float_acc:.2f}% "
+          f"(as shipped); {len(y_tr)} training / {len(y_val)} validation / {len(y_test)} test images")
     print(tfmpq.graph.groups_table(tfmpq.quantizable_groups(model)))
 
     resume = os.path.exists(os.path.join(args.run_dir, "checkpoint.json")) and not args.fresh
     result = search.nsga2(
-        model, (x_tr[:num_train], y_tr[:num_train]), (x_val, y_val), evaluation="qat", epochs=1,
+        model, (x_tr, y_tr), (x_val, y_val), evaluation="qat", epochs=1,
         population=population, offspring=population, generations=generations, run_dir=args.run_dir,
         resume=resume, overwrite=args.fresh, seed=0, learning_rate=1e-4,
     )
-    print(f"Pareto plot: {os.path.join(args.run_dir, 'pareto.png')}")
+    print(f"Pareto plot (validation scores): {os.path.join(args.run_dir, 'pareto.png')}")
 
-    chosen = _pick(result.front)
-    print(f"fine-tuning {len(chosen)} front members for {finetune_epochs} epoch(s) on {num_train} images")
-    result.finetune(finetune_epochs, members=chosen)
+    cmp = result.compare_with_uniform(test=(x_test, y_test), finetune_epochs=finetune_epochs, keep_models=True)
     export_dir = os.path.join(args.run_dir, "export")
-    reports = result.export(export_dir, representative_data=x_tr[:256], int8_io=True)
+    os.makedirs(export_dir, exist_ok=True)
     rows = []
-    for (cand, qat), report in zip(result.finetuned, reports):
-        qat.compile(loss=model.loss, metrics=["accuracy"])
-        keras_acc = qat.evaluate(ds.x_test, ds.y_test, verbose=0)[1]
-        lrt = evaluate_tflite(report.path, ds.x_test, ds.y_test, runtime="litert")
-        mcu = evaluate_tflite(report.path, ds.x_test, ds.y_test, runtime="tflm")
-        rows.append({"weight_bits": list(cand.policy.weight_bits), "keras_qat": keras_acc, "litert": lrt,
-                     "tflm": mcu, "file_bytes": report.file_bytes,
-                     "packed_weight_bytes": report.packed_weight_bytes, "path": report.path})
+    for role in ("front", "uniform", "uniform8"):
+        chosen, qat = cmp[role], cmp["models"].get(role)
+        if chosen is None or qat is None or any(r["genes"] == chosen["genes"] for r in rows):
+            continue
+        path = os.path.join(export_dir, f"{role}_{'-'.join(map(str, chosen['policy'].weight_bits))}.tflite")
+        report = tfmpq.export_tflite(qat, path, representative_data=x_tr[:256], int8_io=True)
+        lrt = evaluate_tflite(report.path, x_test, y_test, runtime="litert")
+        mcu = evaluate_tflite(report.path, x_test, y_test, runtime="tflm")
+        keras_acc = float(np.mean(np.asarray(qat.predict(x_test, verbose=0)).argmax(-1) == y_test))
+        rows.append({"role": role, "genes": chosen["genes"], "weight_bits": list(chosen["policy"].weight_bits),
+                     "weight_bytes": chosen["cost"], "keras_qat": keras_acc, "litert": lrt,
+                     "tflm": mcu, "file_bytes": report.file_bytes, "packed_weight_bytes": report.packed_weight_bytes,
+                     "path": report.path})
     smallest = min(rows, key=lambda r: r["packed_weight_bytes"])
     write_c_array(smallest["path"], "model_data", export_dir)
 
-    print(f"\n{'weight bits':<22} {'Keras QAT':>9} {'LiteRT':>8} {'TFLM':>8} {'.tflite B':>10} {'packed B':>9}")
+    n = len(y_test)
+    ci = lambda acc: "[{:.1f}, {:.1f}]".format(*(100 * v for v in wilson_interval(round(acc * n), n)))  # noqa: E731
+    print(f"\nexported, on the {n} test images (95% Wilson intervals; LiteRT and TFLite Micro run the .tflite):")
+    print(f"{'chosen as':<10} {'weight bits':<14} {'weight KiB':>10} {'Keras QAT':>9} {'interval':>13} "
+          f"{'LiteRT':>8} {'TFLM':>8} {'.tflite B':>10}")
     for r in rows:
-        print(f"{','.join(map(str, r['weight_bits'])):<22} {100 * r['keras_qat']:8.2f}% {100 * r['litert']:7.2f}% "
-              f"{100 * r['tflm']:7.2f}% {r['file_bytes']:10,} {r['packed_weight_bytes']:9,.0f}")
-    print(f"(float model: {100 * float_acc:.2f}% on the same {len(ds.y_test)} test images)")
+        print(f"{r['role']:<10} {','.join(map(str, r['weight_bits'])):<14} {r['weight_bytes'] / 1024:10.2f} "
+              f"{100 * r['keras_qat']:8.2f}% {ci(r['keras_qat']):>13} {100 * r['litert']:7.2f}% "
+              f"{100 * r['tflm']:7.2f}% {r['file_bytes']:10,}")
+    print(f"(float model fine-tuned alike: {100 * cmp['float']['test_accuracy']:.2f}% {ci(cmp['float']['test_accuracy'])})")
     with open(os.path.join(args.run_dir, "demo.json"), "w") as f:
-        json.dump({"float_accuracy": float_acc, "models": rows, "seconds": time.perf_counter() - t0}, f, indent=2)
+        json.dump({"float_accuracy": float_acc, "comparison_saving": cmp["saving"],
+                   "mcnemar_p": (cmp["mcnemar"] or {}).get("p_value"), "models": rows,
+                   "seconds": time.perf_counter() - t0}, f, indent=2, default=list)
     print(f"C array of the smallest model: {os.path.join(export_dir, 'model_data.h')} / .cc")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; everything is in {args.run_dir}/")
     return 0

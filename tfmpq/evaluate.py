@@ -140,8 +140,10 @@ class Evaluator:
         symmetric: symmetric weight quantization. Defaults to True.
         optimizer: ``"adam"``, ``"sgd"`` or ``"rmsprop"``. Defaults to "adam".
         learning_rate: QAT learning rate. Defaults to 1e-4.
-        loss: a Keras loss; None takes the model's compiled loss, else a (sparse) categorical
-            cross-entropy inferred from the labels and the last activation. Defaults to None.
+        loss: a Keras loss; None takes the model's compiled loss, else a (sparse) categorical or
+            binary cross-entropy inferred from the labels and the output, with ``from_logits`` off
+            when the model ends in a softmax/sigmoid (activation, ``Activation`` or ``Softmax``
+            layer). Defaults to None.
         calibration_batches: training batches used to calibrate activation ranges (ptq).
             Defaults to 4.
         bn_freeze_step: passed to ``tfmpq.quantize_model``. Defaults to None.
@@ -267,9 +269,10 @@ class Evaluator:
         compiled = getattr(self.model, "loss", None)
         if compiled:
             return compiled
-        last = self.model.layers[-1]
-        from_logits = getattr(last, "activation", None) is not keras.activations.softmax
+        from_logits = not ends_in_probabilities(self.model)
         y = self._y_example
+        if int(self.model.output_shape[-1] or 0) == 1:
+            return keras.losses.BinaryCrossentropy(from_logits=from_logits)
         if y.ndim >= 2 and y.shape[-1] > 1:
             return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
@@ -367,8 +370,9 @@ class Evaluator:
         from tfmpq._keras import keras
         from tfmpq.quantize import calibrate, quantize_model
 
+        training = (evaluation or self.evaluation) == "qat"
         if reuse:
-            qat = self._reused_model(policy)
+            qat = self._reused_model(policy, compile_model=training)
         else:
             keras.backend.clear_session()  # keeps memory flat across hundreds of candidates
             keras.utils.set_random_seed(self.seed)
@@ -418,8 +422,9 @@ class Evaluator:
             random.seed(self.seed)
             np.random.seed(self.seed)
 
-    def _reused_model(self, policy):
-        """The shared variable-bit model, set to ``policy`` and reset to the initial state."""
+    def _reused_model(self, policy, compile_model: bool = False):
+        """The shared variable-bit model, set to ``policy`` and reset to the initial state (compiled,
+        once, for QAT evaluators or when ``compile_model``: e.g. fine-tuning after a ptq search)."""
         from tfmpq._keras import keras
         from tfmpq.quantize import VariableBitModel
 
@@ -428,8 +433,8 @@ class Evaluator:
             self._search_model = VariableBitModel(
                 self.model, per_channel=self.per_channel, symmetric=self.symmetric, bn_freeze_step=self.bn_freeze_step
             )
-            if self.evaluation == "qat":
-                self._search_model.model.compile(optimizer=self._make_optimizer(), loss=self.loss, metrics=["accuracy"])
+        if (self.evaluation == "qat" or compile_model) and getattr(self._search_model.model, "optimizer", None) is None:
+            self._search_model.model.compile(optimizer=self._make_optimizer(), loss=self.loss, metrics=["accuracy"])
         self._search_model.set_policy(policy)
         self._search_model.reset()
         return self._search_model.model
@@ -442,19 +447,81 @@ class Evaluator:
         """
         correct = total = 0
         for xb, yb in self._val:
-            out = np.asarray(model(xb, training=False))
-            if not np.all(np.isfinite(out)):
+            hits = self._hits(np.asarray(model(xb, training=False)), np.asarray(yb))
+            if hits is None:
                 return float("nan")
-            yb = np.asarray(yb)
-            if out.shape[-1] == 1:
-                threshold = 0.0 if getattr(self.loss, "get_config", lambda: {})().get("from_logits") else 0.5
-                pred, truth = (out[..., 0] > threshold).astype(int), yb.reshape(len(yb), -1)[:, 0].astype(int)
-            else:
-                pred = out.argmax(-1)
-                truth = yb.argmax(-1) if yb.ndim == out.ndim and yb.shape[-1] == out.shape[-1] else yb.reshape(pred.shape)
-            correct += int(np.sum(pred == truth))
-            total += len(pred)
+            correct += int(np.sum(hits))
+            total += len(hits)
         return correct / total if total else float("nan")
+
+    def _hits(self, out: np.ndarray, yb: np.ndarray) -> np.ndarray | None:
+        """Per sample, whether the model's output ``out`` is right for labels ``yb`` (None: non-finite output)."""
+        if not np.all(np.isfinite(out)):
+            return None
+        if out.shape[-1] == 1:
+            threshold = 0.0 if getattr(self.loss, "get_config", lambda: {})().get("from_logits") else 0.5
+            pred, truth = (out[..., 0] > threshold).astype(int), yb.reshape(len(yb), -1)[:, 0].astype(int)
+        else:
+            pred = out.argmax(-1)
+            truth = yb.argmax(-1) if yb.ndim == out.ndim and yb.shape[-1] == out.shape[-1] else yb.reshape(pred.shape)
+        return pred == truth
+
+    def correct(self, model, data, name: str = "test", batch_size: int = 512) -> np.ndarray:
+        """Per sample of ``data``, whether ``model`` classifies it correctly (the evaluator's notion of
+        accuracy). For held-out reporting: nothing is chosen with it.
+
+        Args:
+            model: a float or QAT Keras model of this evaluator's float model.
+            data: ``(x, y)`` arrays.
+            name: the argument's name in error messages. Defaults to "test".
+            batch_size: inference batch size. Defaults to 512.
+
+        Returns:
+            A bool array of ``len(y)``; all False when the model's outputs are not finite.
+
+        Raises:
+            ValueError: bad ``data`` (``tfmpq.checks.check_data``).
+        """
+        from tfmpq.checks import check_data
+
+        x, y = check_data(self.model, data, name=name)
+        out = []
+        for i in range(0, len(x), batch_size):
+            hits = self._hits(np.asarray(model(x[i:i + batch_size], training=False)), np.asarray(y[i:i + batch_size]))
+            out.append(np.zeros(min(batch_size, len(x) - i), bool) if hits is None else hits)
+        return np.concatenate(out)
+
+    def finetune_float(self, epochs: int):
+        """The fair float reference: the float model trained ``epochs`` more epochs with the QAT recipe
+        (same optimizer, learning rate, loss, batch size, data order and best-epoch choice on val).
+
+        A QAT score above the float model's own score after no extra training can be training, not
+        quantization; compare QAT fine-tunes with this instead (issue 12, item 3).
+
+        Args:
+            epochs: training epochs, >= 1.
+
+        Returns:
+            ``(val_accuracy, model)``: the best epoch's validation accuracy (NaN if training diverged)
+            and a copy of the float model holding that epoch's weights (the evaluator's model is
+            never changed).
+        """
+        from tfmpq._keras import keras
+
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"Invalid value for `epochs`: expected an integer >= 1. Received: epochs={epochs!r}")
+        self._seed_everything()
+        model = keras.models.clone_model(self.model)
+        model.set_weights(self.model.get_weights())
+        model.compile(optimizer=self._make_optimizer(), loss=self.loss, metrics=["accuracy"])
+        best = _best_weights_callback()
+        hist = model.fit(self._train_data(), epochs=epochs, validation_data=self._val, verbose=0,
+                         callbacks=[keras.callbacks.TerminateOnNaN(), best])
+        val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
+        if not val_acc or not all(math.isfinite(v) for v in val_acc + hist.history.get("loss", [])):
+            return float("nan"), model
+        best.restore(model)
+        return max(val_acc), model
 
     def evaluate(self, policy) -> Candidate:
         """Scores one policy.
@@ -478,8 +545,15 @@ class Evaluator:
                              error="training diverged (non-finite loss or accuracy)", info=info)
         return Candidate(policy, acc, metrics, seconds, info=info)
 
-    def finetune(self, policy, epochs: int):
-        """QAT fine-tuning of one policy for ``epochs`` epochs (seed 003: the front, 50 epochs).
+    def finetune(self, policy, epochs: int, reuse: bool = False):
+        """QAT fine-tuning of one policy for ``epochs`` epochs (Šafář et al.: the front, 50 epochs).
+
+        Args:
+            policy: a ``QuantPolicy`` of the model.
+            epochs: QAT epochs, >= 1.
+            reuse: train the shared variable-bit search model (no build or trace: much faster for short
+                fine-tunes; the returned model is only valid until the next candidate). False builds a
+                standalone QAT model, what export needs. Defaults to False.
 
         Returns:
             ``(candidate, model)``: the score after fine-tuning and the fine-tuned QAT model.
@@ -489,12 +563,23 @@ class Evaluator:
         start = time.perf_counter()
         metrics = self.metrics(policy)
         # fine-tuning always trains (seed 003), whatever the search scored with
-        model, acc, info = self.build(policy, epochs=epochs, evaluation="qat")
+        model, acc, info = self.build(policy, epochs=epochs, evaluation="qat", reuse=reuse)
         seconds = time.perf_counter() - start
         if not math.isfinite(acc):
             return Candidate(policy, None, metrics, seconds, status="failed",
                              error="fine-tuning diverged", info=info), model
         return Candidate(policy, acc, metrics, seconds, info=info), model
+
+
+def ends_in_probabilities(model) -> bool:
+    """Whether a model's output is probabilities (a final softmax or sigmoid: a Dense/Conv with that
+    activation, an ``Activation`` layer or a ``Softmax`` layer), so its loss takes ``from_logits=False``."""
+    last = model.layers[-1]
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = getattr(last, "activation", None)
+    name = getattr(activation, "__name__", activation)
+    return name in ("softmax", "sigmoid")
 
 
 @dataclass

@@ -57,6 +57,11 @@ class QuantGroup:
         macs: multiply-accumulates per inference (batch 1).
         activation: "linear", "relu" or "relu6", the folded activation.
         has_bn: whether a BatchNormalization is folded into the kernel.
+        input_group: the group whose quantized output reaches this group's input unchanged, through
+            layers that keep its grid (max pooling, Flatten, Reshape, Dropout, zero padding, ...);
+            None when the input is the model's input or a tensor re-quantized at 8 bits (after Add,
+            Concatenate, average pooling, a float layer, ...). The bit-width of the tensor that feeds
+            a group's multiplies is that group's activation bits, else 8 (see ``tfmpq.metrics``).
     """
 
     name: str
@@ -70,6 +75,7 @@ class QuantGroup:
     macs: int
     activation: str = "linear"
     has_bn: bool = False
+    input_group: str | None = None
 
     @property
     def bn_layer(self) -> str | None:
@@ -350,8 +356,38 @@ def quantizable_groups(model) -> list[QuantGroup]:
     return list(_analyse(model)[0])
 
 
+#: Single-input layers whose output values are a subset of their input values (or zeros, which every
+#: asymmetric activation grid holds exactly), so the tensor after them stays on the grid of the
+#: quantized tensor before them; TFLite keeps their input's scale and zero point.
+GRID_KEEPING = (
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Flatten",
+    "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "ZeroPadding1D", "ZeroPadding2D",
+    "Cropping1D", "Cropping2D", "Permute",
+)
+
+
+def _input_groups(g: LayerGraph, chains: list) -> list[str | None]:
+    """For each chain, the group whose output feeds it through grid-keeping layers only (else None)."""
+    owner = {chain[-1]: chain[0] for chain, _, _ in chains}  # a group's output layer -> the group
+    out = []
+    for chain, _, _ in chains:
+        feeds = list(dict.fromkeys(g.inputs[chain[0]]))
+        source = None
+        while len(feeds) == 1:
+            layer = feeds[0]
+            if layer in owner:
+                source = owner[layer]
+                break
+            if g.class_names[layer] not in GRID_KEEPING or g.num_inbound_nodes.get(layer, 1) > 1:
+                break
+            feeds = list(dict.fromkeys(g.inputs[layer]))
+        out.append(source)
+    return out
+
+
 def _make_groups(model, g: LayerGraph, chains: list) -> list[QuantGroup]:
     groups = []
+    input_groups = _input_groups(g, chains)
     for index, (chain, activation, has_bn) in enumerate(chains):
         name = chain[0]
         layer = model.get_layer(name)
@@ -373,6 +409,7 @@ def _make_groups(model, g: LayerGraph, chains: list) -> list[QuantGroup]:
                 macs=macs,
                 activation=activation,
                 has_bn=has_bn,
+                input_group=input_groups[index],
             )
         )
     return groups

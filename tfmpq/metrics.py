@@ -8,9 +8,18 @@ Formulas and their sources:
 - compression_ratio: float_weight_bytes / weight_bytes (seed 000 sec. 5.3: original size over
   quantized size); compression_ratio_eq9 = 32 / avg_weight_bits (seed 000 eq. 9), which ignores biases.
 - avg_weight_bits: sum_j n_j * nbr(j) / sum_j nbr(j), parameter-weighted (seed 000 eq. 10).
-- bops: sum_j MACs_j * n_j * m_j (bit operations; the survey, seed 004, and Baskin et al.).
-- avg_op_bits: sqrt(sum_j m_j * n_j * OP(j) / sum_j OP(j)), MAC-weighted (seed 000 eq. 11), so a
-  policy at 4-bit weights and 4-bit activations everywhere has avg_op_bits 4.
+- bops: sum_j MACs_j * n_j * m_j (bit operations; Rakka et al. 2022's survey of mixed-precision
+  methods, and Baskin et al. 2021), with n_j the weight bits of group j and m_j the bits of the
+  tensor that *feeds* its multiplies: 8 for the model's input; the activation bits of the group
+  before it when the layers in between keep that group's grid (max pooling, Flatten, Reshape,
+  Dropout, zero padding: ``QuantGroup.input_group``); 8 for a tensor re-quantized after Add,
+  Concatenate, average pooling or a float layer. A group's own output bits cost nothing in its own
+  multiplies: they are paid by its consumer, and the logits of the last group feed no multiply.
+- avg_op_bits: sqrt(sum_j m_j * n_j * OP(j) / sum_j OP(j)), MAC-weighted (Tmamna et al. 2024, eq. 11),
+  with m_j as above, so a policy at 4-bit weights and 4-bit activations everywhere has avg_op_bits
+  4 except for the groups fed by the 8-bit input or 8-bit re-quantized tensors.
+- avg_activation_bits: sum_j m_j * MACs_j / sum_j MACs_j, the MAC-weighted bits of the tensors
+  feeding the multiplies.
 """
 from __future__ import annotations
 
@@ -40,6 +49,25 @@ def group_weight_bytes(group: QuantGroup, weight_bits: int, per_channel: bool = 
     return group.kernel_params * weight_bits / 8 + group.bias_params * 4 + channels * QPARAM_BYTES
 
 
+#: Bits of a tensor that no group's activation quantizer sets: the model's input and the tensors
+#: re-quantized after Add, Concatenate, average pooling or float layers (int8 in TFLite).
+REQUANTIZED_BITS = 8
+
+
+def input_bits(groups: list[QuantGroup], policy: QuantPolicy) -> list[int]:
+    """The bit-width of the tensor that feeds each group's multiplies (see the module docstring).
+
+    Args:
+        groups: the model's groups (``tfmpq.quantizable_groups``).
+        policy: a policy of those groups.
+
+    Returns:
+        One bit-width per group: the activation bits of ``group.input_group``, else 8.
+    """
+    act = dict(zip(policy.group_names, policy.activation_bits))
+    return [act[g.input_group] if g.input_group is not None else REQUANTIZED_BITS for g in groups]
+
+
 def summary(model, policy: QuantPolicy, per_channel: bool = True) -> dict:
     """Size and compute cost of `policy` on `model`.
 
@@ -52,14 +80,16 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True) -> dict:
     Returns:
         A dict with `float_weight_bytes`, `weight_bytes`, `compression_ratio`, `compression_ratio_eq9`,
         `avg_weight_bits`, `avg_activation_bits`, `bops`, `avg_op_bits`, `macs`, `params`, and
-        `groups` (a per-group list of name, weight/activation bits, params, MACs and bytes).
+        `groups` (a per-group list of name, weight/activation bits, the bits of its input tensor
+        ``input_bits``, params, MACs and bytes).
 
     Raises:
         PolicyError: if `policy` was made for another model.
 
     Example:
-        >>> tfmpq.metrics.summary(model, tfmpq.QuantPolicy.uniform(model, 4, 4))["avg_op_bits"]
-        4.0
+        >>> s = tfmpq.metrics.summary(model, tfmpq.QuantPolicy.uniform(model, 4, 4))
+        >>> [g["input_bits"] for g in s["groups"]]  # the first conv sees the 8-bit input
+        [8, 4, 4, 4]
     """
     groups = _groups_of(model)
     policy.check_model(groups)
@@ -68,16 +98,17 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True) -> dict:
     per_group, size = [], other * 4.0
     bit_params = bit_ops = total_ops = 0.0
     act_macs = 0.0
-    for g, wb, ab in zip(groups, policy.weight_bits, policy.activation_bits):
+    feeding = input_bits(groups, policy)
+    for g, wb, ab, ib in zip(groups, policy.weight_bits, policy.activation_bits, feeding):
         nbytes = group_weight_bytes(g, wb, per_channel)
         size += nbytes
         bit_params += wb * g.kernel_params  # eq. 10 numerator
-        bit_ops += wb * ab * g.macs  # BOPs, and eq. 11 numerator
+        bit_ops += wb * ib * g.macs  # BOPs, and eq. 11 numerator: weights x the tensor fed in
         total_ops += g.macs
-        act_macs += ab * g.macs
+        act_macs += ib * g.macs
         per_group.append(
-            {"name": g.name, "kind": g.kind, "weight_bits": wb, "activation_bits": ab, "params": g.params,
-             "macs": g.macs, "weight_bytes": nbytes}
+            {"name": g.name, "kind": g.kind, "weight_bits": wb, "activation_bits": ab, "input_bits": ib,
+             "params": g.params, "macs": g.macs, "weight_bytes": nbytes}
         )
     kernel_params = sum(g.kernel_params for g in groups)
     avg_w = bit_params / kernel_params if kernel_params else 0.0

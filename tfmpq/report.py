@@ -52,6 +52,8 @@ class RunView:
         exports: rows of ``export.json`` files found under the run directory.
         report: the budget report of a constrained search (``best.json``'s ``report``), or None.
         search_activations: whether the chromosome holds activation bits too.
+        comparison: the held-out comparison with uniform policies (``comparison.json``, written by
+            ``Result.compare_with_uniform``), or None.
     """
 
     run_dir: Path
@@ -67,6 +69,7 @@ class RunView:
     exports: list
     report: dict | None = None
     search_activations: bool = False
+    comparison: dict | None = None
 
     @property
     def cost(self) -> str:
@@ -176,10 +179,12 @@ def load_run(run_dir: str | os.PathLike) -> RunView:
             continue
         for row in rows if isinstance(rows, list) else []:
             exports.append({**row, "_file": str(path)})
+    comparison = _read_json(d / "comparison.json") if (d / "comparison.json").is_file() else None
     return RunView(
         run_dir=d, strategy=signature.get("strategy") or "search", objectives=objectives, constraint=constraint,
         candidates=candidates, front=front, best=best, history=history, uniform=uniform, signature=signature,
         exports=exports, report=(best_json or {}).get("report"), search_activations=search_activations,
+        comparison=comparison,
     )
 
 
@@ -292,6 +297,13 @@ def summary_text(run: RunView) -> str:
         if r.get("feasible") is False:
             parts.append("INFEASIBLE: no policy within the budget was seen")
         lines.append("budget report: " + ", ".join(parts))
+    if run.comparison is not None:
+        from tfmpq.search.compare import comparison_text
+
+        lines.append(comparison_text(run.comparison))
+    elif run.constraint is None:
+        lines.append("no held-out comparison yet: the accuracies below are the validation scores that chose the "
+                     "front (`tfmpq search ... --compare EPOCHS` or Result.compare_with_uniform(test=...))")
     return "\n".join(lines)
 
 
@@ -324,10 +336,11 @@ def markdown_report(run: RunView, plots: list[str] = ()) -> str:
         parts += ["## Uniform policies", "", uniform_table(run, markdown=True), ""]
     if run.exports:
         parts += ["## Exported models", "", export_table(run, markdown=True), ""]
-    parts += ["Metrics: accuracy = validation accuracy the search scored; weight KiB = weights at their bit-widths "
+    parts += ["Metrics: accuracy = validation accuracy the search scored (it chose the front: use the held-out "
+              "comparison above, not these, to judge the front against uniform policies); weight KiB = weights at their bit-widths "
               "plus 32-bit biases and per-channel scales; compression = float size / quantized size; avg w bits = "
-              "parameter-weighted weight bits (eq. 10); avg op bits = MAC-weighted sqrt(w*a) bits (eq. 11); "
-              "MBOPs = million bit operations (MACs x w x a).", ""]
+              "parameter-weighted weight bits (eq. 10); avg op bits = MAC-weighted sqrt(w*a) bits (eq. 11), a = the bits of the tensor feeding "
+              "the group; MBOPs = million bit operations (MACs x w x a).", ""]
     return "\n".join(parts)
 
 

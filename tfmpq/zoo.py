@@ -19,7 +19,7 @@ import models
 from tfmpq._keras import keras
 from tfmpq.errors import TfmpqError, UnsupportedModelError
 
-__all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "resolve_model"]
+__all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "checkpoint_info", "resolve_model"]
 
 _BUILDERS = {
     "small_cnn": models.build_small_cnn,
@@ -34,6 +34,11 @@ _BUILDERS = {
 
 # Trained float checkpoints shipped in models/ (see models/README.md for how each was made).
 _CHECKPOINTS = {"small_cnn_fmnist": "small_cnn_fmnist.keras"}
+# How each was trained: the data and the validation split it was NOT trained on (tfmpq.data.roles).
+_TRAINED = {
+    "small_cnn_fmnist": {"data": "default", "validation": {"fraction": 0.1, "seed": 0},
+                         "command": "python -m models.train_demo"},
+}
 
 ZOO_PREFIX = "zoo:"
 
@@ -76,6 +81,17 @@ def checkpoint_path(name: str) -> str:
         raise ValueError(f"Invalid value for `name`: unknown checkpoint. Received: name={name!r}. "
                          f"Expected one of {checkpoints()}.")
     return os.path.join(os.path.dirname(os.path.abspath(models.__file__)), _CHECKPOINTS[name])
+
+
+def checkpoint_info(name: str) -> dict:
+    """How a shipped checkpoint was trained: ``data`` (a ``tfmpq.data.load`` name), ``validation``
+    (``{"fraction", "seed"}``: the split held out, ``tfmpq.data.roles``) and ``command``.
+
+    Raises:
+        ValueError: If ``name`` is not a shipped checkpoint.
+    """
+    checkpoint_path(name)  # validates the name
+    return json.loads(json.dumps(_TRAINED[name]))
 
 
 def get(name: str, **kwargs) -> keras.Model:

@@ -2,10 +2,10 @@
 
 Examples::
 
-    python -m tfmpq.search nsga2 --model zoo:small_cnn_fmnist --data default --num-train 3000 --val test \\
+    python -m tfmpq.search nsga2 --model zoo:small_cnn_fmnist --data default --num-train 3000 \\
         --evaluation qat --epochs 1 --population 10 --offspring 10 --generations 3 \\
         --run-dir runs/fmnist --seed 0
-    python -m tfmpq.search exhaustive --model zoo:small_cnn_fmnist --val test --evaluation ptq --bits 2 4 8
+    python -m tfmpq.search exhaustive --model zoo:small_cnn_fmnist --evaluation ptq --bits 2 4 8
     python -m tfmpq.search nsga2 ... --resume          # continue a killed run
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="zoo:NAME, a .keras/.h5 file or a SavedModel folder (tfmpq.zoo.resolve_model)")
     p.add_argument("--data", default="default", help="a tfmpq.data name or path (tfmpq.data.load)")
     p.add_argument("--num-train", type=int, default=None, help="class-balanced training subset")
-    p.add_argument("--val", choices=("split", "test"), default="split",
-                   help="validation data: a split of the training data, or the dataset's test split "
-                        "(use 'test' when the float model was trained on all of the training split)")
+    p.add_argument("--val", default="split",
+                   help="validation data: 'split', the fixed validation split of the training data "
+                        "(tfmpq.data.roles). The test split is never used to score or choose.")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of training data for --val split")
     p.add_argument("--evaluation", choices=("qat", "ptq"), default="qat")
     p.add_argument("--epochs", type=int, default=1)
@@ -50,14 +50,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.val != "split":
+        parser.error(f"--val {args.val} is refused: the test split is for reporting only; candidates are scored "
+                     "on the fixed validation split of the training data (--val split, the default)")
     from tfmpq import data, search, zoo
 
-    ds = data.load(args.data, num_train=args.num_train, seed=args.seed)
-    if args.val == "test":
-        train, val = (ds.x_train, ds.y_train), (ds.x_test, ds.y_test)
-    else:
-        train, val = data.split_validation(ds, args.val_fraction, seed=args.seed)
+    roles = data.roles(data.load(args.data), val_fraction=args.val_fraction, num_train=args.num_train,
+                       seed=args.seed)
+    train, val = roles.train, roles.val
     model = zoo.resolve_model(args.model)
     kwargs = dict(
         evaluation=args.evaluation, epochs=args.epochs, learning_rate=args.learning_rate,

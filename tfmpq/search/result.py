@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Sequence
 
 from tfmpq.evaluate import Candidate
+from tfmpq.search.compare import DEFAULT_TOLERANCE as SUMMARY_TOLERANCE
 from tfmpq.search.store import write_json_atomic
-
-#: Accuracy the summary allows below uniform 8-bit (seed 003 compares at "the same accuracy").
-SUMMARY_TOLERANCE = 0.005
 
 
 class Result:
@@ -51,6 +49,8 @@ class Result:
             if genes in engine.cache:
                 self.uniform[engine.space.uniform_label(genes)] = engine.cache[genes]
         self.finetuned: list[tuple[Candidate, object]] = []
+        #: the held-out comparison, once :meth:`compare_with_uniform` ran
+        self.comparison: dict | None = None
 
     @property
     def hypervolume(self) -> float | None:
@@ -133,28 +133,36 @@ class Result:
         fig.savefig(path, dpi=120)
 
     # -- summary -------------------------------------------------------------------------------
-    def compare_with_uniform(self, tolerance: float = SUMMARY_TOLERANCE) -> dict | None:
-        """Issue 4, item 5 / seed 003 sec. 3: the smallest front member within ``tolerance`` of
-        uniform 8-bit accuracy vs. the smallest uniform policy within it.
+    def compare_with_uniform(self, test, finetune_epochs: int = 3, tolerance: float = SUMMARY_TOLERANCE,
+                             slack: float = 0.02, keep_models: bool = False, verbose: int = 1) -> dict:
+        """Is the front smaller than uniform quantization at the same accuracy? Fine-tunes the uniform
+        policies (from 8 bits down, those needed), the front members that may reach the target and the
+        float model alike, chooses on validation and reports on ``test``
+        (:func:`tfmpq.search.compare.compare_with_uniform`; written to ``comparison.json``).
+
+        Args:
+            test: held-out ``(x, y)`` the search never saw (reporting only).
+            finetune_epochs: epochs for every model compared. Defaults to 3.
+            tolerance: accuracy allowed below uniform 8-bit. Defaults to 0.005.
+            slack, keep_models: see :func:`tfmpq.search.compare.compare_with_uniform`. Defaults to 0.02
+                and False.
+            verbose: 1 prints a line per fine-tune and the result. Defaults to 1.
 
         Returns:
-            ``{"target_accuracy", "front": Candidate|None, "uniform": (label, Candidate)|None,
-            "saving": fraction smaller than that uniform policy}``, or None when uniform 8-bit was
-            not evaluated or the cost is not ``weight_bytes``/``bops``.
+            The comparison dict (``front``, ``uniform``, ``saving``, ``target_accuracy``, ``mcnemar``,
+            ``float``, ...); also kept in ``result.comparison`` and used by :meth:`summary`.
+
+        Example:
+        >>> cmp = result.compare_with_uniform(test=(x_test, y_test), finetune_epochs=3)
+        >>> cmp["saving"], cmp["front"]["test_accuracy"], cmp["front"]["ci"], cmp["mcnemar"]["p_value"]
         """
-        ref = self.uniform.get("8-bit") or self.uniform.get("w8a8")
-        if ref is None or not ref.ok or len(self.objectives) < 2:
-            return None
-        cost = self.objectives[1]
-        target = ref.accuracy - tolerance
-        front = [c for c in self.front if c.accuracy >= target]
-        best_front = min(front, key=lambda c: c.metrics[cost]) if front else None
-        uni = [(k, c) for k, c in self.uniform.items() if c.ok and c.accuracy >= target]
-        best_uni = min(uni, key=lambda kc: kc[1].metrics[cost]) if uni else None
-        saving = None
-        if best_front is not None and best_uni is not None:
-            saving = 1.0 - best_front.metrics[cost] / best_uni[1].metrics[cost]
-        return {"target_accuracy": target, "front": best_front, "uniform": best_uni, "saving": saving}
+        from tfmpq.search.compare import compare_with_uniform
+
+        self.comparison = compare_with_uniform(self, test, finetune_epochs=finetune_epochs, tolerance=tolerance,
+                                               slack=slack, keep_models=keep_models, verbose=verbose)
+        if self.run_dir is not None:
+            (self.run_dir / "summary.txt").write_text(self.summary() + "\n", encoding="utf-8")
+        return self.comparison
 
     def summary(self) -> str:
         """A short text: counts, the front, and how it compares with the uniform policies."""
@@ -179,19 +187,13 @@ class Result:
         if self.uniform:
             lines.append("uniform policies: " + ", ".join(
                 f"{k} {_pct(c.accuracy)} @ {_fmt_cost(cost, c.metrics.get(cost))}" for k, c in self.uniform.items()))
-        cmp = self.compare_with_uniform() if self.constraint is None else None
-        if cmp is not None:
-            head = f"at >= uniform 8-bit accuracy - {100 * SUMMARY_TOLERANCE:.1f} pp ({_pct(cmp['target_accuracy'])}): "
-            if cmp["front"] is None:
-                lines.append(head + "no front member reaches it.")
-            else:
-                f = cmp["front"]
-                text = head + f"front reaches {_fmt_cost(cost, f.metrics[cost])} ({f.genes}, {_pct(f.accuracy)})"
-                if cmp["uniform"] is not None:
-                    label, u = cmp["uniform"]
-                    text += (f" vs. smallest uniform {label} at {_fmt_cost(cost, u.metrics[cost])}: "
-                             f"{100 * cmp['saving']:.1f}% smaller")
-                lines.append(text + ".")
+        if self.comparison is not None:
+            from tfmpq.search.compare import comparison_text
+
+            lines.append(comparison_text(self.comparison))
+        elif self.constraint is None:
+            lines.append("(validation scores only: they chose the front, so they cannot show it beats uniform "
+                         "quantization; run result.compare_with_uniform(test=...) for the held-out comparison)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -1,0 +1,62 @@
+"""compare_with_uniform (issue 12): equal fine-tuning, choices on validation, test for reporting only."""
+import json
+
+import numpy as np
+import pytest
+
+from tfmpq import QuantPolicy
+from tfmpq.search import nsga2
+
+
+@pytest.fixture(scope="module")
+def searched(digits_mlp, digits, tmp_path_factory):
+    (x, y), test = digits
+    train, val = (x[:1000], y[:1000]), (x[1000:], y[1000:])
+    run_dir = tmp_path_factory.mktemp("cmp") / "run"
+    result = nsga2(digits_mlp, train, val, evaluation="ptq", population=6, offspring=6, generations=2, seed=0,
+                   bits=(2, 4, 8), learning_rate=1e-3, run_dir=run_dir, verbose=0)
+    return result, test
+
+
+def test_choices_use_validation_and_test_only_reports(searched):
+    result, (xt, yt) = searched
+    cmp = result.compare_with_uniform(test=(xt, yt), finetune_epochs=1, verbose=0)
+    u8, uni, front = cmp["uniform8"], cmp["uniform"], cmp["front"]
+    assert u8["label"] == "8-bit" and isinstance(uni["policy"], QuantPolicy)
+    assert cmp["target_accuracy"] == pytest.approx(u8["test_accuracy"] - 0.005)
+    assert cmp["target_val_accuracy"] == pytest.approx(u8["val_accuracy"] - 0.005)
+    # the uniform side: the cheapest uniform policy whose fine-tuned *validation* accuracy reaches it;
+    # fine-tuning stopped at the first cheaper one that did not
+    uniforms = [r for r in cmp["finetuned"] if r["label"]]
+    assert uni["val_accuracy"] >= cmp["target_val_accuracy"]
+    cheaper = [r for r in uniforms if r["cost"] < uni["cost"]]
+    assert len(cheaper) <= 1 and all(r["val_accuracy"] < cmp["target_val_accuracy"] for r in cheaper)
+    if front is not None:
+        assert front["val_accuracy"] >= cmp["target_val_accuracy"] and front["cost"] <= uni["cost"]
+        assert cmp["saving"] == pytest.approx(1 - front["cost"] / uni["cost"])
+        assert 0.0 <= cmp["mcnemar"]["p_value"] <= 1.0
+    for row in [u8, uni, cmp["float"]] + ([front] if front else []):
+        lo, hi = row["ci"]
+        assert lo <= row["test_accuracy"] <= hi and row["test_correct"] == round(row["test_accuracy"] * len(yt))
+    assert cmp["float"]["val_accuracy"] > 0.8  # the fair float reference, fine-tuned alike
+    saved = json.loads((result.run_dir / "comparison.json").read_text())
+    assert saved["uniform"]["genes"] == list(uni["genes"]) and saved["num_test"] == len(yt)
+    assert "held-out comparison" in result.summary() and "held-out comparison" in (result.run_dir / "summary.txt").read_text()
+    from tfmpq.report import load_run, summary_text
+
+    assert "held-out comparison" in summary_text(load_run(result.run_dir))  # `tfmpq report` prints it too
+
+    # The test set does not steer any choice: with scrambled test labels the same policies are chosen.
+    scrambled = np.random.default_rng(1).permutation(yt)
+    again = result.compare_with_uniform(test=(xt, scrambled), finetune_epochs=1, verbose=0)
+    assert again["uniform"]["genes"] == uni["genes"]
+    assert (again["front"] or {}).get("genes") == (front or {}).get("genes")
+    assert again["uniform"]["val_accuracy"] == uni["val_accuracy"]  # same seeded fine-tune
+
+
+def test_bad_test_data_is_refused_before_any_finetuning(searched):
+    result, (xt, yt) = searched
+    with pytest.raises(ValueError, match=r"Invalid value for `test`: expected as many labels as samples"):
+        result.compare_with_uniform(test=(xt, yt[:-1]), verbose=0)
+    with pytest.raises(ValueError, match=r"Invalid value for `finetune_epochs`"):
+        result.compare_with_uniform(test=(xt, yt), finetune_epochs=0, verbose=0)
