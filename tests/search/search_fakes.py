@@ -73,7 +73,7 @@ class DyingEvaluator(FakeEvaluator):
     Picklable, so executors can ship it to worker processes."""
 
     def __init__(self, marker_dir, die_once=(), die_always=(), raise_on=(), delay=0.0, hold=None,
-                 hold_timeout=120.0):
+                 hold_timeout=1800.0):
         super().__init__()
         self.marker_dir = str(marker_dir)
         self.die_once = {tuple(g) for g in die_once}
