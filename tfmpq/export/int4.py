@@ -110,21 +110,13 @@ def to_int4(model: ModelSource, indices) -> bytes:
     Raises:
         ValueError: for an index that is not a filter of a weighted operator, a filter that cannot be
             INT4 (the message gives the reason), or a filter whose buffer another tensor shares.
-    """
-    import flatbuffers
 
-    schema = _schema()
+    Example:
+    >>> int4_bytes = to_int4(open("model.tflite", "rb").read(), [5, 9])  # doctest: +SKIP
+    """
     data = read_model_bytes(model)
     indices = sorted({int(i) for i in indices})
-    if not indices:
-        return data
     weights = {w.index: w for w in weight_tensors(data)}
-    fb = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
-    subgraph = fb.subgraphs[0]
-    users: dict[int, int] = {}
-    for sg in fb.subgraphs:
-        for t in sg.tensors or []:
-            users[t.buffer] = users.get(t.buffer, 0) + 1
     for index in indices:
         weight = weights.get(index)
         if weight is None:
@@ -135,14 +127,31 @@ def to_int4(model: ModelSource, indices) -> bytes:
         reason = int4_unsupported_reason(weight)
         if reason is not None:
             raise ValueError(f"Invalid value for `indices`: tensor {index} ({weight.name!r}) cannot be INT4: {reason}")
-        tensor = subgraph.tensors[index]
+    return _rewrite_int4(data, [weights[i] for i in indices])
+
+
+def _rewrite_int4(data: bytes, weights: list[WeightTensor]) -> bytes:
+    """Stores `weights` as INT4 in `data`, without asking whether the runtimes have kernels for them."""
+    import flatbuffers
+
+    if not weights:
+        return data
+    schema = _schema()
+    fb = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    subgraph = fb.subgraphs[0]
+    users: dict[int, int] = {}
+    for sg in fb.subgraphs:
+        for t in sg.tensors or []:
+            users[t.buffer] = users.get(t.buffer, 0) + 1
+    for weight in weights:
+        tensor = subgraph.tensors[weight.index]
         if users[tensor.buffer] > 1:
             raise ValueError(
-                f"Invalid value for `indices`: tensor {index} ({weight.name!r}) shares its buffer with another "
-                "tensor; rewriting it would change that tensor too"
+                f"Invalid value for `indices`: tensor {weight.index} ({weight.name!r}) shares its buffer with "
+                "another tensor; rewriting it would change that tensor too"
             )
         fb.buffers[tensor.buffer].data = pack_int4(weight.values)
         tensor.type = schema.TensorType.INT4
     builder = flatbuffers.Builder(len(data))
-    builder.Finish(fb.Pack(builder), file_identifier=data[4:8] if len(data) >= 8 else b"TFL3")
+    builder.Finish(fb.Pack(builder), file_identifier=data[4:8])
     return bytes(builder.Output())
