@@ -37,6 +37,9 @@ def test_int4_outputs_are_bit_identical_to_the_int8_container_and_litert_equals_
             run_tflite(int8.path, x, "litert", litert_kernels=kernels),
         )
     np.testing.assert_array_equal(run_tflite(int4.path, x, "tflm"), run_tflite(int4.path, x, "litert"))
+    # LiteRT's default XNNPACK delegate leaves INT4 convolutions to the builtin kernels
+    np.testing.assert_array_equal(run_tflite(int4.path, x, "litert", litert_kernels="default"),
+                                  run_tflite(int4.path, x, "litert", litert_kernels="builtin"))
     assert int4.file_bytes < int8.file_bytes
 
 
@@ -62,6 +65,8 @@ def test_int4_scratch_is_measured_on_tflite_micro(int4_pair, digits_split):
     int8, int4 = int4_pair
     # TFLite Micro's reference conv / depthwise kernels unpack an INT4 filter into arena scratch
     assert int8.scratch_bytes == 0 and int4.scratch_bytes == int4.arena_bytes - int8.arena_bytes > 0
+    # one unpacked filter at a time (each op's scratch lives only during the op): at most the largest one
+    assert int4.scratch_bytes <= max(g["params"] for g in int4.groups)
     assert int4.tflm_arena_bytes == int4.arena_bytes == tflm_arena_bytes(int4.path, x[:1])
     run_tflite(int4.path, x[:3], "tflm", arena_bytes=int4.arena_bytes)  # the reported arena is enough
 
