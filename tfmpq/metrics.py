@@ -17,10 +17,13 @@ Formulas and their sources:
   TFLite schema stores them. ``flash_bytes`` is the ``"auto"`` packing; ``flash_bytes_int4``,
   ``flash_bytes_lut`` and ``flash_bytes_int8`` the others.
 
-There is no ``arena_bytes`` cost here: TFLite Micro's arena is set by the int8 activations (8 bits
-in every full-integer export, whatever the policy's activation bits) plus the scratch where the
-reference kernels unpack INT4 filters and DECODE writes LUT-decoded ones, placed by TFLite Micro's
-memory planner. It is measured on the written file (``ExportReport.arena_bytes``), not predicted.
+There is no ``arena_bytes`` cost here. TFLite Micro's arena is set by the activations, int8 in every
+full-integer export whatever the policy's activation bits, so with int8 containers it does not depend
+on the policy at all. Packed kernels add scratch: TFLite Micro's reference kernels unpack an INT4
+filter into the arena on every invoke and DECODE writes a LUT filter's int8 copy there, one operator
+at a time, so the arena grows by at most the largest packed kernel (measured: ``bench.deploy_sizes``)
+at a place TFLite Micro's memory planner chooses. It is measured on the written file
+(``ExportReport.arena_bytes`` and ``scratch_bytes``), not predicted.
 """
 from __future__ import annotations
 
