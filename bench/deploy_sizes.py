@@ -117,7 +117,8 @@ def measure(name: str, label: str, model, bits, train, test, args) -> list[dict]
             "notes": report.notes,
         })
         print(f"  {label:>6} {packing:>5}: file {report.file_bytes:>7,} B, flash {report.flash_bytes:>7,} B "
-              f"(predicted {summary[key]:,}), arena {report.arena_bytes:,} B, TFLM {100 * rows[-1]['tflm_accuracy']:.2f}%"
+              f"(predicted {summary[key]:,}), arena {report.arena_bytes:,} B, "
+              f"TFLM {100 * rows[-1]['tflm_accuracy']:.2f}%"
               f"{'' if litert_acc is None else f', LiteRT {100 * litert_acc:.2f}%'}", flush=True)
     print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)
     return rows

@@ -209,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     # export
     p = sub.add_parser("export", parents=[common], help="export a run's models or a QAT model to .tflite",
                        description="Export to full-integer .tflite files (sub-8-bit weights on their grid in "
-                                   "int8 containers; --packed int4|lut|auto: stored at their bit-width) and report their "
-                                   "accuracy on the TFLite Micro interpreter. SOURCE is a `tfmpq search` run "
+                                   "int8 containers; --packed int4|lut|auto: stored at their bit-width) and report "
+                                   "their accuracy on the TFLite Micro interpreter. SOURCE is a `tfmpq search` run "
                                    "directory (exports its front, or the best policy of a budgeted search; each "
                                    "is rebuilt as the search scored it, or fine-tuned with --finetune), a "
                                    "`tfmpq quantize` output folder, or a QAT .h5 file.")

@@ -472,7 +472,8 @@ def _pack(int8_data: bytes, groups: list, packing: str, x: np.ndarray, tflm: boo
                 lut_bytes = lut_kernel_bytes(weight.values.size, bits, len(slices), stride)
         kernels.append((bits, reasons[-1] is None, lut_bytes, g["int8_bytes"]))
     int4, lut, no_int4, not_smaller = [], {}, [], []
-    for g, (bits, _, lut_bytes, _), reason, storage in zip(groups, kernels, reasons, choose_storages(kernels, packing)):
+    storages = choose_storages(kernels, packing)
+    for g, (bits, _, lut_bytes, _), reason, storage in zip(groups, kernels, reasons, storages):
         g["storage"] = storage
         if packing == "lut":
             g["lut_bytes"] = lut_bytes if storage == "lut" else g["int8_bytes"]
