@@ -5,7 +5,7 @@ Commands (``tfmpq COMMAND --help`` for every option)::
     tfmpq info MODEL                                   groups, parameters, MACs, what stays float
     tfmpq quantize MODEL --bits 8,4,4,8 --data D --epochs N -o OUT
     tfmpq search MODEL --strategy nsga2|bbpso --data D [--resume] -o RUN_DIR
-    tfmpq export RUN_DIR|QAT_MODEL --data D [--c-array] [--packed] -o OUT
+    tfmpq export RUN_DIR|QAT_MODEL --data D [--c-array] [--packed [int4|lut|auto]] -o OUT
     tfmpq report RUN_DIR                               tables and plots of a search run
 
 ``MODEL`` is a ``.keras`` / ``.h5`` file, a SavedModel folder or ``zoo:NAME`` (``tfmpq.zoo``); ``D``
@@ -105,6 +105,9 @@ def _add_data_args(p: argparse.ArgumentParser, default=argparse.SUPPRESS, val: b
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``tfmpq`` argument parser (exposed for documentation and tests)."""
+    from tfmpq.metrics import FLASH_BUDGETS
+    from tfmpq.search.strategies.bbpso import BUDGETS
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
@@ -174,14 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pin-first-last", action="store_true", default=argparse.SUPPRESS,
                    help="keep the first and last groups at 8 bits")
     g = p.add_argument_group("nsga2")
-    g.add_argument("--objective", choices=("weight_bytes", "bops"), default=argparse.SUPPRESS,
-                   help="the cost traded against accuracy. Default: weight_bytes")
+    g.add_argument("--objective", choices=("weight_bytes", "bops") + FLASH_BUDGETS, default=argparse.SUPPRESS,
+                   help="the cost traded against accuracy (flash_bytes: the weights as `tfmpq export --packed "
+                        "auto` stores them; flash_bytes_int4 / _lut: --packed int4 / lut). Default: weight_bytes")
     g.add_argument("--population", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
     g.add_argument("--offspring", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
     g.add_argument("--generations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 10")
     g = p.add_argument_group("bbpso")
-    g.add_argument("--budget", choices=("avg_op_bits", "avg_weight_bits", "weight_bytes", "bops"),
-                   default=argparse.SUPPRESS, help="the constrained metric. Default: avg_op_bits")
+    g.add_argument("--budget", choices=BUDGETS, default=argparse.SUPPRESS,
+                   help="the constrained metric (e.g. --budget flash_bytes --target 65536: fits in 64 KiB of "
+                        "flash). Default: avg_op_bits")
     g.add_argument("--target", type=float, default=argparse.SUPPRESS, help="budget: metric <= target. Default: 4.0")
     g.add_argument("--swarm", type=_positive_int, default=argparse.SUPPRESS, help="Default: 15")
     g.add_argument("--iterations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 20")
@@ -212,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     # export
     p = sub.add_parser("export", parents=[common], help="export a run's models or a QAT model to .tflite",
                        description="Export to full-integer .tflite files (sub-8-bit weights on their grid in "
-                                   "int8 containers; --packed: LUT-packed for TFLite Micro) and report their "
-                                   "accuracy on the TFLite Micro interpreter. SOURCE is a `tfmpq search` run "
+                                   "int8 containers; --packed int4|lut|auto: stored at their bit-width) and report "
+                                   "their accuracy on the TFLite Micro interpreter. SOURCE is a `tfmpq search` run "
                                    "directory (exports its front, or the best policy of a budgeted search; each "
                                    "is rebuilt as the search scored it, or fine-tuned with --finetune), a "
                                    "`tfmpq quantize` output folder, or a QAT .h5 file.")
@@ -228,8 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c-array", nargs="?", const="", default=None, metavar="NAME",
                    help="also write a C array (.h/.cc) for TFLite Micro (NAME: the C identifier; default from "
                         "the file name)")
-    p.add_argument("--packed", action="store_true",
-                   help="LUT-compress sub-8-bit weights to their bit-width (runs on TFLite Micro only)")
+    p.add_argument("--packed", nargs="?", const="lut", default=None, choices=("int4", "lut", "auto"),
+                   help="store sub-8-bit weights at their bit-width: int4 (<= 4-bit groups as INT4 tensors; LiteRT "
+                        "and TFLite Micro), lut (TFLite Micro LUT compression; TFLite Micro only; the default "
+                        "of a bare --packed), auto (INT4 at <= 4 bits, LUT at 5..7). Default: int8 containers")
     p.add_argument("--float-io", action="store_true", help="float32 input/output instead of int8")
     p.add_argument("--runtime", choices=("tflm", "litert", "both"), default="tflm",
                    help="interpreter(s) for the accuracy. Default: tflm")
@@ -605,9 +612,9 @@ def _export_one(qat, path: str, rep_x, args, x_test, y_test) -> dict:
     accuracy = {}
     runtimes = ("tflm", "litert") if args.runtime == "both" else (args.runtime,)
     for runtime in runtimes:
-        if runtime == "litert" and args.packed:
+        if runtime == "litert" and runtime not in report.runtimes:
             continue  # a LUT-packed file runs on TFLite Micro only
-        if runtime == "tflm" and report.tflm_arena_bytes is None:
+        if runtime == "tflm" and runtime not in report.runtimes:
             accuracy[runtime] = None
             continue
         accuracy[runtime] = evaluate_tflite(report.path, x_test, y_test, runtime=runtime)
@@ -615,15 +622,16 @@ def _export_one(qat, path: str, rep_x, args, x_test, y_test) -> dict:
 
 
 def _print_export_rows(rows: list[dict]) -> None:
-    head = ["file", "weight bits", "file B", "int8 w B", "packed w B", "arena B", "keras acc", "TFLM acc"]
+    head = ["file", "weight bits", "storage", "file B", "int8 w B", "packed w B", "flash B", "arena B", "keras acc",
+            "TFLM acc"]
     table = [head]
     for r in rows:
         rep = r["report"]
         table.append([
-            os.path.basename(rep.path), ",".join(str(b) for b in rep.bits.values()), str(rep.file_bytes),
-            str(rep.int8_weight_bytes),
-            str(rep.packed_weight_bytes if rep.lut_weight_bytes is None else rep.lut_weight_bytes),
-            "n/a" if rep.tflm_arena_bytes is None else str(rep.tflm_arena_bytes),
+            os.path.basename(rep.path), ",".join(str(b) for b in rep.bits.values()),
+            ",".join(rep.storage.values()), str(rep.file_bytes), str(rep.int8_weight_bytes),
+            str(rep.stored_weight_bytes if rep.packed else rep.packed_weight_bytes), str(rep.flash_bytes),
+            "n/a" if rep.arena_bytes is None else str(rep.arena_bytes),
             _pct(r.get("keras_accuracy")), _pct(r["accuracy"].get("tflm")),
         ])
         if "litert" in r["accuracy"]:

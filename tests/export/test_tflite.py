@@ -56,6 +56,7 @@ def test_packed_export_is_bit_exact_with_the_int8_container_on_tflm(train_qat, d
     packed = export_tflite(qat, tmp_path / "packed.tflite", representative_data=xt[:200], packed=True)
     np.testing.assert_array_equal(run_tflite(packed.path, x, runtime="tflm"), run_tflite(int8.path, x, runtime="tflm"))
     assert packed.packed and packed.operators.count("CUSTOM:TFLM_DECODE") == 2  # the 4 and 2-bit groups
+    assert packed.packing == "lut" and packed.storage == {"conv1": "int8", "dw": "int8", "conv2": "lut", "logits": "lut"}
     lut = {g["name"]: g["lut_bytes"] for g in packed.groups}
     assert lut["conv1"] == 144  # 8-bit group stays int8
     assert lut["dw"] == 144  # 6-bit, 144 weights: 108 B of indices + a table would not be smaller

@@ -214,3 +214,110 @@ def output_channel_axis(weight: WeightTensor) -> int:
     if weight.op in ("DEPTHWISE_CONV_2D", "CONV_3D"):
         return len(weight.shape) - 1
     return 0
+
+
+DECODE_OP = "CUSTOM:TFLM_DECODE"  # TFLite Micro's DECODE operator (tflite_micro ... compression.decode_insert)
+_SCHEMA_QPARAM_BYTES = {"scale": 4, "zeroPoint": 8, "min": 4, "max": 4}  # float32, int64, float32, float32
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredWeight:
+    """How the file stores one conv / fully-connected operator's weights, byte by byte.
+
+    Attributes:
+        name: the filter tensor's name (for a LUT-compressed filter, the name of its encoded tensor,
+            which keeps the converter's name).
+        op: the consuming operator ("CONV_2D", ...).
+        storage: "int8", "int4", "lut" (TFLite Micro DECODE of a look-up table), or the tensor type
+            in lower case for anything else ("float32", ...).
+        kernel_bytes: the filter's buffer; for "lut" the encoded indices plus the ancillary tensor
+            (16-byte DECODE header and value tables).
+        bias_bytes: the bias buffer (0 when the operator has none).
+        qparam_bytes: the filter's and the bias's quantization parameters as the schema stores them
+            (4 bytes per scale, 8 per zero point, 4 per min / max).
+    """
+
+    name: str
+    op: str
+    storage: str
+    kernel_bytes: int
+    bias_bytes: int
+    qparam_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.kernel_bytes + self.bias_bytes + self.qparam_bytes
+
+
+def _qparam_bytes(tensor) -> int:
+    q = tensor.quantization
+    if q is None:
+        return 0
+    values = (getattr(q, field) for field in _SCHEMA_QPARAM_BYTES)
+    return sum(0 if v is None else len(v) * size for v, size in zip(values, _SCHEMA_QPARAM_BYTES.values()))
+
+
+def _buffer_bytes(fb, tensor) -> int:
+    buffer = fb.buffers[tensor.buffer] if 0 <= tensor.buffer < len(fb.buffers) else None
+    if buffer is None:
+        return 0
+    if buffer.data is None:
+        return int(buffer.size or 0)  # a > 2 GiB model keeps its data after the flatbuffer
+    return len(buffer.data)
+
+
+def weight_storage(model: ModelSource) -> list[StoredWeight]:
+    """Reads how the file stores the weights of every conv / fully-connected operator of subgraph 0.
+
+    Follows TFLite Micro's DECODE operators back to the encoded tensors, so a LUT-compressed filter
+    is counted as its packed indices plus its value tables. This is the file-side measurement that
+    ``tfmpq.metrics.group_flash_bytes`` predicts from a policy.
+
+    Args:
+        model: a path to a .tflite file, or its bytes.
+
+    Returns:
+        One StoredWeight per weighted operator, in operator order.
+    """
+    schema = _schema()
+    fb = read_model(model)
+    op_names = _name_table(schema.BuiltinOperator)
+    type_names = _name_table(schema.TensorType)
+    subgraph = fb.subgraphs[0]
+    tensors = subgraph.tensors
+    decoded_from = {}  # DECODE output tensor -> (encoded tensor, ancillary tensor)
+    for op in subgraph.operators or []:
+        code = fb.operatorCodes[op.opcodeIndex]
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        if custom and f"CUSTOM:{custom}" == DECODE_OP:
+            for j, out in enumerate(op.outputs):
+                decoded_from[int(out)] = (int(op.inputs[2 * j]), int(op.inputs[2 * j + 1]))
+    result = []
+    for op in subgraph.operators or []:
+        code = fb.operatorCodes[op.opcodeIndex]
+        op_name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        if op_name not in WEIGHTED_OPS or op.inputs is None or len(op.inputs) < 2 or op.inputs[1] < 0:
+            continue
+        index = int(op.inputs[1])
+        filt = tensors[index]
+        if index in decoded_from:
+            encoded, ancillary = decoded_from[index]
+            storage = "lut"
+            kernel = _buffer_bytes(fb, tensors[encoded]) + _buffer_bytes(fb, tensors[ancillary])
+            name = tensors[encoded].name
+        else:
+            storage = type_names.get(filt.type, str(filt.type)).lower()
+            kernel = _buffer_bytes(fb, filt)
+            name = filt.name
+        bias = tensors[int(op.inputs[2])] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        result.append(
+            StoredWeight(
+                name=name.decode() if isinstance(name, bytes) else str(name),
+                op=op_name,
+                storage=storage,
+                kernel_bytes=kernel,
+                bias_bytes=0 if bias is None else _buffer_bytes(fb, bias),
+                qparam_bytes=_qparam_bytes(filt) + (0 if bias is None else _qparam_bytes(bias)),
+            )
+        )
+    return result

@@ -1,15 +1,25 @@
 """Truly packed N-bit weights for TFLite Micro, with its look-up-table (LUT) model compression.
 
 A weight tensor with at most 2^N distinct values per output channel is stored as N-bit indices into a
-small per-channel value table; a DECODE operator that TFLite Micro inserts before the consuming op
-restores the int8 tensor at run time (``tflite_micro.tensorflow.lite.micro.compression``). Because
-tfmpq's export keeps every b-bit group on its b-bit grid (``levels.count_levels``), this gives real
-b-bit flash size for b in 2..7, and the compressed model computes exactly what the int8-container
-model computes (tested on TFLite Micro).
+small per-channel value table. The format is the one TFLite Micro reads since its compression moved to
+DECODE operators (tflite-micro PR #3654, 2026-08-12), as written by the pinned tflite-micro
+(0.dev20261023, ``tflite_micro.tensorflow.lite.micro.compression``):
 
-LiteRT does not run LUT-compressed models: it rejects the compressed filters at ``allocate_tensors``
-("Tensor N has invalid quantization parameters": the per-channel scales no longer match the packed
-buffer) and has no DECODE operator. A packed file is a TFLite Micro file.
+- the filter tensor becomes a UINT8 tensor holding the packed indices (no quantization parameters);
+- an ancillary UINT8 tensor holds the 16-byte DECODE common metadata (decode type LUT, index bits,
+  channel axis, table stride) followed by the value tables, one per channel, padded to the stride;
+- a custom ``TFLM_DECODE`` operator before each consumer turns (indices, ancillary) into the int8
+  filter, a tensor with the original shape and quantization that lives in the arena only during the
+  next operator;
+- no ``COMPRESSION_METADATA`` metadata entry (the former format) is written.
+
+Because tfmpq's export keeps every b-bit group on its b-bit grid (``levels.count_levels``), this gives
+real b-bit flash size for b in 2..7, and the compressed model computes exactly what the int8-container
+model computes (tested on TFLite Micro). The decoded filter costs arena: ``ExportReport.scratch_bytes``.
+
+LiteRT does not run LUT-compressed models: it has no DECODE kernel and refuses the file at
+``allocate_tensors`` ("Tensor N has invalid quantization parameters"). A packed file is a TFLite Micro
+file.
 """
 from __future__ import annotations
 
@@ -22,9 +32,10 @@ import numpy as np
 
 from tfmpq.errors import ExportError
 from tfmpq.export.flatbuffer import ModelSource, output_channel_axis, read_model_bytes, weight_tensors
+from tfmpq.metrics import LUT_INDEX_BITS, lut_kernel_bytes
 
 # TFLite Micro's LUT index width is 1..7 bits (the DCM bit-width field has 3 bits).
-LUT_BITS = tuple(range(1, 8))
+LUT_BITS = LUT_INDEX_BITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +138,13 @@ def lut_compress(
             result = lut.LutCompressor().compress(editable.subgraphs[0].tensors[index], method)
         int8_bytes = int(weight.values.size * (0.5 if weight.type == "INT4" else 1) + 0.5)
         packed_bytes = len(result.encoded_data) + len(result.ancillary_data)
+        expected = lut_kernel_bytes(weight.values.size, width, len(slices), needed)
+        if packed_bytes != expected:  # the formula tfmpq.metrics predicts flash with
+            raise ExportError(
+                f"TFLite Micro's LUT compressor wrote {packed_bytes} B for tensor {weight.name!r}, not the "
+                f"{expected} B of indices + 16-byte header + tables that tfmpq.metrics.lut_kernel_bytes "
+                "expects: the installed tflite-micro writes another format"
+            )
         if only_if_smaller and packed_bytes >= int8_bytes:
             continue
         builder.add_tensor(0, index).with_lut(width, mode)

@@ -9,11 +9,13 @@ Steps (each guards one way a deployed model can silently differ from the trained
 4. put each 2..7-bit group exactly on its trained grid in the file (``grid.snap_to_grid``: int8
    values = grid indices, scale = trained step) and check it: each b-bit group holds at most 2^b
    distinct values per output channel (per-channel) or per tensor (``count_levels``);
-5. optionally LUT-compress the sub-8-bit groups for TFLite Micro (``packed.lut_compress``) and check
-   the packed model gives the same outputs as the int8-container model on TFLite Micro;
-6. check the file runs (LiteRT ``allocate_tensors`` + one invoke; TFLite Micro for a packed file),
-   measure the TFLite Micro arena, then write to a temporary file and rename it into place: a failed
-   export never leaves a half-written or unrunnable file.
+5. optionally store the sub-8-bit groups packed (`packed`): <= 4-bit groups as native INT4 tensors
+   (``int4.to_int4``), 2..7-bit groups as TFLite Micro LUT indices + value tables
+   (``packed.lut_compress``), per group by ``tfmpq.metrics.choose_storages``; check the packed model
+   gives the same outputs as the int8-container model on every runtime that runs it;
+6. check the file runs (LiteRT ``allocate_tensors`` + one invoke; TFLite Micro), measure the TFLite
+   Micro arena and the weights as stored (``flatbuffer.weight_storage``), then write to a temporary
+   file and rename it into place: a failed export never leaves a half-written or unrunnable file.
 """
 from __future__ import annotations
 
@@ -31,11 +33,13 @@ from tfmpq.checks import check_inputs
 from tfmpq.errors import ExportError
 from tfmpq.export.c_array import check_c_name, write_c_array
 from tfmpq.export.deploy import build_deploy_model
-from tfmpq.export.flatbuffer import operator_names
+from tfmpq.export.flatbuffer import operator_names, weight_storage, weight_tensors
 from tfmpq.export.grid import GridTarget, snap_to_grid
+from tfmpq.export.int4 import int4_unsupported_reason, to_int4
 from tfmpq.export.levels import count_levels
 from tfmpq.export.packed import LUT_BITS, lut_compress
 from tfmpq.export.runtimes import captured_stderr_fd, litert_interpreter, run_tflite, tflm_arena_bytes
+from tfmpq.metrics import INT4_MAX_BITS, choose_storages, lut_kernel_bytes, packing_name
 from tfmpq.quantize import group_layers, is_qat_model, policy_of
 
 
@@ -49,21 +53,32 @@ class ExportReport:
         int8_weight_bytes: bytes of the quantized kernels in their int8 containers.
         packed_weight_bytes: bytes the kernels take at their trained bit-widths (ceil(params * b / 8)
             per group; groups left in float count at 8 bits, as deployed). Biases (int32) excluded.
-        lut_weight_bytes: bytes of the kernels in the file when `packed` (LUT indices + value table
-            + 16-byte header; 8-bit groups, and groups that would not get smaller, stay int8), else None.
-        tflm_arena_bytes: TFLite Micro arena the model needs (host measurement), or None if TFLite
-            Micro cannot run it (see `notes`).
+        lut_weight_bytes: with ``packed="lut"`` (or True): bytes of the kernels in the file (LUT indices
+            + value tables + 16-byte header; groups that stay int8 at their int8 size); else None.
+        tflm_arena_bytes: the same as `arena_bytes` (the name of earlier reports).
         int8_io: whether the model's input and output are int8 (else float32).
-        packed: whether the file is LUT-compressed (a TFLite Micro-only file); False when `packed`
-            was asked for but no group got smaller.
+        packed: whether any kernel is stored below 8 bits (INT4 or LUT) in the file.
         per_channel: whether weights are quantized per output channel.
         groups: one dict per group: name, kind, weight_bits, activation_bits, deployed_activation_bits,
             tensor (its name in the file), tensor_index, type, params, max_levels_per_channel,
             levels_per_tensor, exact_grid (int8 values are the trained grid indices, scale the trained
-            step), int8_bytes, packed_bytes, lut_bytes.
+            step), int8_bytes, packed_bytes, lut_bytes, storage ("int8", "int4" or "lut"),
+            stored_bytes (the kernel as stored) and flash_bytes (kernel + int32 bias + quantization
+            parameters, as read back from the file).
         operators: the file's operators, in execution order.
         c_array: paths of the written ``.h`` / ``.cc`` pair, or None.
         notes: anything a user should know about this export.
+        packing: the packing asked for: "int8", "int4", "lut" or "auto".
+        stored_weight_bytes: the kernels as stored in the file (sum of the groups' stored_bytes).
+        flash_bytes: the groups' weights as stored in the file: kernels, int32 biases and quantization
+            parameters (sum of the groups' flash_bytes; ``tfmpq.metrics.summary``'s flash metrics
+            predict it from the policy).
+        arena_bytes: TFLite Micro's arena for the written file (host measurement, reference kernels),
+            or None if TFLite Micro cannot run it (see `notes`).
+        scratch_bytes: how much larger `arena_bytes` is than the arena of the same model in int8
+            containers: where TFLite Micro's reference kernels unpack INT4 filters and DECODE writes
+            LUT-decoded ones. 0 for an int8-container file; None without a TFLite Micro measurement.
+        runtimes: the runtimes the file runs on, of "litert" and "tflm" (a LUT file: "tflm" only).
     """
 
     path: str
@@ -79,11 +94,22 @@ class ExportReport:
     operators: list
     c_array: list | None = None
     notes: list = dataclasses.field(default_factory=list)
+    packing: str = "int8"
+    stored_weight_bytes: int = 0
+    flash_bytes: int = 0
+    arena_bytes: int | None = None
+    scratch_bytes: int | None = None
+    runtimes: list = dataclasses.field(default_factory=list)
 
     @property
     def bits(self) -> dict:
         """group name -> trained weight bits."""
         return {g["name"]: g["weight_bits"] for g in self.groups}
+
+    @property
+    def storage(self) -> dict:
+        """group name -> how its kernel is stored ("int8", "int4" or "lut")."""
+        return {g["name"]: g["storage"] for g in self.groups}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,18 +119,25 @@ class ExportReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def __str__(self) -> str:
-        arena = "n/a" if self.tflm_arena_bytes is None else f"{self.tflm_arena_bytes} B"
+        arena = "n/a" if self.arena_bytes is None else f"{self.arena_bytes} B"
+        if self.scratch_bytes:
+            arena += f" ({self.scratch_bytes} B of it INT4 / LUT decode scratch)"
+        kinds = sorted({g["storage"] for g in self.groups}, key=["int8", "int4", "lut"].index)
+        runs = " and ".join({"litert": "LiteRT", "tflm": "TFLite Micro"}[r] for r in self.runtimes) or "no runtime"
         lines = [
-            f"{self.path}: {self.file_bytes} B on disk ({'LUT-packed, TFLite Micro only' if self.packed else 'int8'}"
-            f", {'int8' if self.int8_io else 'float'} I/O), TFLite Micro arena {arena}",
-            f"weights: {self.int8_weight_bytes} B in int8 containers, {self.packed_weight_bytes} B at trained bits"
-            + (f", {self.lut_weight_bytes} B LUT-packed in the file" if self.lut_weight_bytes is not None else ""),
-            f"{'group':<28}{'kind':<17}{'w bits':>7}{'a bits':>7}{'levels/ch':>10}{'int8 B':>9}{'packed B':>9}",
+            f"{self.path}: {self.file_bytes} B on disk (packing {self.packing!r}: {' + '.join(kinds)} kernels, "
+            f"{'int8' if self.int8_io else 'float'} I/O, runs on {runs}), TFLite Micro arena {arena}",
+            f"weights: {self.int8_weight_bytes} B in int8 containers, {self.packed_weight_bytes} B at trained bits, "
+            f"{self.stored_weight_bytes} B as stored; flash {self.flash_bytes} B with biases and quantization "
+            "parameters",
+            f"{'group':<28}{'kind':<17}{'w bits':>7}{'a bits':>7}{'levels/ch':>10}{'int8 B':>9}{'packed B':>9}"
+            f"{'storage':>8}{'stored B':>9}{'flash B':>9}",
         ]
         for g in self.groups:
             lines.append(
                 f"{g['name']:<28}{g['kind']:<17}{g['weight_bits']:>7}{g['activation_bits']:>7}"
                 f"{str(g['max_levels_per_channel']):>10}{g['int8_bytes']:>9}{g['packed_bytes']:>9}"
+                f"{g['storage']:>8}{g['stored_bytes']:>9}{g['flash_bytes']:>9}"
             )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -247,13 +280,29 @@ def export_tflite(
     representative_data,
     int8_io: bool = True,
     c_array: str | None = None,
-    packed: bool = False,
+    packed: bool | str | None = False,
     dense_as_conv: bool = True,
 ) -> ExportReport:
     """Exports a tfmpq QAT model to a full-integer .tflite file that runs on LiteRT and TFLite Micro.
 
     Weights are int8 (sub-8-bit groups in int8 containers whose values stay on the group's b-bit grid:
     at most 2^b distinct values per output channel, or per tensor), activations int8, biases int32.
+    With `packed`, sub-8-bit kernels are stored at their bit-width instead:
+
+    | packed | <= 4-bit group | 5..7-bit group | file runs on |
+    |---|---|---|---|
+    | False / None / "int8" | int8 | int8 | LiteRT, TFLite Micro |
+    | "int4" | INT4 | int8 | LiteRT, TFLite Micro |
+    | True / "lut" | LUT | LUT | TFLite Micro |
+    | "auto" | INT4 | LUT | TFLite Micro (LiteRT too if no group is LUT) |
+
+    INT4: a native TFLite INT4 tensor (two values per byte, the same scales, zero point 0), for
+    CONV_2D and DEPTHWISE_CONV_2D filters (a per-channel FULLY_CONNECTED filter stays int8: TFLite
+    Micro has no kernel for it; see ``tfmpq.export.int4``). LUT: TFLite Micro's compression, b-bit
+    indices into per-channel value tables, decoded by DECODE operators (``tfmpq.export.packed``), only
+    where that is smaller than int8. Each packed file is checked to give the int8-container model's
+    outputs bit for bit on every runtime that runs it. ``tfmpq.metrics.summary`` predicts
+    ``flash_bytes`` for every packing from the policy alone.
 
     Args:
         qat_model: a model built by ``tfmpq.quantize_model`` with symmetric weights (and trained).
@@ -264,9 +313,8 @@ def export_tflite(
             keeps float32 input and output. Defaults to True.
         c_array: a C identifier: also write ``<name>.h`` / ``<name>.cc`` (the file as an aligned
             ``const unsigned char <name>[]`` and ``<name>_len``) next to `path`. Defaults to None.
-        packed: LUT-compress every group trained at 2..7 bits to its bit-width (TFLite Micro model
-            compression) where that makes it smaller; the file then runs on TFLite Micro only (LiteRT
-            rejects it). Defaults to False.
+        packed: how sub-8-bit kernels are stored (table above): False / None / "int8", "int4", "lut"
+            (True, the former switch, means "lut") or "auto". Defaults to False.
         dense_as_conv: deploy Dense layers (on 2-D inputs) as 1x1 CONV_2D, so LiteRT and TFLite Micro
             compute bit-identical outputs (their FULLY_CONNECTED kernels round differently).
             Defaults to True.
@@ -279,11 +327,13 @@ def export_tflite(
             and per-tensor groups, representative data of the wrong shape, an operator TFLite cannot
             convert to int8, a deployed group off its grid, or a converted model that does not run.
             Nothing is written then.
-        ValueError: for a `c_array` name that is not a C identifier.
+            So is `packed="int4"` without a group at <= 4 bits and `packed="lut"` without one at 2..7.
+        ValueError: for a `c_array` name that is not a C identifier, or an unknown `packed`.
 
     Example:
     >>> report = tfmpq.export_tflite(qat, "model.tflite", representative_data=x_train[:256],
-    ...                              c_array="model_data")  # doctest: +SKIP
+    ...                              c_array="model_data", packed="auto")  # doctest: +SKIP
+    >>> report.storage, report.flash_bytes, report.arena_bytes  # doctest: +SKIP
     >>> tfmpq.evaluate_tflite("model.tflite", x_test, y_test, runtime="tflm")  # doctest: +SKIP
     """
     info = _check_qat_model(qat_model)
@@ -291,11 +341,7 @@ def export_tflite(
     x = _check_representative_data(qat_model, representative_data)
     if c_array is not None:
         check_c_name(c_array)  # before converting: a bad name must not cost a conversion
-    if packed and not any(g["weight_bits"] in LUT_BITS for g in info.values()):
-        raise ExportError(
-            "Invalid value for `packed`: no group was trained at 2..7 bits, so there is nothing to LUT-compress. "
-            f"Received: packed=True for weight bits {[g['weight_bits'] for g in info.values()]}"
-        )
+    packing = _check_packing(packed, info)
     per_channel = all(g["per_channel"] for g in info.values() if g["weight_bits"] <= 8)
     notes = []
 
@@ -311,7 +357,7 @@ def export_tflite(
     _verify_litert(data, x)
     levels = count_levels(data)
     matched = {name: (tensor, levels[tensor]) for name, (tensor, _) in matched.items()}
-    groups, off_grid, lut_bits = [], [], {}
+    groups, off_grid = [], []
     for name, g in info.items():
         tensor, lv = matched[name]
         bits = g["weight_bits"] if g["weight_bits"] <= 8 else 8
@@ -321,8 +367,6 @@ def export_tflite(
             notes.append(f"group `{name}`: int8 values left as converted (not rewritten to the exact grid)")
         if g["weight_bits"] <= 8 and count > limit:
             off_grid.append(f"`{name}` ({g['weight_bits']} bits): {count} distinct values in `{tensor}`")
-        if g["weight_bits"] in LUT_BITS:
-            lut_bits[lv["index"]] = g["weight_bits"]
         int8_bytes = int(lv["params"] if lv["type"] != "INT4" else math.ceil(lv["params"] / 2))
         groups.append(
             {
@@ -341,6 +385,9 @@ def export_tflite(
                 "int8_bytes": int8_bytes,
                 "packed_bytes": math.ceil(lv["params"] * bits / 8),
                 "lut_bytes": None,
+                "storage": "int8",
+                "stored_bytes": None,
+                "flash_bytes": None,
             }
         )
         if g["activation_bits"] < 8:
@@ -356,35 +403,31 @@ def export_tflite(
             + "; ".join(off_grid)
         )
 
-    lut_weight_bytes = None
-    if packed:
-        int8_data = data
-        data, packed_tensors = lut_compress(int8_data, lut_bits)
-        by_index = {p.index: p for p in packed_tensors}
-        for g in groups:
-            p = by_index.get(g["tensor_index"])
-            g["lut_bytes"] = p.packed_bytes if p is not None else g["int8_bytes"]
-        lut_weight_bytes = sum(g["lut_bytes"] for g in groups)
-        skipped = [g["name"] for g in groups if g["tensor_index"] in lut_bits and g["tensor_index"] not in by_index]
-        if skipped:
-            notes.append(f"groups {skipped} stay int8: indices + value table would not be smaller")
-        if packed_tensors:
-            probe = x[: min(len(x), 8)]
-            try:
-                same = np.array_equal(run_tflite(data, probe, "tflm"), run_tflite(int8_data, probe, "tflm"))
-            except RuntimeError as e:
-                raise ExportError(f"The LUT-compressed model does not run on TFLite Micro: {e}") from e
-            if not same:
-                raise ExportError("The LUT-compressed model's outputs differ from the int8 model's on TFLite Micro")
-            notes.append("LUT-compressed: runs on TFLite Micro only (LiteRT rejects compressed tensors)")
-
+    int8_data = data
     try:
-        arena = tflm_arena_bytes(data, x[:1])
+        int8_arena = tflm_arena_bytes(int8_data, x[:1])
     except RuntimeError as e:
-        if packed:
-            raise ExportError(f"The packed model does not run on TFLite Micro: {e}") from e
-        arena = None
+        int8_arena = None
         notes.append(f"TFLite Micro cannot run this model: {str(e).splitlines()[0]}")
+    if packing != "int8":
+        data = _pack(int8_data, groups, packing, x, tflm=int8_arena is not None, notes=notes)
+    arena, scratch = int8_arena, 0 if int8_arena is not None else None
+    if data is not int8_data and int8_arena is not None:
+        try:
+            arena = tflm_arena_bytes(data, x[:1])
+        except RuntimeError as e:
+            raise ExportError(f"The packed model does not run on TFLite Micro: {e}") from e
+        scratch = arena - int8_arena
+        if scratch > 0:
+            notes.append(
+                f"packed kernels take {scratch} B more TFLite Micro arena than int8 containers (reference "
+                "kernels: INT4 filters are unpacked into scratch, LUT filters decoded into a tensor)"
+            )
+    _read_back_storage(data, groups)
+    lut_in_file = any(g["storage"] == "lut" for g in groups)
+    runtimes = ([] if lut_in_file else ["litert"]) + ([] if arena is None else ["tflm"])
+    if lut_in_file:
+        notes.append("LUT-compressed: runs on TFLite Micro only (LiteRT rejects compressed tensors)")
 
     _write_atomic(path, data)
     c_paths = None
@@ -395,6 +438,7 @@ def export_tflite(
             os.unlink(path)  # all or nothing: no .tflite without the C array asked for
             raise ExportError(f"Cannot write the C array `{c_array}` next to `{path}`: {e.strerror or e}. "
                               "Nothing was written.") from None
+    lut_weight_bytes = sum(g["lut_bytes"] for g in groups) if packing == "lut" else None
     return ExportReport(
         path=path,
         file_bytes=len(data),
@@ -403,10 +447,112 @@ def export_tflite(
         lut_weight_bytes=lut_weight_bytes,
         tflm_arena_bytes=arena,
         int8_io=bool(int8_io),
-        packed=lut_weight_bytes is not None and lut_weight_bytes < sum(g["int8_bytes"] for g in groups),
+        packed=any(g["storage"] != "int8" for g in groups),
         per_channel=per_channel,
         groups=groups,
         operators=operator_names(data),
         c_array=c_paths,
         notes=notes,
+        packing=packing,
+        stored_weight_bytes=sum(g["stored_bytes"] for g in groups),
+        flash_bytes=sum(g["flash_bytes"] for g in groups),
+        arena_bytes=arena,
+        scratch_bytes=scratch,
+        runtimes=runtimes,
     )
+
+
+def _check_packing(packed, info: dict) -> str:
+    """The packing name; an ExportError when "int4" / "lut" would store nothing packed."""
+    packing = packing_name(packed)
+    bits = [g["weight_bits"] for g in info.values()]
+    if packing == "lut" and not any(b in LUT_BITS for b in bits):
+        raise ExportError(
+            "Invalid value for `packed`: no group was trained at 2..7 bits, so there is nothing to LUT-compress. "
+            f"Received: packed={packed!r} for weight bits {bits}"
+        )
+    if packing == "int4" and not any(b <= INT4_MAX_BITS for b in bits):
+        raise ExportError(
+            "Invalid value for `packed`: no group was trained at 2..4 bits, so there is nothing to store as INT4. "
+            f"Received: packed={packed!r} for weight bits {bits}"
+        )
+    return packing
+
+
+def _pack(int8_data: bytes, groups: list, packing: str, x: np.ndarray, tflm: bool, notes: list) -> bytes:
+    """Stores each group as `metrics.choose_storages` says (INT4 first, then LUT) and checks the outputs.
+
+    Sets each group's "storage" and (for `packing="lut"`) "lut_bytes". Returns the new model bytes
+    (`int8_data` itself when nothing is packed).
+    """
+    weights = {w.index: w for w in weight_tensors(int8_data)}
+    kernels, reasons = [], []
+    for g in groups:
+        bits, weight = g["weight_bits"], weights[g["tensor_index"]]
+        reasons.append(int4_unsupported_reason(weight))
+        lut_bytes = None
+        if bits in LUT_BITS and weight.values is not None:
+            axis = weight.channel_axis
+            slices = [weight.values] if axis is None else np.moveaxis(weight.values, axis, 0)
+            stride = max(np.unique(s).size for s in slices)  # the compressor pads tables to the fullest one
+            if stride <= 2**bits:
+                lut_bytes = lut_kernel_bytes(weight.values.size, bits, len(slices), stride)
+        kernels.append((bits, reasons[-1] is None, lut_bytes, g["int8_bytes"]))
+    int4, lut, no_int4, not_smaller = [], {}, [], []
+    storages = choose_storages(kernels, packing)
+    for g, (bits, _, lut_bytes, _), reason, storage in zip(groups, kernels, reasons, storages):
+        g["storage"] = storage
+        if packing == "lut":
+            g["lut_bytes"] = lut_bytes if storage == "lut" else g["int8_bytes"]
+        if packing in ("int4", "auto") and bits <= INT4_MAX_BITS and reason is not None:
+            no_int4.append(f"`{g['name']}` ({reason})")
+        if storage == "int8" and packing in ("lut", "auto") and bits in LUT_BITS and (
+            packing == "lut" or bits > INT4_MAX_BITS or reason is not None
+        ):
+            not_smaller.append(g["name"])
+        if storage == "int4":
+            int4.append(g["tensor_index"])
+        elif storage == "lut":
+            lut[g["tensor_index"]] = bits
+    if no_int4:
+        notes.append("not INT4, kept " + ("int8 or LUT" if packing == "auto" else "int8") + ": " + "; ".join(no_int4))
+    if not_smaller:
+        notes.append(f"groups {not_smaller} stay int8: indices + value table would not be smaller")
+    if not int4 and not lut:
+        return int8_data
+    probe = x[: min(len(x), 8)]
+    data = int8_data
+    if int4:
+        data = to_int4(int8_data, int4)
+        try:
+            same = np.array_equal(run_tflite(data, probe, "litert"), run_tflite(int8_data, probe, "litert"))
+        except (RuntimeError, ValueError) as e:
+            raise ExportError(f"The INT4 model does not run on LiteRT: {e}") from e
+        if not same:
+            raise ExportError("The INT4 model's outputs differ from the int8 model's on LiteRT")
+    if lut:
+        data, packed_tensors = lut_compress(data, lut, only_if_smaller=False)
+        if sorted(p.index for p in packed_tensors) != sorted(lut):
+            raise ExportError(f"TFLite Micro's compressor packed {[p.name for p in packed_tensors]}, not {sorted(lut)}")
+    if tflm:
+        try:
+            same = np.array_equal(run_tflite(data, probe, "tflm"), run_tflite(int8_data, probe, "tflm"))
+        except RuntimeError as e:
+            raise ExportError(f"The packed model does not run on TFLite Micro: {e}") from e
+        if not same:
+            raise ExportError("The packed model's outputs differ from the int8 model's on TFLite Micro")
+    elif lut:
+        raise ExportError("Cannot LUT-compress a model that TFLite Micro cannot run (LUT files run on TFLite Micro only)")
+    return data
+
+
+def _read_back_storage(data: bytes, groups: list) -> None:
+    """Sets each group's "stored_bytes" and "flash_bytes" from the file, and checks its "storage"."""
+    stored = {w.name: w for w in weight_storage(data)}
+    for g in groups:
+        w = stored.get(g["tensor"])
+        if w is None or w.storage != g["storage"]:
+            found = None if w is None else w.storage
+            raise ExportError(f"Group `{g['name']}` should be stored as {g['storage']} in the file, found {found}")
+        g["stored_bytes"] = w.kernel_bytes
+        g["flash_bytes"] = w.total_bytes

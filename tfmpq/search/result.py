@@ -72,12 +72,12 @@ class Result:
         self.plot_history(self.run_dir / ("hypervolume.png" if self.constraint is None else "convergence.png"))
 
     def plot_pareto(self, path: str | os.PathLike) -> None:
-        """Accuracy vs. cost (KiB for ``weight_bytes``): every scored point, the front, the uniform
-        policies highlighted and labelled."""
+        """Accuracy vs. cost (KiB for ``weight_bytes`` and ``flash_bytes*``): every scored point, the
+        front, the uniform policies highlighted and labelled."""
         from matplotlib.figure import Figure  # the OO API: no pyplot, no global backend switch
 
         cost = self.objectives[1]
-        scale, unit = (1 / 1024, "KiB") if cost == "weight_bytes" else (1.0, "")
+        scale, unit = (1 / 1024, "KiB") if _is_bytes(cost) else (1.0, "")
 
         def xy(cs):
             return [c.metrics[cost] * scale for c in cs], [100 * c.accuracy for c in cs]
@@ -287,9 +287,13 @@ def _pct(acc: float | None) -> str:
     return "failed" if acc is None else f"{100 * acc:.2f}%"
 
 
+def _is_bytes(name: str) -> bool:
+    return name == "weight_bytes" or name.startswith("flash_bytes")
+
+
 def _fmt_cost(name: str, value) -> str:
     if value is None:
         return "n/a"
-    if name == "weight_bytes":
+    if _is_bytes(name):
         return f"{value / 1024:.2f} KiB"
     return f"{value:.4g}"

@@ -41,7 +41,10 @@ from tfmpq.search.strategies.base import Strategy
 from tfmpq.search.strategies.importance import kernels_of, kinds_of, layer_importance
 
 INITS = ("ligpi", "random")
-BUDGETS = ("avg_op_bits", "avg_weight_bits", "weight_bytes", "bops")
+#: Constrained metrics (keys of ``tfmpq.metrics.summary``); the flash ones are the weights as
+#: ``export_tflite(packed="auto" | "int4" | "lut")`` stores them.
+BUDGETS = ("avg_op_bits", "avg_weight_bits", "weight_bytes", "bops", "flash_bytes", "flash_bytes_int4",
+           "flash_bytes_lut")
 #: How far LIGPI shifts a gene's expected bit level by its layer's importance (see ``_ligpi``).
 LIGPI_SHIFT = 0.5
 #: Resampling attempts to keep the initial swarm free of duplicates.
@@ -350,6 +353,7 @@ def budget_report(candidate, float_accuracy: float | None) -> dict:
         "avg_weight_bits": m.get("avg_weight_bits"),  # eq. 10
         "avg_op_bits": m.get("avg_op_bits"),  # eq. 11
         "weight_bytes": m.get("weight_bytes"),
+        "flash_bytes": m.get("flash_bytes"),
     }
 
 
@@ -445,7 +449,10 @@ def bbpso(
         train: training data ``(x, y)`` or a batched ``tf.data.Dataset``.
         val: validation data, same forms.
         budget: the constrained metric: ``"avg_op_bits"`` (eq. 11), ``"avg_weight_bits"`` (eq. 10),
-            ``"weight_bytes"`` or ``"bops"``. Defaults to "avg_op_bits".
+            ``"weight_bytes"``, ``"bops"``, or ``"flash_bytes"`` (``"flash_bytes_int4"``,
+            ``"flash_bytes_lut"``): the weights as ``export_tflite(packed="auto")`` (``"int4"``,
+            ``"lut"``) writes them, e.g. ``budget="flash_bytes", target=64 * 1024`` for the most
+            accurate model whose weights fit in 64 KiB of flash. Defaults to "avg_op_bits".
         target: the budget, e.g. 4.0 average bits or a byte count. Defaults to 4.0.
         swarm: swarm size N (Table 4). Defaults to 15.
         iterations: iterations T (Table 4). Defaults to 20.
