@@ -47,8 +47,8 @@ def test_folded_kernel_is_on_the_n_bit_grid(residual_cnn, bits, per_channel):
     qat = tfmpq.quantize_model(residual_cnn, QuantPolicy.uniform(residual_cnn, bits, 8), per_channel=per_channel,
                                symmetric=per_channel)
     for name, layer in group_layers(qat).items():
-        if per_channel:
-            assert max(_levels_per_channel(layer)) <= 2**bits, name
+        if per_channel:  # symmetric narrow range: 2^b - 1 levels
+            assert max(_levels_per_channel(layer)) <= 2**bits - 1, name
         else:
             kernel, _ = layer.deployed_weights()
             assert len(np.unique(kernel)) <= 2**bits, name

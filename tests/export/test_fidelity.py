@@ -47,7 +47,8 @@ def check_fidelity(qat, digits_split, path):
             count = tensor["levels_per_tensor"]
             if group["weight_bits"] < 8:  # one grid, one scale (kept in the converter's per-channel slots)
                 assert tensor["distinct_scales"] == 1, group
-        assert count <= 2 ** group["weight_bits"], (group["name"], group["weight_bits"], count)
+        # symmetric narrow range: 2^b - 1 levels (-(2^(b-1) - 1) .. 2^(b-1) - 1)
+        assert count <= 2 ** group["weight_bits"] - 1, (group["name"], group["weight_bits"], count)
         if group["weight_bits"] < 8:  # int8 values are the grid indices themselves
             assert group["exact_grid"], group
             assert np.abs(_values(report.path, tensor["index"])).max() <= 2 ** (group["weight_bits"] - 1) - 1

@@ -76,7 +76,7 @@ def test_residual_graph_with_add_softmax_and_dense_bn(digits_split, tmp_path):
     assert {"ADD", "MAX_POOL_2D", "SOFTMAX"} <= set(report.operators)
     np.testing.assert_array_equal(run_tflite(report.path, x, "litert"), run_tflite(report.path, x, "tflm"))
     for g in report.groups:
-        assert g["max_levels_per_channel"] <= 2 ** g["weight_bits"], g
+        assert g["max_levels_per_channel"] <= 2 ** g["weight_bits"] - 1, g  # symmetric narrow range
     # untrained (calibrated only): compare probabilities, not argmax (near-uniform softmax ties in int8)
     keras_out = qat.predict(x, verbose=0)
     tflite_out = run_tflite(report.path, x, "tflm", dequantize_output=True)
@@ -109,6 +109,12 @@ def test_sub_8_bit_activations_keep_their_grid_in_int8(float_cnn, digits_split, 
             values[name].update(np.unique(interpreter.get_tensor(index)).tolist())
     counts = {name.split("/")[1]: len(v) for name, v in values.items()}
     assert 8 < counts["quant_dw"] <= 16 and 16 < counts["quant_conv2"] <= 64, counts
+    # the export report counts the same thing in the file (issue 12, 5c): not a hard-coded 8
+    by_name = {g["name"]: g for g in report.groups}
+    assert [by_name[n]["deployed_activation_bits"] for n in ("conv1", "dw", "conv2", "logits")] == [8, 4, 6, 8]
+    assert 8 < by_name["dw"]["activation_levels"] <= 16 and 16 < by_name["conv2"]["activation_levels"] <= 64
+    # weights: the symmetric narrow-range grid has 2^b - 1 levels (issue 12, 5d): 255 at 8 bits
+    assert all(g["max_levels_per_channel"] <= 255 for g in report.groups)
 
 
 def test_not_a_qat_model(float_cnn, digits_split, tmp_path):

@@ -56,3 +56,56 @@ def count_levels(model: ModelSource) -> dict[str, dict]:
             "params": int(np.prod(weight.shape)),
         }
     return result
+
+
+def count_activation_levels(model: ModelSource, weight_indices, x: np.ndarray) -> dict[int, dict]:
+    """Counts the distinct int8 values each weighted operator's output really takes in the file.
+
+    A group trained with b-bit activations deploys them inside int8 (scale = the trained step, a
+    MINIMUM op clamping at the b-bit maximum): its output tensor may hold at most 2^b values. This runs
+    the file on LiteRT's reference kernels with every intermediate tensor kept, over ``x``, and counts.
+
+    Args:
+        model: a path to a .tflite file, or its bytes (int8 activations).
+        weight_indices: tensor indices of the filters whose operators' outputs to count.
+        x: float model inputs (the representative data).
+
+    Returns:
+        ``{weight index: {"tensor", "levels", "qmin", "qmax"}}``: the operator's output tensor (the
+        following MINIMUM's output when one clamps it) and the distinct values, lowest and highest seen.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tfmpq.export.flatbuffer import _name_table, _schema, read_model, read_model_bytes
+    from tfmpq.export.runtimes import _quantize_input
+
+    data = read_model_bytes(model)
+    fb = read_model(data)
+    graph = fb.subgraphs[0]
+    names = _name_table(_schema().BuiltinOperator)
+    ops = []
+    for op in graph.operators or []:
+        code = fb.operatorCodes[op.opcodeIndex]
+        ops.append((names.get(max(code.builtinCode, code.deprecatedBuiltinCode)), list(op.inputs), list(op.outputs)))
+    outputs = {}
+    for w in weight_indices:
+        producer = next((o for name, ins, o in ops if len(ins) > 1 and ins[1] == w), None)
+        if producer is None:
+            continue
+        out = producer[0]
+        clamp = next((o for name, ins, o in ops if name == "MINIMUM" and out in ins), None)
+        outputs[w] = clamp[0] if clamp else out
+    interpreter = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                              experimental_preserve_all_tensors=True)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], [len(x), *detail["shape"][1:]])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], _quantize_input(x, detail))
+    interpreter.invoke()
+    result = {}
+    for w, t in outputs.items():
+        values = interpreter.get_tensor(t)
+        name = graph.tensors[t].name
+        result[w] = {"tensor": name.decode() if isinstance(name, bytes) else name,
+                     "levels": int(np.unique(values).size), "qmin": int(values.min()), "qmax": int(values.max())}
+    return result

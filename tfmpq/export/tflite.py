@@ -36,7 +36,7 @@ from tfmpq.export.deploy import build_deploy_model
 from tfmpq.export.flatbuffer import operator_names, weight_storage, weight_tensors
 from tfmpq.export.grid import GridTarget, snap_to_grid
 from tfmpq.export.int4 import int4_unsupported_reason, to_int4
-from tfmpq.export.levels import count_levels
+from tfmpq.export.levels import count_activation_levels, count_levels
 from tfmpq.export.packed import LUT_BITS, lut_compress
 from tfmpq.export.runtimes import captured_stderr_fd, litert_interpreter, run_tflite, tflm_arena_bytes
 from tfmpq.metrics import INT4_MAX_BITS, choose_storages, lut_kernel_bytes, packing_name
@@ -361,7 +361,7 @@ def export_tflite(
     for name, g in info.items():
         tensor, lv = matched[name]
         bits = g["weight_bits"] if g["weight_bits"] <= 8 else 8
-        limit = 2**bits
+        limit = 2**bits - 1  # the symmetric narrow-range grid: -(2^(b-1) - 1) .. 2^(b-1) - 1
         count = lv["max_levels_per_channel"] if per_channel else lv["levels_per_tensor"]
         if 2 <= g["weight_bits"] <= 7 and lv["index"] not in snapped:
             notes.append(f"group `{name}`: int8 values left as converted (not rewritten to the exact grid)")
@@ -374,7 +374,8 @@ def export_tflite(
                 "kind": g["kind"],
                 "weight_bits": g["weight_bits"],
                 "activation_bits": g["activation_bits"],
-                "deployed_activation_bits": 8,  # full-integer TFLite: every activation is int8
+                "deployed_activation_bits": None,  # set below from the levels counted in the file
+                "activation_levels": None,
                 "tensor": tensor,
                 "tensor_index": lv["index"],
                 "type": lv["type"],
@@ -397,6 +398,19 @@ def export_tflite(
             )
         if g["weight_bits"] > 8:
             notes.append(f"group `{name}` was left in float ({g['weight_bits']} bits): deployed as int8")
+    # Activations: count the values each group's output takes in the file over the representative data.
+    act = count_activation_levels(data, [g["tensor_index"] for g in groups], x[:256])
+    for g in groups:
+        found = act.get(g["tensor_index"])
+        abits = g["activation_bits"] if g["activation_bits"] <= 8 else 8
+        if found is None:
+            continue
+        g["activation_levels"] = found["levels"]
+        if found["levels"] > 2**abits:
+            off_grid.append(f"`{g['name']}` ({abits}-bit activations): {found['levels']} distinct values in its "
+                            f"output `{found['tensor']}`")
+        else:
+            g["deployed_activation_bits"] = abits  # at most 2^b values: the trained grid, in int8 containers
     if off_grid:
         raise ExportError(
             "The converted model is not the trained model: these groups lost their bit-width grid in conversion: "
