@@ -491,6 +491,13 @@ class Evaluator:
             out.append(np.zeros(min(batch_size, len(x) - i), bool) if hits is None else hits)
         return np.concatenate(out)
 
+    def float_accuracy(self) -> float:
+        """The float model's validation accuracy (cached): the reference of a budget report
+        (Tmamna et al. 2024, eq. 8: delta accuracy = quantized - float)."""
+        if getattr(self, "_float_accuracy", None) is None:
+            self._float_accuracy = self._accuracy(self.model)
+        return self._float_accuracy
+
     def finetune_float(self, epochs: int):
         """The fair float reference: the float model trained ``epochs`` more epochs with the QAT recipe
         (same optimizer, learning rate, loss, batch size, data order and best-epoch choice on val).

@@ -102,7 +102,7 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             candidate, model = ev.finetune(policy, finetune_epochs)
         ok = candidate.ok
         h = ev.correct(model, test) if ok else np.zeros(len(test[1]), bool)
-        searched = result._engine.cache.get(genes) if hasattr(result, "_engine") else None
+        searched = result.candidate(genes)
         row = _row(h, candidate.accuracy if ok else None, policy, genes, space.uniform_label(genes), cost,
                    ev.metrics(policy)[cost], role)
         row["search_accuracy"] = None if searched is None or not searched.ok else searched.accuracy
@@ -134,7 +134,7 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             break  # fewer bits will not do better: stop fine-tuning
         best_uniform = row
 
-    search_u8 = result._engine.cache.get(uniforms[0]) if hasattr(result, "_engine") else None
+    search_u8 = result.candidate(uniforms[0])
     floor = (search_u8.accuracy if search_u8 is not None and search_u8.ok else -math.inf) - tolerance - slack
     members = sorted((c for c in result.front if c.ok and c.genes not in rows),
                      key=lambda c: (c.metrics[cost], -c.accuracy))

@@ -29,7 +29,8 @@ class Result:
     """
 
     def __init__(self, engine, strategy, state: dict):
-        self._engine = engine
+        self._engine = engine  # kept for introspection in tests; Result itself reads only what it copies
+        self.ranking = engine.ranking
         self.strategy = strategy.name
         self.space = engine.space
         self.evaluator = engine.evaluator
@@ -51,11 +52,23 @@ class Result:
         self.finetuned: list[tuple[Candidate, object]] = []
         #: the held-out comparison, once :meth:`compare_with_uniform` ran
         self.comparison: dict | None = None
+        #: a budgeted search's report of its best policy (``bbpso`` / ``ga``: Tmamna et al. 2024, sec. 5.3)
+        self.report: dict | None = None
+        self.float_accuracy: float | None = None
 
     @property
     def hypervolume(self) -> float | None:
         """The final front's normalised hypervolume (see ``engine.hypervolume_2d``)."""
-        return self._engine.hypervolume()
+        return self.ranking.hypervolume(self.candidates)
+
+    def candidate(self, genes):
+        """The candidate of a chromosome evaluated in this run, or None."""
+        key = tuple(int(g) for g in genes)
+        return next((c for c in self.candidates if c.genes == key), None)
+
+    def feasible(self, candidate) -> bool:
+        """Whether ``candidate`` satisfies the run's constraint (always, without one)."""
+        return self.ranking.feasible(candidate)
 
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> None:
@@ -64,7 +77,10 @@ class Result:
             return
         write_json_atomic(self.run_dir / "front.json", [c.to_json() for c in self.front])
         if self.best is not None:
-            write_json_atomic(self.run_dir / "best.json", self.best.to_json())
+            best = self.best.to_json()
+            if self.report is not None:
+                best["report"] = self.report
+            write_json_atomic(self.run_dir / "best.json", best)
         write_json_atomic(self.run_dir / "history.json", self.history)
         (self.run_dir / "summary.txt").write_text(self.summary() + "\n", encoding="utf-8")
         if len(self.objectives) >= 2:
@@ -173,7 +189,7 @@ class Result:
             + ("" if self.hypervolume is None else f", hypervolume {self.hypervolume:.4f}") + ".",
         ]
         if self.constraint is not None and self.best is not None:
-            feasible = self._engine.feasible(self.best)
+            feasible = self.ranking.feasible(self.best)
             lines.append(
                 f"best under {self.constraint.metric} <= {self.constraint.target}: {self.best.genes} "
                 f"accuracy {_pct(self.best.accuracy)}, {self.constraint.metric} "
