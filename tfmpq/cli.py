@@ -20,9 +20,10 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
+
+from tfmpq._io import captured_stderr, write_json_atomic
 
 __all__ = ["main", "build_parser"]
 
@@ -260,28 +261,10 @@ def _print_err(message: str) -> None:
     print(f"{PROG}: error: {first}", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Hides what TensorFlow's C++ code writes to file descriptor 2 while it loads (CUDA probes,
-    absl banners): a user sees tfmpq's own messages. ``--debug`` keeps them."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (some embedded interpreters): nothing to hide
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _import_tensorflow(quiet: bool) -> None:
-    with _quiet_native_stderr() if quiet else contextlib.nullcontext():
+    # TensorFlow's C++ start-up lines (CUDA probes, absl banners) go to fd 2: a user sees tfmpq's own
+    # messages; --debug keeps them.
+    with captured_stderr() if quiet else contextlib.nullcontext():
         from tfmpq._keras import tf
 
         tf.config.list_physical_devices()  # the CUDA probe logs here, once
@@ -382,11 +365,7 @@ def _pct(v) -> str:
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, default=_json_default)
 
 
 def _json_default(o):

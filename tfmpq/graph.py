@@ -20,7 +20,6 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from tfmpq._keras import keras
 from tfmpq.errors import UnsupportedModelError
 
 # Weighted layer kinds tfmpq quantizes, with how their kernel maps to output channels.
@@ -89,12 +88,22 @@ class QuantGroup:
 # Reading the layer graph from the model config.
 
 
+def _keras():
+    """tf_keras, for the class checks of a model being analysed. This module reads configs and
+    shapes only, so importing it loads no TensorFlow (``tfmpq.policy``, ``tfmpq.metrics`` and
+    ``tfmpq.search`` build on it); a model object to analyse means tf_keras is loaded already."""
+    from tfmpq._keras import keras
+
+    return keras
+
+
 def check_model(model: Any) -> None:
     """Raise a clear `TypeError` for models tfmpq cannot analyse.
 
     Raises:
         UnsupportedModelError: for Keras 3 models, subclassed models and unbuilt models.
     """
+    keras = _keras()
     if not isinstance(model, keras.Model):
         module = type(model).__module__
         if module.startswith("keras") and not module.startswith("keras.src.engine"):
@@ -155,7 +164,7 @@ def layer_graph(model) -> LayerGraph:
     names = [lc["config"]["name"] for lc in layers_cfg]
     class_names = {lc["config"]["name"]: lc["class_name"] for lc in layers_cfg}
     configs = {lc["config"]["name"]: lc["config"] for lc in layers_cfg}
-    if isinstance(model, keras.Sequential):
+    if isinstance(model, _keras().Sequential):
         inputs = {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
         num_nodes = {n: 1 for n in names}
         outputs = {names[-1]}
@@ -257,7 +266,7 @@ def _chains(g: LayerGraph) -> tuple[list, dict]:
                 floats[name] = _FLOAT_REASONS[cls]
             elif g.weighted.get(name):
                 floats[name] = f"{cls} is not a layer kind tfmpq quantizes"
-            elif not hasattr(keras.layers, cls):
+            elif not hasattr(_keras().layers, cls):
                 floats[name] = f"custom layer `{cls}` is opaque to tfmpq and stays in float"
             continue
         reason = _unsupported_reason(cls, cfg)
@@ -323,7 +332,7 @@ def _analyse(model) -> tuple[list, dict]:
     A functional model's graph cannot change after construction, and searches ask for the groups of
     the same model once per candidate (reading the config of a MobileNet takes about a second).
     """
-    cached = _CACHE.get(model) if isinstance(model, keras.Model) else None
+    cached = _CACHE.get(model) if isinstance(model, _keras().Model) else None
     if cached is not None and cached[0] == len(model.layers):
         return cached[1], cached[2]
     g = layer_graph(model)

@@ -17,11 +17,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from pathlib import Path
 
+from tfmpq._io import write_text_atomic
 from tfmpq.errors import CheckpointError
 
 __all__ = ["RunView", "load_run", "format_table", "front_table", "uniform_table", "export_table",
@@ -76,30 +76,6 @@ class RunView:
         return self.objectives[1] if len(self.objectives) > 1 else "weight_bytes"
 
 
-def _read_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"Cannot read `{path}`: it is not valid JSON ({e}).") from None
-
-
-def _read_journal(path: Path) -> list[dict]:
-    records = []
-    if not path.is_file():
-        return records
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a torn last line of a killed run (see tfmpq.search.store)
-    return records
-
-
 def _uniform_label(genes, search_activations: bool) -> str | None:
     genes = list(genes or [])
     if not genes or len(set(genes)) != 1:
@@ -120,7 +96,7 @@ def _pareto(candidates: list, cost: str) -> list:
 
 
 def load_run(run_dir: str | os.PathLike) -> RunView:
-    """Reads a search run directory.
+    """Reads a search run directory (``tfmpq.search.store.read_run``, the one reader).
 
     Args:
         run_dir: a directory written by ``tfmpq search`` / ``tfmpq.search.nsga2(run_dir=...)`` / ``bbpso``.
@@ -133,38 +109,20 @@ def load_run(run_dir: str | os.PathLike) -> RunView:
             ``front.json`` nor ``run.json``).
         CheckpointError: a file of the run is not valid JSON.
     """
-    from tfmpq.evaluate import Candidate  # no TensorFlow: evaluate imports it lazily
+    from tfmpq.candidate import Candidate
+    from tfmpq.search.store import read_json, read_run
 
-    d = Path(run_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"Run directory not found: {str(d)!r}. Expected the RUN_DIR of `tfmpq search`.")
-    names = ("evaluations.jsonl", "front.json", "run.json")
-    if not any((d / n).is_file() for n in names):
-        raise FileNotFoundError(f"No search run in {str(d)!r}: expected {', '.join(names)}. "
-                                "Run `tfmpq search MODEL -o RUN_DIR` first.")
-    signature = _read_json(d / "run.json") if (d / "run.json").is_file() else {}
+    files = read_run(run_dir)
+    d, signature = files.run_dir, files.signature
     objectives = tuple(signature.get("objectives") or ("accuracy", "weight_bytes"))
     c = signature.get("constraint")
     constraint = _Constraint(c["metric"], float(c["target"])) if c else None
     space = signature.get("space") or {}
     search_activations = bool(space.get("search_activations", False))
-
-    candidates, seen = [], set()
-    for record in _read_journal(d / "evaluations.jsonl"):
-        cand = Candidate.from_json(record)
-        key = tuple(cand.genes or ())
-        if key in seen:
-            continue  # BBPSO without screening journals repeats; the first score is the one used
-        seen.add(key)
-        candidates.append(cand)
+    candidates = [Candidate.from_json(r) for r in files.records]
     cost = objectives[1] if len(objectives) > 1 else "weight_bytes"
-    if (d / "front.json").is_file():
-        front = [Candidate.from_json(r) for r in _read_json(d / "front.json")]
-    else:
-        front = _pareto(candidates, cost)
-    best_json = _read_json(d / "best.json") if (d / "best.json").is_file() else None
-    best = Candidate.from_json(best_json) if best_json else None
-    history = _read_json(d / "history.json") if (d / "history.json").is_file() else []
+    front = [Candidate.from_json(r) for r in files.front] if files.front is not None else _pareto(candidates, cost)
+    best = Candidate.from_json(files.best) if files.best else None
     uniform = {}
     for cand in candidates:
         label = _uniform_label(cand.genes, search_activations)
@@ -174,17 +132,16 @@ def load_run(run_dir: str | os.PathLike) -> RunView:
     exports = []
     for path in sorted(d.rglob("export.json")):
         try:
-            rows = _read_json(path)
+            rows = read_json(path)
         except CheckpointError:
             continue
         for row in rows if isinstance(rows, list) else []:
             exports.append({**row, "_file": str(path)})
-    comparison = _read_json(d / "comparison.json") if (d / "comparison.json").is_file() else None
     return RunView(
         run_dir=d, strategy=signature.get("strategy") or "search", objectives=objectives, constraint=constraint,
-        candidates=candidates, front=front, best=best, history=history, uniform=uniform, signature=signature,
-        exports=exports, report=(best_json or {}).get("report"), search_activations=search_activations,
-        comparison=comparison,
+        candidates=candidates, front=front, best=best, history=files.history, uniform=uniform,
+        signature=signature, exports=exports, report=(files.best or {}).get("report"),
+        search_activations=search_activations, comparison=files.comparison,
     )
 
 
@@ -366,7 +323,7 @@ def write_report(run: RunView, out_dir: str | os.PathLike | None = None, plots: 
             name = "hypervolume.png" if run.constraint is None else "convergence.png"
             plot_history(run, out / name)
             files.append(str(out / name))
-    (out / "report.md").write_text(markdown_report(run, files), encoding="utf-8")
+    write_text_atomic(out / "report.md", markdown_report(run, files))
     files.insert(0, str(out / "report.md"))
     text = [summary_text(run), "", "Pareto front:" if run.constraint is None else "Non-dominated candidates:",
             front_table(run)]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from search_fakes import FakeEvaluator
-from tfmpq.evaluate import Candidate
+from tfmpq.candidate import Candidate
 from tfmpq.search import Constraint, Engine, SearchSpace
 from tfmpq.search.strategies.bbpso import BBPSO, bbpso, eq7_continuous, eq7_update, plain_bbpso
 from tfmpq.search.strategies.ga import GA, ga

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tfmpq.evaluate import Candidate, Evaluator
+from tfmpq.candidate import Candidate
 from tfmpq.search.constraints import Constraint, deb_better
 from tfmpq.search.engine import Engine, hypervolume_2d
 from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
@@ -32,6 +32,23 @@ __all__ = [
     "bbpso", "plain_bbpso", "ga", "BBPSO", "GA", "Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor",
     "get_executor",
 ]
+
+
+def _evaluator_class():
+    """``tfmpq.evaluate.Evaluator``, imported when a search first needs to build one: the TensorFlow
+    boundary of ``tfmpq.search`` (ranking, journals, results and reports need no TensorFlow)."""
+    from tfmpq.evaluate import Evaluator
+
+    return Evaluator
+
+
+def __getattr__(name):
+    """``tfmpq.search.Evaluator`` (and ``EvaluatorSpec``) load TensorFlow only when asked for."""
+    if name in ("Evaluator", "EvaluatorSpec"):
+        import tfmpq.evaluate as evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(f"module 'tfmpq.search' has no attribute {name!r}")
 
 
 def make_space(
@@ -153,7 +170,7 @@ def run(
                 f"Received: model={'set' if model is not None else None}, train={'set' if train is not None else None}, "
                 f"val={'set' if val is not None else None}."
             )
-        evaluator = Evaluator(
+        evaluator = _evaluator_class()(
             model, train, val, evaluation=evaluation, epochs=epochs, batch_size=batch_size, seed=seed,
             per_channel=per_channel, symmetric=symmetric, learning_rate=learning_rate,
             calibration_batches=calibration_batches,

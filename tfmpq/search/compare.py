@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tfmpq.search.store import write_json_atomic
+from tfmpq._io import write_json_atomic
 from tfmpq.stats import mcnemar, wilson_interval
 
 #: Accuracy allowed below uniform 8-bit (Šafář et al. compare at "the same accuracy").

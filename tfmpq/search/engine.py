@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfmpq.errors import CheckpointError
-from tfmpq.evaluate import Candidate
+from tfmpq.candidate import Candidate
 from tfmpq.search.constraints import Constraint
 from tfmpq.search.executors import Executor, describe_error
 from tfmpq.search.executors import get as get_executor

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from tfmpq.evaluate import Candidate
+from tfmpq.candidate import Candidate
 from tfmpq.search.compare import DEFAULT_TOLERANCE as SUMMARY_TOLERANCE
-from tfmpq.search.store import write_json_atomic
+from tfmpq._io import write_json_atomic, write_text_atomic
 
 
 class Result:
@@ -82,7 +82,7 @@ class Result:
                 best["report"] = self.report
             write_json_atomic(self.run_dir / "best.json", best)
         write_json_atomic(self.run_dir / "history.json", self.history)
-        (self.run_dir / "summary.txt").write_text(self.summary() + "\n", encoding="utf-8")
+        write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
         if len(self.objectives) >= 2:
             self.plot_pareto(self.run_dir / "pareto.png")
         self.plot_history(self.run_dir / ("hypervolume.png" if self.constraint is None else "convergence.png"))
@@ -177,7 +177,7 @@ class Result:
         self.comparison = compare_with_uniform(self, test, finetune_epochs=finetune_epochs, tolerance=tolerance,
                                                slack=slack, keep_models=keep_models, verbose=verbose)
         if self.run_dir is not None:
-            (self.run_dir / "summary.txt").write_text(self.summary() + "\n", encoding="utf-8")
+            write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
         return self.comparison
 
     def summary(self) -> str:
