@@ -1,9 +1,11 @@
 """tfmpq: find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.
 
-Pipeline (imports flow one way): graph -> policy -> metrics -> quantize -> evaluate -> search -> export.
+Pipeline (imports flow one way): convert -> graph -> policy -> metrics -> quantize -> evaluate -> search
+-> export. Every function that takes a float model also takes a Keras 3 model (``tfmpq.as_tf_keras``).
 """
 from tfmpq import _keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfmpq import metrics
+from tfmpq.convert import as_tf_keras
 from tfmpq.errors import CheckpointError, ExportError, PolicyError, TfmpqError, UnsupportedModelError
 from tfmpq.graph import QuantGroup, float_layers, quantizable_groups
 from tfmpq.policy import QuantPolicy
@@ -25,7 +27,7 @@ def __getattr__(name):
 
 __all__ = [
     "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
-    "UnsupportedModelError", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
+    "UnsupportedModelError", "as_tf_keras", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
     "quantizable_groups", "quantize_model", "quantize_scope", "count_levels", "evaluate_tflite", "export_tflite",
     "run_tflite", "write_c_array",
 ]

@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tfmpq.convert import as_tf_keras, tf_keras_loss
+
 EVALUATIONS = ("qat", "ptq")
 
 
@@ -126,7 +128,8 @@ class Evaluator:
     """Scores quantization policies of one float model on one dataset.
 
     Args:
-        model: the trained float Keras model (functional or Sequential).
+        model: the trained float Keras model (functional or Sequential; tf_keras or Keras 3, which is
+            converted with ``tfmpq.convert.as_tf_keras``).
         train: training data, ``(x, y)`` arrays or a batched ``tf.data.Dataset``.
         val: validation data, same forms as ``train``.
         evaluation: ``"qat"`` (train ``epochs`` epochs of QAT, score = best epoch's validation
@@ -139,7 +142,8 @@ class Evaluator:
         symmetric: symmetric weight quantization. Defaults to True.
         optimizer: ``"adam"``, ``"sgd"`` or ``"rmsprop"``. Defaults to "adam".
         learning_rate: QAT learning rate. Defaults to 1e-4.
-        loss: a Keras loss; None takes the model's compiled loss, else a (sparse) categorical
+        loss: a Keras loss; None takes the model's compiled loss (a Keras 3 model's built-in loss is
+            translated to tf_keras), else a (sparse) categorical
             cross-entropy inferred from the labels and the last activation. Defaults to None.
         calibration_batches: training batches used to calibrate activation ranges (ptq).
             Defaults to 4.
@@ -194,6 +198,8 @@ class Evaluator:
             raise ValueError(
                 f"Invalid value for `calibration_batches`: expected >= 1. Received: {calibration_batches!r}"
             )
+        compiled_loss = tf_keras_loss(getattr(model, "loss", None))
+        model = as_tf_keras(model)
         self.model = model
         self.evaluation = evaluation
         self.epochs = int(epochs)
@@ -243,7 +249,7 @@ class Evaluator:
             self._val = tf.data.Dataset.from_tensor_slices(tuple(val)).batch(max(self.batch_size, 512)).cache()
         else:
             self._val = val
-        self.loss = loss if loss is not None else self._default_loss()
+        self.loss = loss if loss is not None else (compiled_loss or self._default_loss())
         # Fingerprints for the search checkpoint: a resume with other weights or data is refused.
         self._weights_sha1 = _sha1(model.get_weights())
         self._data_sha1 = _sha1(list(train) + list(val)) if self._train_arrays and isinstance(val, (tuple, list)) else None
@@ -252,9 +258,6 @@ class Evaluator:
     def _default_loss(self):
         from tfmpq._keras import keras
 
-        compiled = getattr(self.model, "loss", None)
-        if compiled:
-            return compiled
         last = self.model.layers[-1]
         from_logits = getattr(last, "activation", None) is not keras.activations.softmax
         y = self._y_example

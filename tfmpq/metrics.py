@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from tfmpq.convert import as_tf_keras
 from tfmpq.graph import QuantGroup, quantizable_groups
 from tfmpq.policy import QuantPolicy, _groups_of, is_float
 
@@ -44,8 +45,8 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True) -> dict:
     """Size and compute cost of `policy` on `model`.
 
     Args:
-        model: the float tf_keras model (or its list of `QuantGroup`s, which skips float layers
-            outside the groups).
+        model: the float tf_keras or Keras 3 model (or its list of `QuantGroup`s, which skips float
+            layers outside the groups).
         policy: a `QuantPolicy` made for this model.
         per_channel: whether weights have one scale per output channel. Defaults to True.
 
@@ -61,6 +62,7 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True) -> dict:
         >>> tfmpq.metrics.summary(model, tfmpq.QuantPolicy.uniform(model, 4, 4))["avg_op_bits"]
         4.0
     """
+    model = as_tf_keras(model)
     groups = _groups_of(model)
     policy.check_model(groups)
     other = _other_float_params(model)
