@@ -213,7 +213,8 @@ def layer_config(layer) -> tuple[type, dict]:
     for key in [k for k in out if k not in accepted]:
         value = out.pop(key)
         original = {v: k for k, v in renames.items()}.get(key, key)
-        if original in k3_defaults and _plain(k3_defaults[original]) == value or _NEUTRAL.get(key, object()) == value:
+        at_default = original in k3_defaults and _plain(k3_defaults[original]) == value
+        if at_default or _NEUTRAL.get(key, object()) == value:
             continue  # an option tf_keras lacks, left at the value that means "off"
         raise _refuse(layer, f"its option `{original}={value!r}` has no tf_keras equivalent")
     return target, out
