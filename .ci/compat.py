@@ -10,6 +10,7 @@ whether setup.py's requirements let pip pick a tf-keras matching the installed T
 
 Usage: python .ci/compat.py --wheel dist/tfmpq-0.1.0-py3-none-any.whl --tensorflow 2.16.2 2.21.0
        [--out build/compat] [--python python3.11] [--fresh]
+       python .ci/compat.py --table-only --wheel W --tensorflow V   (table.md again from results.json)
 Writes OUT/results.json and OUT/table.md (the README's table); exits 1 if a notebook failed.
 """
 from __future__ import annotations
@@ -185,7 +186,8 @@ def table(results: list[dict]) -> str:
             kept = alone.get("tensorflow") is None
             picks = f"tf-keras {alone.get('tf-keras')}, " + (
                 "TensorFlow kept" if kept else f"TensorFlow changed to {alone.get('tensorflow')}")
-        status = "passes" if r["ok"] else f"fails: {r.get('error', '?')}"
+        error = r.get("error", "?")
+        status = "passes" if r["ok"] else f"fails: {error[:90] + ' ...' if len(error) > 90 else error}"
 
         def pct(key):
             return f"{r[key]}%" if r.get(key) else "-"
@@ -203,7 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "build", "compat"))
     p.add_argument("--python", default=sys.executable, help="the Python the venvs are made with")
     p.add_argument("--fresh", action="store_true", help="recreate the venvs")
+    p.add_argument("--table-only", action="store_true", help="rewrite OUT/table.md from OUT/results.json")
     a = p.parse_args(argv)
+    if a.table_only:
+        with open(os.path.join(a.out, "results.json"), encoding="utf-8") as f:
+            results = json.load(f)
+        text = table(results)
+        with open(os.path.join(a.out, "table.md"), "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        print(text)
+        return 0 if all(r["ok"] for r in results) else 1
     wheel = os.path.abspath(a.wheel)
     if not os.path.isfile(wheel):
         p.error(f"no wheel at {wheel}: run `make wheel`")
