@@ -1,9 +1,10 @@
 """tfmpq: find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.
 
-Pipeline (imports flow one way): graph -> policy -> metrics -> quantize -> evaluate -> search -> export
+Pipeline (imports flow one way): convert -> graph -> policy -> metrics -> quantize -> evaluate -> search -> export
 -> report. Everything here loads lazily: ``import tfmpq`` imports no TensorFlow, and neither do
 ``tfmpq.graph``, ``tfmpq.policy``, ``tfmpq.metrics``, ``tfmpq.search`` (until it builds an Evaluator)
-and ``tfmpq.report``; ``tfmpq.quantize``, ``tfmpq.evaluate`` and ``tfmpq.export`` do.
+and ``tfmpq.report``; ``tfmpq.quantize``, ``tfmpq.evaluate`` and ``tfmpq.export`` do. Every function that takes a float
+model also takes a Keras 3 model (``tfmpq.as_tf_keras``).
 """
 import importlib
 import os
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 #: Public names -> the module that defines them (imported on first use).
 _EXPORTS = {
+    "as_tf_keras": "tfmpq.convert",
     "QuantGroup": "tfmpq.graph", "float_layers": "tfmpq.graph", "quantizable_groups": "tfmpq.graph",
     "QuantPolicy": "tfmpq.policy",
     "calibrate": "tfmpq.quantize", "freeze_bn": "tfmpq.quantize", "group_layers": "tfmpq.quantize",
@@ -24,7 +26,7 @@ _EXPORTS = {
     "count_levels": "tfmpq.export", "evaluate_tflite": "tfmpq.export", "export_tflite": "tfmpq.export",
     "run_tflite": "tfmpq.export", "write_c_array": "tfmpq.export",
 }
-_SUBMODULES = ("candidate", "checks", "data", "evaluate", "export", "graph", "metrics", "policy", "quantize",
+_SUBMODULES = ("candidate", "checks", "convert", "data", "evaluate", "export", "graph", "metrics", "policy", "quantize",
                "report", "search", "stats", "zoo", "cli")
 
 
@@ -44,8 +46,8 @@ def __dir__():
 
 
 __all__ = [
-    "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
-    "UnsupportedModelError", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
+    "as_tf_keras", "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
+    "UnsupportedModelError", "as_tf_keras", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
     "quantizable_groups", "quantize_model", "quantize_scope", "count_levels", "evaluate_tflite", "export_tflite",
     "run_tflite", "write_c_array",
 ]

@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, parents=[common],
         description="Find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.",
-        epilog="MODEL is a .keras/.h5 file, a SavedModel folder or zoo:NAME. Run `tfmpq COMMAND --help` for "
-               "the options of each command.")
+        epilog="MODEL is a .keras/.h5 file (saved by tf_keras or Keras 3), a SavedModel folder or zoo:NAME. "
+               "Run `tfmpq COMMAND --help` for the options of each command.")
     from tfmpq import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -128,14 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", parents=[common], help="quantizable groups of a model and what stays float",
                        description="Print a model's quantizable groups (index, name, kind, folded layers, "
                                    "parameters after BN folding, MACs) and the weighted layers left in float.")
-    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
     p.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
 
     # quantize
     p = sub.add_parser("quantize", parents=[common], help="QAT-train one per-layer policy",
                        description="Quantize MODEL with a per-group policy, train it with quantization-aware "
                                    "training and save OUT/qat.h5, OUT/policy.json and OUT/metrics.json.")
-    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
     p.add_argument("--bits", type=_int_list, required=True, metavar="B[,B...]",
                    help="weight bits: one value for every group or one per group in `tfmpq info` order "
                         "(2..8; 16 or 32 keep a group in float)")
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the most accurate policy under a budget (e.g. --budget avg_op_bits "
                                    "--target 4). Everything goes to RUN_DIR; --resume continues a killed run "
                                    "(options not given are taken from RUN_DIR/cli.json).")
-    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
     p.add_argument("--strategy", choices=("nsga2", "bbpso"), default=argparse.SUPPRESS,
                    help="Default: nsga2")
     _add_data_args(p)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tfmpq.convert import as_tf_keras, tf_keras_loss
 from tfmpq._keras import keras, tf
 from tfmpq.candidate import Candidate, jsonable
 from tfmpq.checks import check_data
@@ -41,7 +42,8 @@ class Evaluator:
     """Scores quantization policies of one float model on one dataset.
 
     Args:
-        model: the trained float Keras model (functional or Sequential).
+        model: the trained float Keras model (functional or Sequential; tf_keras or Keras 3, which is
+            converted with ``tfmpq.convert.as_tf_keras``).
         train: training data, ``(x, y)`` arrays or a batched ``tf.data.Dataset``.
         val: validation data, same forms as ``train``.
         evaluation: ``"qat"`` (train ``epochs`` epochs of QAT, score = best epoch's validation
@@ -54,10 +56,10 @@ class Evaluator:
         symmetric: symmetric weight quantization. Defaults to True.
         optimizer: ``"adam"``, ``"sgd"`` or ``"rmsprop"``. Defaults to "adam".
         learning_rate: QAT learning rate. Defaults to 1e-4.
-        loss: a Keras loss; None takes the model's compiled loss, else a (sparse) categorical or
-            binary cross-entropy inferred from the labels and the output, with ``from_logits`` off
-            when the model ends in a softmax/sigmoid (activation, ``Activation`` or ``Softmax``
-            layer). Defaults to None.
+        loss: a Keras loss; None takes the model's compiled loss (a Keras 3 model's built-in loss is
+            translated to tf_keras), else a (sparse) categorical or binary cross-entropy inferred
+            from the labels and the output, with ``from_logits`` off when the model ends in a
+            softmax/sigmoid (activation, ``Activation`` or ``Softmax`` layer). Defaults to None.
         calibration_batches: training batches used to calibrate activation ranges (ptq).
             Defaults to 4.
         bn_freeze_step: passed to ``tfmpq.quantize_model``. Defaults to None.
@@ -113,6 +115,8 @@ class Evaluator:
             raise ValueError(
                 f"Invalid value for `calibration_batches`: expected >= 1. Received: {calibration_batches!r}"
             )
+        compiled_loss = tf_keras_loss(getattr(model, "loss", None))
+        model = as_tf_keras(model)
 
         # Bad data fails here, before a model is built or a step is trained (issue 13).
         train = check_data(model, train, name="train")
@@ -166,7 +170,7 @@ class Evaluator:
             self._val = tf.data.Dataset.from_tensor_slices(tuple(val)).batch(max(self.batch_size, 512)).cache()
         else:
             self._val = val
-        self.loss = loss if loss is not None else self._default_loss()
+        self.loss = loss if loss is not None else (compiled_loss or self._default_loss())
         # Fingerprints for the search checkpoint: a resume with another model, weights or data is refused.
         self._weights_sha1 = _sha1(model.get_weights())
         self._config_sha1 = hashlib.sha1(

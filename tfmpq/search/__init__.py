@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmpq.candidate import Candidate
+from tfmpq.convert import as_tf_keras
 from tfmpq.search.constraints import Constraint, deb_better
 from tfmpq.search.engine import Engine, hypervolume_2d
 from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
@@ -68,6 +69,7 @@ def make_space(
     Raises:
         ValueError: neither a model nor an evaluator with a ``model`` attribute.
     """
+    model = as_tf_keras(model)
     if model is None:
         model = getattr(evaluator, "model", None)
     if model is None:
@@ -118,7 +120,8 @@ def run(
 
     Args:
         strategy: a :class:`Strategy` instance.
-        model: the trained float Keras model. Needed unless both ``space`` and ``evaluator`` are given.
+        model: the trained float Keras model (tf_keras, or Keras 3: converted with
+            ``tfmpq.convert.as_tf_keras``). Needed unless both ``space`` and ``evaluator`` are given.
         train: training data, ``(x, y)`` or a batched ``tf.data.Dataset``; unused with ``evaluator``.
         val: validation data, same forms; unused with ``evaluator``.
         evaluation: ``"qat"`` or ``"ptq"`` (see :class:`Evaluator`). Defaults to "qat".
@@ -163,6 +166,7 @@ def run(
         ValueError: invalid options. tfmpq.errors.CheckpointError: ``run_dir`` holds a run of
         another problem (``resume=True``) or any run (``resume=False``, ``overwrite=False``).
     """
+    model = as_tf_keras(model)  # once here; the evaluator and the space then share the tf_keras model
     if evaluator is None:
         if model is None or train is None or val is None:
             raise ValueError(

@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tfmpq.search", description=__doc__.splitlines()[0])
     p.add_argument("strategy", choices=("nsga2", "exhaustive"))
     p.add_argument("--model", default="zoo:small_cnn_fmnist",
-                   help="zoo:NAME, a .keras/.h5 file or a SavedModel folder (tfmpq.zoo.resolve_model)")
+                   help="zoo:NAME, a .keras/.h5 file (tf_keras or Keras 3) or a SavedModel folder (tfmpq.zoo.resolve_model)")
     p.add_argument("--data", default="default", help="a tfmpq.data name or path (tfmpq.data.load)")
     p.add_argument("--num-train", type=int, default=None, help="class-balanced training subset")
     p.add_argument("--val", default="split",

@@ -39,6 +39,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from tfmpq.convert import as_tf_keras
 from tfmpq.search.strategies.base import Ask, Strategy
 from tfmpq.search.strategies.importance import kernels_of, kinds_of, layer_importance
 
@@ -356,6 +357,7 @@ def run_constrained(strategy, model, train, val, *, budget, target, evaluation, 
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
         raise ValueError(f"Invalid value for `target`: expected a number > 0 (the budget on `{budget}`). "
                          f"Received: target={target!r}")
+    model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the space and the evaluator
     base_model = model if model is not None else getattr(evaluator, "model", None)
     if space is None:
         space = make_space(base_model, evaluator=evaluator, bits=bits, search_activations=search_activations,
