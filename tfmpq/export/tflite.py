@@ -213,9 +213,14 @@ def _convert(deploy, x: np.ndarray, int8_io: bool, per_channel: bool) -> bytes:
 
 def _match_tensors(levels: dict, groups: dict, deployed_names: dict) -> dict:
     """group name -> (tensor name, level info), matched by the deployed layer name in tensor names."""
+    def named(text: str, layer_name: str) -> bool:
+        return f"/{layer_name}/" in text or text.startswith(f"{layer_name}/")
+
     matched = {}
     for group, layer_name in deployed_names.items():
-        candidates = [name for name in levels if f"/{layer_name}/" in name or name.startswith(f"{layer_name}/")]
+        candidates = [name for name in levels if named(name, layer_name)]
+        if len(candidates) != 1:  # TF < 2.21 names quantized filters tfl.pseudo_qconst*: use the op's output
+            candidates = [name for name, lv in levels.items() if named(lv.get("output", ""), layer_name)]
         if len(candidates) != 1:
             raise ExportError(
                 f"Cannot find the weight tensor of group `{group}` in the converted model (tensors matching "
