@@ -283,7 +283,7 @@ result = tfmpq.search.nsga2(
 Grey: every evaluated policy. Red: the front. Blue squares: the uniform policies. A good mixed-precision
 policy sits left of (smaller than) the uniform policy of the same accuracy."""),
     new_code_cell('''\
-result.plot_pareto(os.path.join(run_dir, "pareto.png"))
+tfmpq.report.plot_pareto(result, os.path.join(run_dir, "pareto.png"))
 ''' + show_image_cell('os.path.join(run_dir, "pareto.png")')),
     new_code_cell('''\
 from tfmpq import report
@@ -370,7 +370,7 @@ print(f"{'group':<14}{'w bits':>7}{'a bits':>7}{'MACs':>12}")
 for g in summary["groups"]:
     print(f"{g['name']:<14}{g['weight_bits']:>7}{g['activation_bits']:>7}{g['macs']:>12,}")'''),
     new_code_cell('''\
-result.plot_history(os.path.join(run_dir, "convergence.png"))  # best feasible accuracy per iteration
+tfmpq.report.plot_history(result, os.path.join(run_dir, "convergence.png"))  # best feasible accuracy per iteration
 ''' + show_image_cell('os.path.join(run_dir, "convergence.png")')),
     new_markdown_cell("""\
 ## Compare with uniform 4-bit

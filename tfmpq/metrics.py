@@ -380,3 +380,15 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
         "flash_bytes_int8": sum(b for _, b in flash["int8"]),
         "groups": per_group,
     }
+
+
+def is_byte_metric(name: str) -> bool:
+    """Whether a metric is a size in bytes (``weight_bytes``, ``flash_bytes*``): shown in KiB."""
+    return name == "weight_bytes" or name.startswith("flash_bytes")
+
+
+def format_cost(name: str, value) -> str:
+    """A metric's value as the summaries, reports and plots show it: KiB for sizes, else 4 digits."""
+    if value is None:
+        return "n/a"
+    return f"{value / 1024:.2f} KiB" if is_byte_metric(name) else f"{value:.4g}"

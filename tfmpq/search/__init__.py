@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tfmpq import report
 from tfmpq.candidate import Candidate
 from tfmpq.convert import as_tf_keras
 from tfmpq.search.constraints import Constraint, deb_better
@@ -205,6 +206,8 @@ def run(
             runner.close()
     result = Result(engine, strategy, state)
     result.save()
+    if result.run_dir is not None:
+        report.write_plots(result)
     if verbose:
         print(result.summary())
     return result
