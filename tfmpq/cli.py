@@ -39,7 +39,7 @@ SEARCH_DEFAULTS = {
     "population": 16, "offspring": 16, "generations": 10, "budget": "avg_op_bits", "target": 4.0,
     "swarm": 15, "iterations": 20, "init": "ligpi", "seed": 0, "per_tensor": False,
 }
-_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2}
+_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "exhaustive": 1}
 
 
 class CliError(Exception):
@@ -99,9 +99,20 @@ def _add_data_args(p: argparse.ArgumentParser, default=argparse.SUPPRESS, val: b
                        help="share of the training split held out for validation: a fixed draw, the same for "
                             "every --seed and --num-train (zoo checkpoints: the share they were trained "
                             "without). Default: 0.1")
+        g.add_argument("--val", action=_RefuseValSplit, nargs="?", help=argparse.SUPPRESS)
     if test:
         g.add_argument("--num-test", type=_positive_int, default=None, metavar="N",
                        help="class-balanced subset of the test split used for the reported accuracy (default: all)")
+
+
+class _RefuseValSplit(argparse.Action):
+    """``--val``: refused by name. Validation is a fixed share of the training split; the test split is
+    only ever reported on, never used to score or choose (issue 12)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"argument --val: there is no choice of validation split (you gave {values!r}): "
+                     "validation is a fixed share of the training split (--val-fraction, --num-val), and the "
+                     "test split is only reported on, never used to score or choose a policy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     from tfmpq.metrics import FLASH_BUDGETS
     from tfmpq.search.strategies.bbpso import BUDGETS
 
-    common = argparse.ArgumentParser(add_help=False)
+    # No abbreviated flags: `--val test` must not silently mean `--val-fraction test`.
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
 
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog=PROG, parents=[common],
         description="Find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.",
         epilog="MODEL is a .keras/.h5 file (saved by tf_keras or Keras 3), a SavedModel folder or zoo:NAME. "
@@ -125,14 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     # info
-    p = sub.add_parser("info", parents=[common], help="quantizable groups of a model and what stays float",
+    p = sub.add_parser("info", parents=[common], allow_abbrev=False, help="quantizable groups of a model and what stays float",
                        description="Print a model's quantizable groups (index, name, kind, folded layers, "
                                    "parameters after BN folding, MACs) and the weighted layers left in float.")
     p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
     p.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
 
     # quantize
-    p = sub.add_parser("quantize", parents=[common], help="QAT-train one per-layer policy",
+    p = sub.add_parser("quantize", parents=[common], allow_abbrev=False, help="QAT-train one per-layer policy",
                        description="Quantize MODEL with a per-group policy, train it with quantization-aware "
                                    "training and save OUT/qat.h5, OUT/policy.json and OUT/metrics.json.")
     p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
@@ -150,14 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
     # search
-    p = sub.add_parser("search", parents=[common], help="mixed-precision policy search (NSGA-II or BBPSO)",
+    p = sub.add_parser("search", parents=[common], allow_abbrev=False, help="mixed-precision policy search (NSGA-II or BBPSO)",
                        description="Search per-group bit-widths. nsga2: the accuracy / cost Pareto front. bbpso: "
                                    "the most accurate policy under a budget (e.g. --budget avg_op_bits "
                                    "--target 4). Everything goes to RUN_DIR; --resume continues a killed run "
                                    "(options not given are taken from RUN_DIR/cli.json).")
     p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
-    p.add_argument("--strategy", choices=("nsga2", "bbpso"), default=argparse.SUPPRESS,
-                   help="Default: nsga2")
+    p.add_argument("--strategy", choices=("nsga2", "bbpso", "exhaustive"), default=argparse.SUPPRESS,
+                   help="nsga2: the accuracy / cost Pareto front; bbpso: the best policy under --budget; "
+                        "exhaustive: every policy of a small space (--bits). Default: nsga2")
     _add_data_args(p)
     g = p.add_argument_group("evaluation of a candidate")
     g.add_argument("--evaluation", choices=("qat", "ptq"), default=argparse.SUPPRESS,
@@ -216,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory")
 
     # export
-    p = sub.add_parser("export", parents=[common], help="export a run's models or a QAT model to .tflite",
+    p = sub.add_parser("export", parents=[common], allow_abbrev=False, help="export a run's models or a QAT model to .tflite",
                        description="Export to full-integer .tflite files (sub-8-bit weights on their grid in "
                                    "int8 containers; --packed int4|lut|auto: stored at their bit-width) and report "
                                    "their accuracy on the TFLite Micro interpreter. SOURCE is a `tfmpq search` run "
@@ -245,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
     # report
-    p = sub.add_parser("report", parents=[common], help="tables and plots of a search run",
+    p = sub.add_parser("report", parents=[common], allow_abbrev=False, help="tables and plots of a search run",
                        description="Print the front (and best / uniform / export) tables of a run and write "
                                    "report.md, pareto.png and the history plot.")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -545,6 +559,8 @@ def cmd_search(args) -> int:
     if opts["strategy"] == "nsga2":
         result = search.nsga2(model, train, val, population=opts["population"], offspring=opts["offspring"],
                               generations=opts["generations"], objectives=("accuracy", opts["objective"]), **common)
+    elif opts["strategy"] == "exhaustive":
+        result = search.exhaustive(model, train, val, objectives=("accuracy", opts["objective"]), **common)
     else:
         result = search.bbpso(model, train, val, budget=opts["budget"], target=opts["target"], swarm=opts["swarm"],
                        iterations=opts["iterations"], init=opts["init"], **common)

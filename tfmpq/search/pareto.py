@@ -44,11 +44,14 @@ def reference_cost(name: str, metrics: dict) -> float | None:
     """The cost coordinate of the hypervolume reference point: the float model's value.
 
     ``weight_bytes`` -> ``float_weight_bytes``; ``bops`` -> 32 x 32 x MACs (float32 weights and
-    activations); ``avg_*_bits`` -> 32. Every quantized policy costs less, so every scored point
-    counts. None when the metric has no float counterpart.
+    activations); ``avg_*_bits`` -> 32; ``flash_bytes*`` -> ``flash_bytes_int8`` (a full-integer file
+    has no float weights: the int8-container file is the reference, and no packing is larger). Every
+    quantized policy costs less, so every scored point counts. None when the metric has no counterpart.
     """
     if name == "weight_bytes" and "float_weight_bytes" in metrics:
         return float(metrics["float_weight_bytes"])
+    if name.startswith("flash_bytes") and "flash_bytes_int8" in metrics:
+        return float(metrics["flash_bytes_int8"])
     if name == "bops" and "macs" in metrics:
         return 32.0 * 32.0 * float(metrics["macs"])
     if name.startswith("avg_") and name.endswith("_bits"):
