@@ -10,7 +10,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["tfmpq", "tfmpq.*", "models", "models.*"]),
-    package_data={"tfmpq": ["data/*.npz", "data/*.md"], "models": ["*.keras", "*.md"]},
+    package_data={"tfmpq": ["data/*.npz", "data/*.md"], "models": ["*.keras", "*.json", "*.md"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "tf-keras>=2.16,<2.22",

@@ -10,7 +10,7 @@ deterministic ops. The checkpoint is saved without optimizer state; next to ``NA
 The shipped checkpoints were made by:
 
     python -m models.train_demo                         # small_cnn on the built-in subset -> small_cnn_fmnist.keras
-    python -m models.train_demo --model dscnn --dataset fashion_mnist --epochs 30 \\
+    python -m models.train_demo --model dscnn --dataset fashion_mnist --epochs 30 --augment flip_shift \\
         --out models/dscnn_fmnist.keras
 
 Other zoo models train the same way (models/README.md); models that need 32x32 inputs get the
@@ -45,6 +45,10 @@ NUM_TEST_HEAD = 2000
 
 # Builders whose architecture needs inputs of at least 32x32 (see models/mobilenet.py).
 MIN_SIZE_32 = ("mobilenet_v1", "mobilenet_v2")
+# Training-time augmentations: "none", or "flip_shift" (a horizontal flip with probability 1/2, then
+# a shift by up to 2 pixels each way with zero fill; the flips and pad-and-crop of Zhong et al. 2017,
+# "Random Erasing Data Augmentation", Sec. 4.1, used there on Fashion-MNIST as well).
+AUGMENTATIONS = {"none": None, "flip_shift": {"horizontal_flip": 0.5, "max_shift": 2}}
 
 
 def _pad_to(x: np.ndarray, size: int) -> np.ndarray:
@@ -71,6 +75,59 @@ def load_splits(model_name: str, dataset: str) -> tuple:
         ds.input_shape = ds.x_train.shape[1:]
     train, val = data.split_validation(ds, VALIDATION["fraction"], seed=VALIDATION["seed"])
     return ds, train, val, padded_to
+
+
+def flip_shift(x: np.ndarray, rng: np.random.Generator, flip: float = 0.5, max_shift: int = 2) -> np.ndarray:
+    """Randomly flips (N, H, W, C) images left-right, then shifts each by up to ``max_shift`` pixels.
+
+    Args:
+        x: The images.
+        rng: The random generator that draws the flips and shifts.
+        flip: Probability of a horizontal flip. Defaults to 0.5.
+        max_shift: Largest shift along each axis; the uncovered border is zero. Defaults to 2.
+
+    Returns:
+        New images of the same shape and dtype.
+    """
+    n, h, w = x.shape[:3]
+    flipped = rng.random(n) < flip
+    x = np.where(flipped[:, None, None, None], x[:, :, ::-1], x)
+    s = max_shift
+    padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+    # windows[i, dy, dx] is the (C, H, W) crop of image i at offset (dy, dx) of the padded image.
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))
+    dy, dx = rng.integers(0, 2 * s + 1, size=(2, n))
+    return np.ascontiguousarray(np.moveaxis(windows[np.arange(n), dy, dx], 1, -1))
+
+
+class _AugmentedBatches(keras.utils.Sequence):
+    """Shuffled batches, augmented by :func:`flip_shift`; epoch e, batch i always get the same draw.
+
+    The draws come from ``default_rng((seed, epoch, batch))``, so they do not depend on the order in
+    which Keras asks for batches (its enqueuer prefetches them on a thread).
+    """
+
+    def __init__(self, x, y, batch_size: int, seed: int, flip: float, max_shift: int):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.flip, self.max_shift = flip, max_shift
+        self.epoch = 0
+        self._shuffle()
+
+    def _shuffle(self):
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.y))
+
+    def __len__(self):
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, i):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        return flip_shift(self.x[idx], rng, self.flip, self.max_shift), self.y[idx]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._shuffle()
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
@@ -108,7 +165,8 @@ class _BestValidation(keras.callbacks.Callback):
 
 
 def train(model_name: str = "small_cnn", dataset: str = "default", epochs: int = 8, batch_size: int = 64,
-          learning_rate: float = 2e-3, seed: int = 0, model_args: dict | None = None, verbose: int = 2) -> tuple:
+          learning_rate: float = 2e-3, seed: int = 0, model_args: dict | None = None, augment: str = "none",
+          verbose: int = 2) -> tuple:
     """Train a zoo model on ``dataset`` minus the fixed validation split.
 
     Adam with a cosine decay of the learning rate from ``learning_rate`` to 0 over all steps
@@ -124,12 +182,20 @@ def train(model_name: str = "small_cnn", dataset: str = "default", epochs: int =
         seed: Seed of the weights, the shuffling and dropout (the validation split always uses
             ``VALIDATION["seed"]``). Defaults to 0.
         model_args: Keyword arguments for the builder. Defaults to None.
+        augment: One of :data:`AUGMENTATIONS`: ``"none"`` or ``"flip_shift"`` (training images only;
+            validation and test images are never changed). Defaults to ``"none"``.
         verbose: Keras ``fit`` verbosity. Defaults to 2.
 
     Returns:
         ``(model, record)``: the trained model and the dict :func:`write_record` saves (less the
-        command, the checkpoint name and the wall time of the whole command).
+        command, the checkpoint name, the wall time of the whole command and :func:`environment`).
+
+    Raises:
+        ValueError: For an unknown ``augment``.
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"Invalid value for `augment`: expected one of {list(AUGMENTATIONS)}. "
+                         f"Received: augment={augment!r}.")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     ds, (x_tr, y_tr), val, padded_to = load_splits(model_name, dataset)
@@ -147,8 +213,14 @@ def train(model_name: str = "small_cnn", dataset: str = "default", epochs: int =
                   metrics=["accuracy"])
     best = _BestValidation()
     start = time.perf_counter()
-    history = model.fit(x_tr, y_tr, batch_size=batch_size, epochs=epochs, validation_data=val, shuffle=True,
-                        callbacks=[best], verbose=verbose)
+    if AUGMENTATIONS[augment] is None:
+        history = model.fit(x_tr, y_tr, batch_size=batch_size, epochs=epochs, validation_data=val, shuffle=True,
+                            callbacks=[best], verbose=verbose)
+    else:
+        options = AUGMENTATIONS[augment]
+        batches = _AugmentedBatches(x_tr, y_tr, batch_size, seed, options["horizontal_flip"], options["max_shift"])
+        history = model.fit(batches, epochs=epochs, validation_data=val, shuffle=False, callbacks=[best],
+                            verbose=verbose)
     seconds = time.perf_counter() - start
     model.set_weights(best.weights)
     record = {
@@ -167,6 +239,7 @@ def train(model_name: str = "small_cnn", dataset: str = "default", epochs: int =
         "best_epoch": best.best_epoch,
         "checkpoint_choice": "epoch with the highest validation accuracy (earliest on a tie)",
         "batch_size": batch_size,
+        "augmentation": None if AUGMENTATIONS[augment] is None else {"name": augment, **AUGMENTATIONS[augment]},
         "optimizer": {"name": "Adam", "learning_rate": learning_rate},
         "schedule": {"name": "cosine_decay", "to": 0.0, "decay_steps": steps},
         "bn_momentum": sorted({float(layer.momentum) for layer in model.layers
@@ -219,6 +292,7 @@ def _command(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
+    where = environment()  # before training: the code that trains, not what changed during the run
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description="Train a float zoo model and save it with a JSON record.")
     p.add_argument("--model", default="small_cnn", choices=zoo.names())
@@ -227,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", default="none", choices=list(AUGMENTATIONS),
+                   help="Augmentation of the training images. Defaults to none.")
     p.add_argument("--model-args", default="{}", help="Builder keyword arguments as JSON, e.g. '{\"dropout\": 0.1}'.")
     p.add_argument("--out", default=None, help="Defaults to models/small_cnn_fmnist.keras for small_cnn on the "
                                                  "default dataset, no file otherwise. NAME.json goes next to it.")
@@ -247,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     out = a.out or (DEFAULT_OUT if (a.model, a.dataset) == ("small_cnn", "default") else None)
     model, record = train(a.model, a.dataset, epochs=a.epochs, batch_size=a.batch_size,
-                          learning_rate=a.learning_rate, seed=a.seed, model_args=model_args)
+                          learning_rate=a.learning_rate, seed=a.seed, model_args=model_args, augment=a.augment)
     print(f"{a.model}: val accuracy {record['val_accuracy']:.4f} (epoch {record['best_epoch']} of {a.epochs}), "
           f"test accuracy {record['test_accuracy']:.4f}, {record['params']} parameters, "
           f"trained in {record['train_seconds']:.0f} s")
@@ -257,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     name = os.path.splitext(os.path.basename(out))[0]
     record = {"name": name, "checkpoint": os.path.basename(out), **record,
               "wall_seconds": round(time.perf_counter() - started, 1), "command": _command(argv),
-              **environment()}
+              **where}
     write_record(os.path.splitext(out)[0] + ".json", record)
     print(f"saved {out} ({os.path.getsize(out) / 1024:.0f} KiB) and its record {name}.json")
 
