@@ -59,7 +59,7 @@ def checkpoints() -> list[str]:
     """Names of the trained checkpoints shipped with tfmpq (usable as ``zoo:NAME``).
 
     Returns:
-        The checkpoint names, e.g. ``["small_cnn_fmnist"]``.
+        The checkpoint names, e.g. ``["small_cnn_fmnist", "dscnn_fmnist"]``.
     """
     return list(_CHECKPOINTS)
 
