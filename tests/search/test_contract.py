@@ -10,7 +10,7 @@ import pytest
 import tfmpq.search
 from search_fakes import FakeEvaluator
 from tfmpq.search import BBPSO, GA, Constraint, Engine, Exhaustive, NSGA2, SearchSpace, run
-from tfmpq.search.engine import non_dominated
+from tfmpq.search.pareto import non_dominated
 
 STRATEGIES = {
     "nsga2": lambda generations: NSGA2(population=6, offspring=6, generations=generations),
