@@ -24,13 +24,13 @@ from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, Seria
 from tfmpq.search.executors import get as get_executor
 from tfmpq.search.result import Result
 from tfmpq.search.space import QUANT_BITS, SearchSpace
-from tfmpq.search.strategies import BBPSO, GA, NSGA2, Exhaustive, Strategy
+from tfmpq.search.strategies import BBPSO, CTPE, GA, ILP, NSGA2, Exhaustive, Strategy
 
 __all__ = [
     "nsga2", "exhaustive", "run", "Evaluator", "Candidate", "SearchSpace", "Result", "Constraint",
     "deb_better", "Engine", "Strategy", "NSGA2", "Exhaustive", "hypervolume_2d", "make_space",
     "bbpso", "plain_bbpso", "ga", "BBPSO", "GA", "Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor",
-    "get_executor",
+    "get_executor", "ilp", "ctpe", "ILP", "CTPE", "solve_allocation",
 ]
 
 
@@ -295,3 +295,7 @@ def exhaustive(
 # last because they call `run` above.
 from tfmpq.search.strategies.bbpso import bbpso, plain_bbpso  # noqa: E402
 from tfmpq.search.strategies.ga import ga  # noqa: E402
+# Sensitivity-guided searches (HAWQ-V3's ILP; Azizi et al. 2023's clustered TPE).
+from tfmpq.search.allocation import solve_allocation  # noqa: E402
+from tfmpq.search.strategies.ctpe import ctpe  # noqa: E402
+from tfmpq.search.strategies.ilp import ilp  # noqa: E402

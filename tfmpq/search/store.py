@@ -29,7 +29,7 @@ LOCK = ".lock"
 #: Files this module may remove with ``overwrite=True`` (nothing else in the directory is touched).
 OUTPUTS = (
     RUN, EVALUATIONS, CHECKPOINT, "history.json", "front.json", "best.json", "summary.txt",
-    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json",
+    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", "sensitivity.json",
 )
 
 
