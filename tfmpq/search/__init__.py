@@ -19,7 +19,7 @@ from typing import Sequence
 
 from tfmpq.evaluate import Candidate, Evaluator
 from tfmpq.search.constraints import Constraint, deb_better
-from tfmpq.search.engine import Engine, hypervolume_2d
+from tfmpq.search.engine import Engine, check_objectives, hypervolume_2d
 from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
 from tfmpq.search.executors import get as get_executor
 from tfmpq.search.result import Result
@@ -210,6 +210,8 @@ def nsga2(
     evaluator=None,
     objectives: Sequence[str] = ("accuracy", "weight_bytes"),
     verbose: int = 1,
+    seed_ilp: int = 0,
+    sensitivity=None,
     **kwargs,
 ) -> Result:
     """NSGA-II search for the accuracy / size Pareto front (seed 003, sec. 2.2).
@@ -236,6 +238,12 @@ def nsga2(
         objectives: ``("accuracy", "weight_bytes")`` or e.g. ``("accuracy", "bops")``.
             Defaults to ``("accuracy", "weight_bytes")``.
         verbose: 0 silent, 1 progress. Defaults to 1.
+        seed_ilp: put this many ILP allocations into the initial population (Hessian traces of the
+            float model on ``train``, then :func:`tfmpq.search.ilp`'s Omega-optimal allocation at budgets
+            on ``objectives[1]`` spread evenly between the cheapest and the dearest policy), after the
+            uniform policies. 0 for none. Defaults to 0.
+        sensitivity: precomputed traces for ``seed_ilp`` (``tfmpq.hessian.TraceEstimate`` or
+            ``{group: Tr(H)}``). Defaults to None.
         **kwargs: the other arguments of :func:`run` (``space``, ``bits``, ``search_activations``,
             ``pinned``, ``pin_first_last``, ``overrides``, ``constraint``, ``overwrite``,
             ``batch_size``, ...).
@@ -248,8 +256,18 @@ def nsga2(
     ...                             generations=5, run_dir="runs/digits", seed=0)
     >>> result.front[0].weight_bytes
     """
+    initial = ()
+    if seed_ilp:
+        from tfmpq.search.strategies.ilp import seeds_for
+
+        objectives = check_objectives(objectives)
+        initial, evaluator, kwargs["space"] = seeds_for(
+            NSGA2.name, model, train, val, count=seed_ilp, metric=objectives[1], high=None, run_dir=run_dir,
+            resume=resume, evaluator=evaluator, evaluation=evaluation, epochs=epochs, seed=seed,
+            bits=kwargs.pop("bits", QUANT_BITS), search_activations=kwargs.pop("search_activations", False),
+            kwargs=kwargs, sensitivity=sensitivity)
     strategy = NSGA2(population, offspring, generations, init=init, crossover=crossover,
-                     crossover_prob=crossover_prob, mutation=mutation, mutation_prob=mutation_prob)
+                     crossover_prob=crossover_prob, mutation=mutation, mutation_prob=mutation_prob, initial=initial)
     return run(strategy, model, train, val, evaluation=evaluation, epochs=epochs, evaluator=evaluator,
                objectives=objectives, run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
 

@@ -223,6 +223,86 @@ def dual_threshold_split(values: Sequence[float], k: int, seed: int = 0) -> tupl
     return top, bottom
 
 
+class TPEProposer:
+    """TPE proposals of one iteration: ``argmax l(x) / g(x)`` over Optuna's candidates drawn from ``l``.
+
+    Each gene is a categorical parameter (a bit-width is a choice, as in HyperOpt's ``hp.choice``),
+    sampled independently (HyperOpt's and Optuna's default univariate TPE). One in-memory study holds
+    ``good`` (``C_1``, told as the best values) and ``bad`` (``C_k``, infeasible, failed); the sampler's
+    ``gamma`` puts exactly ``len(good)`` trials in ``l(x)``. :meth:`ask` draws a proposal (the sampler's
+    random state advances, so asking again gives another draw); :meth:`add_bad` adds a proposal found
+    undesirable (over the budget) to ``g(x)`` before the next ask.
+
+    Args:
+        choices: per gene, the allowed values.
+        good: ``(chromosome, value)`` pairs that form ``l(x)``.
+        bad: pairs that form ``g(x)``; every value below every ``good`` value.
+        seed: the sampler's seed (the proposals are a deterministic function of the inputs).
+        n_ei_candidates: candidates drawn from ``l(x)`` per proposal. Defaults to 24 (Optuna's and HyperOpt's).
+
+    Raises:
+        ValueError: no ``good`` pairs, or a ``bad`` value not below the ``good`` ones.
+    """
+
+    def __init__(self, choices: Sequence[Sequence[int]], good: Sequence[tuple[Sequence[int], float]],
+                 bad: Sequence[tuple[Sequence[int], float]], *, seed: int, n_ei_candidates: int = 24):
+        optuna = self._optuna = _optuna()
+        if not good:
+            raise ValueError("Invalid value for `good`: expected at least one (chromosome, value) pair for l(x).")
+        self._floor = min(v for _, v in good)
+        if bad and max(v for _, v in bad) >= self._floor:
+            raise ValueError("Invalid values: every value of `bad` must be below every value of `good`.")
+        self._names = [f"g{j}" for j in range(len(choices))]
+        self._dists = {n: optuna.distributions.CategoricalDistribution(tuple(int(b) for b in ch))
+                       for n, ch in zip(self._names, choices)}
+        n_good = len(good)
+        with self._quiet():
+            with warnings.catch_warnings():
+                # `gamma` is deprecated since Optuna 4.9 (removal planned for 6.0; the requirements pin < 6):
+                # it is the only way to make l(x) exactly C_1.
+                warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+                sampler = optuna.samplers.TPESampler(seed=int(seed), n_startup_trials=0,
+                                                     n_ei_candidates=n_ei_candidates, gamma=lambda n: n_good,
+                                                     constant_liar=False)
+            self._study = optuna.create_study(direction="maximize", sampler=sampler)
+            self._study.add_trials([self._trial(x, v) for x, v in list(good) + list(bad)])
+
+    def _quiet(self):
+        import contextlib
+
+        optuna = self._optuna
+
+        @contextlib.contextmanager
+        def quiet():
+            verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            try:
+                yield
+            finally:
+                optuna.logging.set_verbosity(verbosity)
+        return quiet()
+
+    def _trial(self, genes, value: float):
+        return self._optuna.trial.create_trial(params={n: int(b) for n, b in zip(self._names, genes)},
+                                               distributions=self._dists, value=float(value))
+
+    def ask(self) -> tuple[int, ...]:
+        """The next proposal."""
+        with self._quiet():
+            trial = self._study.ask(self._dists)
+            genes = tuple(int(trial.params[n]) for n in self._names)
+            self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)  # not an observation
+        return genes
+
+    def add_bad(self, genes: Sequence[int], value: float) -> None:
+        """Adds an undesirable configuration to ``g(x)`` (``value`` below every good value)."""
+        if value >= self._floor:
+            raise ValueError(f"Invalid value: a configuration added to g(x) must score below l(x)'s "
+                             f"{self._floor}. Received: {value}.")
+        with self._quiet():
+            self._study.add_trial(self._trial(genes, value))
+
+
 def tpe_propose(
     choices: Sequence[Sequence[int]],
     good: Sequence[tuple[Sequence[int], float]],
@@ -231,18 +311,10 @@ def tpe_propose(
     seed: int,
     n_ei_candidates: int = 24,
 ) -> tuple[int, ...]:
-    """One TPE proposal: ``argmax l(x) / g(x)`` over Optuna's candidates drawn from ``l``.
-
-    Each gene is a categorical parameter (a bit-width is a choice, as in HyperOpt's ``hp.choice``),
-    sampled independently (HyperOpt's and Optuna's default univariate TPE).
+    """One TPE proposal, ``argmax l(x) / g(x)`` (see :class:`TPEProposer`).
 
     Args:
-        choices: per gene, the allowed values.
-        good: ``(chromosome, value)`` pairs that form ``l(x)`` (``C_1``).
-        bad: pairs that form ``g(x)`` (``C_k`` and the infeasible proposals); every value must be
-            below every ``good`` value.
-        seed: the sampler's seed (the proposal is a deterministic function of its inputs).
-        n_ei_candidates: candidates drawn from ``l(x)``. Defaults to 24 (Optuna's and HyperOpt's).
+        choices, good, bad, seed, n_ei_candidates: see :class:`TPEProposer`.
 
     Returns:
         The proposed chromosome.
@@ -250,30 +322,4 @@ def tpe_propose(
     Raises:
         ValueError: no ``good`` pairs, or a ``bad`` value not below the ``good`` ones.
     """
-    optuna = _optuna()
-    if not good:
-        raise ValueError("Invalid value for `good`: expected at least one (chromosome, value) pair for l(x).")
-    if bad and max(v for _, v in bad) >= min(v for _, v in good):
-        raise ValueError("Invalid values: every value of `bad` must be below every value of `good`.")
-    names = [f"g{j}" for j in range(len(choices))]
-    dists = {n: optuna.distributions.CategoricalDistribution(tuple(int(b) for b in ch)) for n, ch in zip(names, choices)}
-    n_good = len(good)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            # `gamma` is deprecated since Optuna 4.9 (removal planned for 6.0; requirements pin < 6): it is
-            # the only way to make l(x) exactly C_1.
-            warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
-            sampler = optuna.samplers.TPESampler(seed=int(seed), n_startup_trials=0, n_ei_candidates=n_ei_candidates,
-                                                 gamma=lambda n: n_good)
-        study = optuna.create_study(direction="maximize", sampler=sampler)
-        study.add_trials([
-            optuna.trial.create_trial(params={n: int(b) for n, b in zip(names, genes)}, distributions=dists,
-                                      value=float(v))
-            for genes, v in list(good) + list(bad)
-        ])
-        trial = study.ask(dists)
-        return tuple(int(trial.params[n]) for n in names)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    return TPEProposer(choices, good, bad, seed=seed, n_ei_candidates=n_ei_candidates).ask()

@@ -23,8 +23,8 @@ Deviations from the paper, all deliberate:
 * **The budget is a hard constraint**, not a Lagrangian penalty (sec. III.C): costs are known without
   training, so a proposal over the budget is never trained; it is recorded as an undesirable
   configuration (it joins ``g(x)``, below every scored one) and TPE proposes again. Failed (diverged)
-  candidates also join ``g(x)``. Proposals that repeat a scored configuration are drawn again with
-  another seed (the engine would answer them from its cache, so they would add nothing); after
+  candidates also join ``g(x)``. Proposals that repeat a scored configuration are drawn again (the
+  engine would answer them from its cache, so they would add nothing); after
   ``max_tries`` draws a random unseen feasible configuration is taken, and the search ends early
   when the pruned space holds none.
 * **The bit subsets per cluster** follow :func:`~tfmpq.search.kmeans_tpe.cluster_windows` (the paper
@@ -50,7 +50,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from tfmpq.search.kmeans_tpe import (
-    DEFAULT_ALPHA, DEFAULT_C, DEFAULT_K, SCALES, annealed_k, dual_threshold_split, prune_bits, tpe_propose,
+    DEFAULT_ALPHA, DEFAULT_C, DEFAULT_K, SCALES, TPEProposer, annealed_k, dual_threshold_split, prune_bits,
 )
 from tfmpq.search.strategies.base import Strategy
 from tfmpq.search.strategies.ilp import _sig, normalise_tables, per_gene, tables_json
@@ -63,6 +63,7 @@ ENUMERATE_LIMIT = 100_000
 
 
 def _proposal_seed(seed: int, iteration: int, attempt: int) -> int:
+    """The TPE sampler's seed of one iteration: a fixed function of the run's seed and the iteration."""
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, iteration, attempt]).generate_state(1)[0])
 
 
@@ -235,15 +236,16 @@ class CTPE(Strategy):
         good, bad, k = self._observations(engine, state, iteration)
         proposal = None
         if good:
-            for attempt in range(self.max_tries):
-                x = tpe_propose(self.pruned, good, bad, seed=_proposal_seed(engine.seed, iteration, attempt),
-                                n_ei_candidates=self.n_ei_candidates)
+            proposer = TPEProposer(self.pruned, good, bad, seed=_proposal_seed(engine.seed, iteration, 0),
+                                   n_ei_candidates=self.n_ei_candidates)
+            for _ in range(self.max_tries):
+                x = proposer.ask()
                 if x in seen:
                     continue
                 if not self.feasible(x):
                     violation = self.cost(x) - self._budget
                     state["infeasible"].append([list(x), violation])
-                    bad.append((x, INFEASIBLE_VALUE - violation / max(abs(self._budget), 1e-12)))
+                    proposer.add_bad(x, INFEASIBLE_VALUE - violation / max(abs(self._budget), 1e-12))
                     seen.add(x)
                     continue
                 proposal = x

@@ -280,9 +280,27 @@ def write_sensitivity(result, traces, extra: dict | None = None) -> None:
     write_json_atomic(result.run_dir / SENSITIVITY_FILE, {"trace": trace, "std_error": se, **(extra or {})})
 
 
+def weight_space(space):
+    """The weight genes of ``space`` alone: activations searched in ``space`` are fixed at their widest
+    choice (pinned groups keep their pins). Returns ``(weight-only space, expand)``, ``expand(genes)``
+    giving the chromosome of ``space``."""
+    if not space.search_activations:
+        return space, tuple
+    from tfmpq.search.space import SearchSpace
+
+    widest = max(space.activation_choices)
+    pins = {g: (w, space.activation_bits if a is None else a) for g, (w, a) in space.pinned.items()}
+    sub = SearchSpace(space.group_names, space.bits, activation_bits=widest, overrides=space.overrides,
+                      pinned=pins, model=space.model)
+    return sub, lambda genes: tuple(genes) + (widest,) * len(space.free_groups)
+
+
 def ilp_seeds(model, evaluator, space, train, *, metric: str, budgets: Sequence[float], sensitivity=None,
               sensitivity_data=None, num_probes: int = 64, num_samples=512, seed: int = 0) -> list[tuple]:
     """The Omega-optimal chromosome at each budget (duplicates dropped), to seed NSGA-II or BBPSO.
+
+    With activation genes in ``space``, the weights are allocated with activations at their widest
+    choice (the seeds then hold those activations).
 
     Args:
         model, evaluator, space, train: the search's.
@@ -291,24 +309,51 @@ def ilp_seeds(model, evaluator, space, train, *, metric: str, budgets: Sequence[
         sensitivity, sensitivity_data, num_probes, num_samples, seed: see :func:`ilp`.
 
     Returns:
-        The chromosomes, in budget order.
+        The chromosomes of ``space``, in budget order.
     """
+    sub, expand = weight_space(space)
     traces = traces_for(model, train, sensitivity=sensitivity, sensitivity_data=sensitivity_data,
                         num_probes=num_probes, num_samples=num_samples, seed=seed)
-    omega = omega_tables(model, space, traces, per_channel=getattr(evaluator, "per_channel", True),
+    omega = omega_tables(model, sub, traces, per_channel=getattr(evaluator, "per_channel", True),
                          symmetric=getattr(evaluator, "symmetric", True))
     out: list[tuple] = []
     for target in budgets:
         try:
-            tables, bound, accept = budget_tables(evaluator, space, metric, float(target))
+            tables, bound, accept = budget_tables(evaluator, sub, metric, float(target))
             found = solve_allocation(omega, tables, bound, accept=accept)
         except ValueError as e:
             if "no allocation fits" in str(e):
                 continue
             raise
-        if found and found[0].bits not in out:
-            out.append(found[0].bits)
+        if found and expand(found[0].bits) not in out:
+            out.append(expand(found[0].bits))
     return out
+
+
+def seeds_for(strategy_name: str, model, train, val, *, count: int, metric: str, high: float | None, run_dir,
+              resume: bool, evaluator, evaluation, epochs, seed, bits, search_activations, kwargs: dict,
+              sensitivity=None, sensitivity_data=None, num_probes: int = 64, num_samples=512):
+    """ILP seeds for ``nsga2(seed_ilp=...)`` / ``bbpso(seed_ilp=...)``: ``count`` budgets on ``metric``
+    spread from the cheapest chromosome to ``high`` (included; None: the dearest one, excluded).
+
+    Returns:
+        ``(seeds, evaluator, space)``; on resume the seeds stored in the run's signature.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"Invalid value for `seed_ilp`: expected an integer >= 0. Received: seed_ilp={count!r}")
+    evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
+                                           epochs=epochs, seed=seed, bits=bits,
+                                           search_activations=search_activations, kwargs=kwargs)
+    stored = stored_options(run_dir, resume, strategy_name)
+    if stored is not None and "initial" in stored:
+        return [tuple(g) for g in stored["initial"]], evaluator, space
+    sub, expand = weight_space(space)
+    low, dearest = cost_range(evaluator, sub, metric)
+    budgets = spread(low, dearest if high is None else float(high), count, include_high=high is not None)
+    model = model if model is not None else getattr(evaluator, "model", None)
+    seeds = ilp_seeds(model, evaluator, space, train, metric=metric, budgets=budgets, sensitivity=sensitivity,
+                      sensitivity_data=sensitivity_data, num_probes=num_probes, num_samples=num_samples, seed=seed)
+    return seeds, evaluator, space
 
 
 def spread(low: float, high: float, count: int, *, include_high: bool) -> list[float]:

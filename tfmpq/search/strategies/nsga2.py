@@ -55,6 +55,9 @@ class NSGA2(Strategy):
         mutation_gene_prob: per-gene probability for ``mutation="per_gene"``; None = 1 / genes.
             Defaults to None.
         unique: re-mutate offspring that duplicate the population or each other. Defaults to True.
+        initial: chromosomes put into the initial population before it is filled up (e.g. ILP
+            allocations at several budgets, ``tfmpq.search.nsga2(seed_ilp=...)``); with ``init="uniform"``
+            they come after the uniform policies and replace mutants. Defaults to ().
 
     Raises:
         ValueError: a size below 1 (population below 2), an unknown option or a probability outside [0, 1].
@@ -76,6 +79,7 @@ class NSGA2(Strategy):
         mutation_prob: float = 0.1,
         mutation_gene_prob: float | None = None,
         unique: bool = True,
+        initial=(),
     ):
         for arg, value, low in (("population", population, 2), ("offspring", offspring, 1), ("generations", generations, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -99,6 +103,7 @@ class NSGA2(Strategy):
         self.mutation_prob = float(mutation_prob)
         self.mutation_gene_prob = mutation_gene_prob
         self.unique = bool(unique)
+        self.initial = [tuple(int(b) for b in g) for g in initial]
 
     def options(self) -> dict:
         return {
@@ -106,7 +111,7 @@ class NSGA2(Strategy):
             "crossover": self.crossover, "crossover_prob": self.crossover_prob,
             "crossover_swap_prob": self.crossover_swap_prob, "mutation": self.mutation,
             "mutation_prob": self.mutation_prob, "mutation_gene_prob": self.mutation_gene_prob,
-            "unique": self.unique,
+            "unique": self.unique, **({"initial": [list(g) for g in self.initial]} if self.initial else {}),
         }
 
     # -- DEAP glue -----------------------------------------------------------------------------
@@ -200,16 +205,18 @@ class NSGA2(Strategy):
     # -- the algorithm -------------------------------------------------------------------------
     def start(self, engine) -> dict:
         rng, space = engine.rng, engine.space
+        seeds = [space.validate(g) for g in self.initial]
         if self.init == "uniform":
             uniforms = space.uniform_chromosomes()
-            chromosomes = list(uniforms)
+            chromosomes = list(dict.fromkeys(list(uniforms) + seeds))
             taken = set(chromosomes)
             while len(chromosomes) < self.population_size:
                 child = self._make_unique(rng, space, self._mutate_one_gene(rng, space, rng.choice(uniforms)), taken)
                 chromosomes.append(child)
                 taken.add(child)
         else:
-            chromosomes, taken = [], set()
+            chromosomes = list(dict.fromkeys(seeds))
+            taken = set(chromosomes)
             while len(chromosomes) < self.population_size:
                 child = space.random(rng)
                 tries = 0
