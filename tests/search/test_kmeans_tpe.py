@@ -123,3 +123,20 @@ def test_ctpe_refuses_searched_activations_and_a_budget_nothing_meets():
         run(CTPE([1.0, 1.0, 1.0], COSTS, 10.0, trials=5), evaluator=FakeEvaluator(), space=SPACE, verbose=0)
     with pytest.raises(ValueError, match="`startup`"):
         _ctpe(trials=4, startup=5)
+
+
+def test_optuna_and_scipy_are_imported_lazily_with_a_clear_error(monkeypatch):
+    import ast
+    import pathlib
+    import sys
+
+    import tfmpq.search
+
+    for path in pathlib.Path(tfmpq.search.__file__).parent.rglob("*.py"):  # no module-level import of either
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith(("optuna", "scipy", "sklearn")) for n in names), (path.name, names)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'tfmpq\[search\]'"):
+        tpe_propose([(2, 4)], [((4,), 1.0)], [], seed=0)
