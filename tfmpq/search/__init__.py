@@ -1,9 +1,11 @@
 """Mixed-precision policy search: a space, an evaluator, a strategy on a shared engine, a result.
 
 The pieces (pymoo's split): :class:`SearchSpace` (chromosome <-> ``QuantPolicy``), :class:`Evaluator`
-(a policy in, a scored :class:`Candidate` out), a strategy (``strategies/``: NSGA-II, exhaustive, ...)
-driven by :class:`~tfmpq.search.engine.Engine` (cache, journal, checkpoint/resume, Deb's rule,
-hypervolume, progress), and a :class:`Result`. Evaluations run in this process or, with
+(a policy in, a scored :class:`Candidate` out), a strategy (``strategies/``: NSGA-II, BBPSO, exhaustive,
+the Hessian ILP, clustered TPE, ...) driven by :class:`~tfmpq.search.engine.Engine` (cache, journal,
+checkpoint/resume, Deb's rule, hypervolume, progress), and a :class:`Result`. The algorithmic cores of
+the sensitivity-guided strategies are pure functions: :mod:`~tfmpq.search.allocation` (the ILP and its
+next-best solutions) and :mod:`~tfmpq.search.kmeans_tpe` (bit pruning, the dual threshold, Optuna's TPE). Evaluations run in this process or, with
 ``executor="process"`` / ``"ray"``, on local worker processes or Ray actors (``executors.py``).
 
 Example:
