@@ -379,6 +379,16 @@ def test_bbpso_search_then_export_best(capsys, tmp_path):
     assert rows[0]["metrics"]["avg_op_bits"] <= 6.0
 
 
+def test_ctpe_and_ilp_refuse_searched_activations_and_seed_ilp(capsys, tmp_path):
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ctpe", "--search-activations",
+                       "-o", str(tmp_path / "c"))
+    assert code == 1 and "allocates weight bits only" in error_line(err)
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--seed-ilp", "2",
+                       "-o", str(tmp_path / "d"))
+    assert code == 1 and "--seed-ilp seeds nsga2 or bbpso" in error_line(err)
+
+
+@pytest.mark.slow
 def test_ilp_search_at_uniform_4_bit_bytes_then_resume(capsys, tmp_path):
     run_dir = tmp_path / "ilp"
     argv = ["search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--evaluation", "ptq", "--num-train", "300",
@@ -398,9 +408,6 @@ def test_ilp_search_at_uniform_4_bit_bytes_then_resume(capsys, tmp_path):
     assert len((run_dir / "evaluations.jsonl").read_text().splitlines()) == 2
     code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--resume", "--quiet", "-o", str(run_dir))
     assert code == 0 and "(0 evaluated here" in out
-    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ctpe", "--search-activations",
-                       "-o", str(tmp_path / "c"))
-    assert code == 1 and "allocates weight bits only" in error_line(err)
 
 
 @pytest.mark.slow
