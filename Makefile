@@ -6,8 +6,10 @@ BENCH ?= bench.search_speed
 BENCH_ARGS ?=
 # 1: notebooks run with tiny settings (what CI checks); 0: the full runs the notebooks describe.
 NOTEBOOK_SMALL ?= 1
+# TensorFlow versions `make compat` checks: the oldest and the newest supported.
+COMPAT_TF ?= 2.16.2 2.21.0
 
-.PHONY: venv test test-slow demo bench notebooks clean
+.PHONY: venv test test-slow demo bench notebooks wheel compat clean
 
 # Creates $(VENV) and installs the pinned requirements and tfmpq (editable, with the dev extras:
 # pytest, nbclient, ...), unless $(VENV) already has them.
@@ -47,6 +49,20 @@ notebooks: venv
 	else \
 		echo "No notebooks in notebooks/; nothing to run."; \
 	fi
+
+# dist/tfmpq-VERSION-py3-none-any.whl: what the notebooks install when it is uploaded next to them.
+# build/lib is removed first: setuptools would otherwise pack files deleted since the last build.
+wheel:
+	rm -rf build/lib build/bdist.* dist/tfmpq-*.whl
+	"$(PYTHON)" -m pip wheel --no-deps -q -w dist .
+	@ls dist/tfmpq-*.whl
+
+# For each TensorFlow in COMPAT_TF: a fresh venv (build/compat/tf-VERSION) with that TensorFlow and its
+# default Keras 3 only; notebook 1 runs there with small settings and installs tfmpq from the wheel
+# itself, as on Colab. Results: build/compat/table.md (the README's table) and results.json.
+compat: wheel
+	"$(PYTHON)" .ci/compat.py --wheel "$$(ls dist/tfmpq-*.whl | tail -n 1)" --tensorflow $(COMPAT_TF) \
+		--python "$(PYTHON)" --out build/compat
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -11,6 +11,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tfmpq", "tfmpq.*", "models", "models.*"]),
     package_data={"tfmpq": ["data/*.npz", "data/*.md"], "models": ["*.keras", "*.md"]},
+    # tf-keras X.Y requires TensorFlow X.Y; both ranges are open so that pip can take the tf-keras of the
+    # TensorFlow already installed (Colab's is not ours to choose). Pin it in the same command, as the
+    # notebooks do ("tf-keras~=X.Y.0"): without a pin and without an installed tf-keras, pip takes the
+    # newest tf-keras and upgrades TensorFlow to match (README, "Notebooks and Colab").
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "tf-keras>=2.16,<2.22",

@@ -25,19 +25,23 @@ def run(paths: list[str], timeout: int = 900) -> str:
         timeout: Seconds one cell may run. Defaults to 900.
 
     Returns:
-        The folder holding the executed copies.
+        The folder holding the executed copies (printed first; a notebook that fails is written
+        there too, up to its failing cell).
 
     Raises:
         nbclient.exceptions.CellExecutionError: When a cell raises.
     """
     out_dir = tempfile.mkdtemp(prefix="tfmpq-notebooks-")
+    print(f"executed copies in {out_dir}", flush=True)
     for path in paths:
         start = time.perf_counter()
         nb = nbformat.read(path, as_version=4)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
-        client.execute()
-        nbformat.write(nb, os.path.join(out_dir, os.path.basename(path)))
+        try:
+            client.execute()
+        finally:  # a failed notebook is written too, with the outputs up to the failing cell
+            nbformat.write(nb, os.path.join(out_dir, os.path.basename(path)))
         print(f"ran {path} in {time.perf_counter() - start:.0f} s")
     return out_dir
 
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+")
     p.add_argument("--timeout", type=int, default=900)
     a = p.parse_args(argv)
-    print(f"executed copies in {run(a.paths, a.timeout)}")
+    run(a.paths, a.timeout)
     return 0
 
 

@@ -5,6 +5,10 @@ The notebooks are generated so that they stay reproducible and diffable: edit th
 ``TFMPQ_NOTEBOOK_SMALL=1`` (set by CI, ``make notebooks``) to run with tiny settings in well under two
 minutes on two CPU cores; the defaults are realistic settings for Colab.
 
+Every notebook starts with the same install cell: on Colab (or any Python with TensorFlow 2.16-2.21)
+it installs tfmpq from a wheel built by ``make wheel`` and uploaded next to the notebook, else from
+:data:`REPOSITORY`, together with the tf-keras that matches the TensorFlow already installed.
+
 Usage: python notebooks/make_notebooks.py [--check]   (--check: fail if a notebook is out of date)
 """
 from __future__ import annotations
@@ -18,30 +22,70 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# tfmpq's git repository, as pip takes it ("git+https://HOST/OWNER/tfmpq.git"), written at the top of
+# every notebook's install cell. Empty: the notebooks install only a wheel uploaded next to them.
+REPOSITORY = ""
+
 INSTALL = '''\
-# Colab: install tfmpq (a no-op where it is already installed, e.g. a local clone with `pip install -e .`)
-try:
-    import tfmpq
-except ImportError:
-    %pip install -q tfmpq
-    import tfmpq'''
+TFMPQ_REPOSITORY = "{repository}"  # tfmpq's git repository (pip's "git+https://..." form)
+
+# Installs tfmpq where it is missing (Colab): from a wheel built by `make wheel` and uploaded next to this
+# notebook if there is one, else from TFMPQ_REPOSITORY. tf-keras (the Keras 2 that tfmpq's QAT models need)
+# must match TensorFlow's minor version, and Colab's TensorFlow is not ours to choose: it is pinned to it.
+import glob
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("tfmpq") is None:
+    import tensorflow as tf
+
+    tf_minor = ".".join(tf.__version__.split(".")[:2])
+    wheels = sorted(glob.glob("tfmpq-*.whl"))
+    if wheels:
+        source = f"{{wheels[-1]}}[deploy]"
+    elif TFMPQ_REPOSITORY:
+        source = f"tfmpq[deploy] @ {{TFMPQ_REPOSITORY}}"
+    else:
+        raise RuntimeError("Upload a tfmpq wheel (`make wheel` writes dist/tfmpq-*.whl) next to this notebook, "
+                           "or set TFMPQ_REPOSITORY to tfmpq's git repository.")
+    print(f"installing {{source}} and tf-keras~={{tf_minor}}.0 (TensorFlow {{tf.__version__}})")
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", source, f"tf-keras~={{tf_minor}}.0"])'''.format(
+    repository=REPOSITORY)
 
 SETUP = '''\
 import os
 import tempfile
 
 import numpy as np
+import tf_keras  # Keras 2: tfmpq's QAT models are tf_keras models (tensorflow-model-optimization needs it)
 
 import tfmpq
 from tfmpq import data, zoo
-from tfmpq._keras import keras  # tf_keras (Keras 2), which tensorflow-model-optimization needs
+
+# CI sets TFMPQ_NOTEBOOK_SMALL=1: tiny settings that only check the notebook runs.
+SMALL = os.environ.get("TFMPQ_NOTEBOOK_SMALL") == "1"
+OUT = tempfile.mkdtemp(prefix="tfmpq-") if SMALL else "tfmpq_out"
+os.makedirs(OUT, exist_ok=True)
+tf_keras.utils.set_random_seed(0)
+print(f"tfmpq {tfmpq.__version__}, {'small (CI) settings' if SMALL else 'full settings'}, outputs in {OUT}")'''
+
+# Notebook 1 builds the user's own model, so it does what a Colab user does: TensorFlow and Keras 3 first.
+SETUP_KERAS3 = '''\
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+import keras  # Keras 3, the Keras of TensorFlow >= 2.16 and of Colab: your model is built with it
 
 # CI sets TFMPQ_NOTEBOOK_SMALL=1: tiny settings that only check the notebook runs.
 SMALL = os.environ.get("TFMPQ_NOTEBOOK_SMALL") == "1"
 OUT = tempfile.mkdtemp(prefix="tfmpq-") if SMALL else "tfmpq_out"
 os.makedirs(OUT, exist_ok=True)
 keras.utils.set_random_seed(0)
-print(f"tfmpq {tfmpq.__version__}, {'small (CI) settings' if SMALL else 'full settings'}, outputs in {OUT}")'''
+print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+      f"{'small (CI) settings' if SMALL else 'full settings'}, outputs in {OUT}")'''
 
 
 def show_image_cell(path_expr: str) -> str:
@@ -53,9 +97,10 @@ NB1 = [
     new_markdown_cell("""\
 # 1. Quantize your own Keras model with a per-layer policy, then export it
 
-This tutorial takes a Keras model you built yourself and gives each of its layers its own bit-width:
+This tutorial takes a Keras model you built yourself, the way Colab builds it today (Keras 3, the Keras of
+TensorFlow >= 2.16), and gives each of its layers its own bit-width:
 
-1. build and train a small float CNN (a stand-in for *your* model);
+1. build and train a small float CNN in Keras 3 (a stand-in for *your* model);
 2. list its **quantizable groups** (a Conv/Dense layer with the BatchNormalization and ReLU folded into it);
 3. write a **per-layer policy** (8 bits for the first and last layer, 4 bits in between) and look at its cost;
 4. build the **quantization-aware training (QAT)** model with `tfmpq.quantize_model` and fine-tune it;
@@ -63,28 +108,31 @@ This tutorial takes a Keras model you built yourself and gives each of its layer
 
 The data is the Fashion-MNIST subset shipped inside tfmpq (no download)."""),
     new_code_cell(INSTALL),
-    new_code_cell(SETUP),
+    new_code_cell(SETUP_KERAS3),
     new_markdown_cell("""\
-## Data and a float model
+## Data and a float model, in Keras 3
 
-`tfmpq.data.load` returns float32 images in [0, 1] and integer labels. `"default"` is the embedded
-Fashion-MNIST subset (10,000 training and 2,000 test images); `"fashion_mnist"`, `"mnist"`, `"cifar10"`,
-a `.npz` file or an image folder work the same way."""),
-    new_code_cell('''\
+`tfmpq.data.load` returns float32 images in [0, 1] and integer labels (any `(x, y)` arrays do). `"default"`
+is the embedded Fashion-MNIST subset (10,000 training and 2,000 test images); `"fashion_mnist"`, `"mnist"`,
+`"cifar10"`, a `.npz` file or an image folder work the same way. The model is plain Keras 3: nothing in it
+knows about tfmpq."""),
+    new_code_cell('''\\
+from tfmpq import data  # importing tfmpq before or after your model is built both work
+
 ds = data.load("default", num_train=1000 if SMALL else None, num_test=500 if SMALL else None, seed=0)
 (x_train, y_train), (x_val, y_val) = data.split_validation(ds, 0.1, seed=0)
 print(ds, "->", len(y_train), "train /", len(y_val), "validation")
 
 L = keras.layers
-inputs = L.Input(ds.input_shape, name="image")
+inputs = keras.Input(ds.input_shape, name="image")
 x = L.Conv2D(16, 3, padding="same", use_bias=False, name="conv_a")(inputs)
 x = L.BatchNormalization(name="conv_a_bn")(x)
 x = L.ReLU(name="conv_a_relu")(x)
-x = L.MaxPooling2D(name="pool_a")(x)
+x = L.MaxPooling2D(2, name="pool_a")(x)
 x = L.Conv2D(32, 3, padding="same", use_bias=False, name="conv_b")(x)
 x = L.BatchNormalization(name="conv_b_bn")(x)
 x = L.ReLU(name="conv_b_relu")(x)
-x = L.MaxPooling2D(name="pool_b")(x)
+x = L.MaxPooling2D(2, name="pool_b")(x)
 x = L.Flatten(name="flatten")(x)
 x = L.Dense(64, activation="relu", name="fc")(x)
 outputs = L.Dense(ds.num_classes, activation="softmax", name="head")(x)
@@ -93,17 +141,28 @@ model = keras.Model(inputs, outputs, name="my_cnn")
 model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1 if SMALL else 8, batch_size=64, verbose=2)
 float_accuracy = model.evaluate(ds.x_test, ds.y_test, verbose=0)[1]
-print(f"float test accuracy: {100 * float_accuracy:.2f}%")'''),
+print(f"float test accuracy (Keras {keras.__version__}): {100 * float_accuracy:.2f}%")'''),
     new_markdown_cell("""\
 ## Quantizable groups
 
 tfmpq quantizes *groups*: each Conv2D / DepthwiseConv2D / Dense layer together with the
 BatchNormalization it folds and the ReLU that follows. One policy gene = one group. Layers tfmpq cannot
-quantize are listed by `tfmpq.float_layers` (with the reason) and stay in float."""),
-    new_code_cell('''\
+quantize are listed by `tfmpq.float_layers` (with the reason) and stay in float.
+
+tfmpq's quantization-aware training runs on tf_keras (Keras 2, which tensorflow-model-optimization needs).
+Every tfmpq function takes your Keras 3 model as it is and converts it to the equivalent tf_keras model:
+the same layers and names, the same weights, the same outputs (`tfmpq.as_tf_keras(model)` returns it). A
+layer it cannot convert is named in the error, with the list of layers it can."""),
+    new_code_cell('''\\
+import tfmpq
+
 groups = tfmpq.quantizable_groups(model)
 print(tfmpq.graph.groups_table(groups))
-print("stays float:", tfmpq.float_layers(model) or "nothing")'''),
+print("stays float:", tfmpq.float_layers(model) or "nothing")
+
+converted = tfmpq.as_tf_keras(model)  # what tfmpq works on: same layers, names and weights
+gap = np.abs(model.predict(ds.x_test[:256], verbose=0) - converted.predict(ds.x_test[:256], verbose=0)).max()
+print(f"{type(converted).__module__}: largest output difference to the Keras 3 model {gap:.1e}")'''),
     new_markdown_cell("""\
 ## A per-layer policy and what it costs
 
@@ -115,7 +174,7 @@ building anything:
 - `compression_ratio`: float size / quantized size;
 - `avg_weight_bits`: parameter-weighted average weight bit-width;
 - `bops`: bit operations (MACs x weight bits x activation bits); `avg_op_bits`: their MAC-weighted average."""),
-    new_code_cell('''\
+    new_code_cell('''\\
 policy = tfmpq.QuantPolicy.from_bits(
     model, weight_bits={"conv_a": 8, "conv_b": 4, "fc": 4, "head": 8}, activation_bits=8)
 print(policy)
@@ -128,19 +187,23 @@ for name, p in [("uniform 8-bit", tfmpq.QuantPolicy.uniform(model, 8)), ("mixed 
     new_markdown_cell("""\
 ## Quantization-aware training
 
-`tfmpq.quantize_model` returns an ordinary Keras model: each group becomes one layer that folds its
+`tfmpq.quantize_model` returns a Keras model: each group becomes one layer that folds its
 BatchNormalization, fake-quantizes its kernel at the group's bit-width and its output at the group's
-activation bits. Compile and fit it like any Keras model; a few epochs at a small learning rate recover
-most of the accuracy lost to 4-bit weights."""),
-    new_code_cell('''\
+activation bits. It is a **tf_keras** model, so compile it with a tf_keras optimizer (or a name such as
+`"adam"`), then fit it like any Keras model; a few epochs at a small learning rate recover most of the
+accuracy lost to 4-bit weights."""),
+    new_code_cell('''\\
+import tf_keras  # Keras 2: the QAT model's Keras
+
 qat = tfmpq.quantize_model(model, policy)
-qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+qat.compile(tf_keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
 qat.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1 if SMALL else 5, batch_size=64, verbose=2)
 qat_accuracy = qat.evaluate(ds.x_test, ds.y_test, verbose=0)[1]
 print(f"QAT test accuracy: {100 * qat_accuracy:.2f}% (float {100 * float_accuracy:.2f}%)")
 print(tfmpq.policy_of(qat))
 
-qat.save(os.path.join(OUT, "my_cnn_qat.h5"))  # .h5: reload with `with tfmpq.quantize_scope(): load_model(...)`'''),
+# .h5: reload with `with tfmpq.quantize_scope(): tf_keras.models.load_model(path)`
+qat.save(os.path.join(OUT, "my_cnn_qat.h5"))'''),
     new_markdown_cell("""\
 ## Export to TFLite and check it on the real interpreters
 
@@ -149,7 +212,7 @@ groups are stored in **int8 containers** whose values stay on the trained 4-bit 
 distinct values per output channel), so every TFLite runtime runs them unchanged; the report shows both
 the int8 size and the size at the trained bit-widths. `evaluate_tflite` measures the accuracy on LiteRT
 and on the TFLite Micro interpreter (the one that runs on microcontrollers)."""),
-    new_code_cell('''\
+    new_code_cell('''\\
 from tfmpq.export import count_levels, evaluate_tflite, export_tflite
 
 path = os.path.join(OUT, "my_cnn.tflite")
@@ -165,8 +228,8 @@ for runtime in ("litert", "tflm"):
     new_markdown_cell("""\
 **Next:** let a search pick the bits for you ([02: NSGA-II and the Pareto front](02_nsga2_pareto.ipynb),
 [03: BBPSO under a bit budget](03_bbpso_budget.ipynb)), then deploy ([04](04_deploy_to_mcu.ipynb)).
-The same steps from a shell: `tfmpq info MODEL`, `tfmpq quantize MODEL --bits 8,4,4,8 -o OUT`,
-`tfmpq export OUT -o OUT/export`."""),
+The same steps from a shell, on your model saved with `model.save("my_cnn.keras")`:
+`tfmpq info my_cnn.keras`, `tfmpq quantize my_cnn.keras --bits 8,4,4,8 -o OUT`, `tfmpq export OUT -o OUT/export`."""),
 ]
 
 # ------------------------------------------------------------------------------ 02: NSGA-II
@@ -220,7 +283,7 @@ result = tfmpq.search.nsga2(
 Grey: every evaluated policy. Red: the front. Blue squares: the uniform policies. A good mixed-precision
 policy sits left of (smaller than) the uniform policy of the same accuracy."""),
     new_code_cell('''\
-result.plot_pareto(os.path.join(run_dir, "pareto.png"))
+tfmpq.report.plot_pareto(result, os.path.join(run_dir, "pareto.png"))
 ''' + show_image_cell('os.path.join(run_dir, "pareto.png")')),
     new_code_cell('''\
 from tfmpq import report
@@ -307,7 +370,7 @@ print(f"{'group':<14}{'w bits':>7}{'a bits':>7}{'MACs':>12}")
 for g in summary["groups"]:
     print(f"{g['name']:<14}{g['weight_bits']:>7}{g['activation_bits']:>7}{g['macs']:>12,}")'''),
     new_code_cell('''\
-result.plot_history(os.path.join(run_dir, "convergence.png"))  # best feasible accuracy per iteration
+tfmpq.report.plot_history(result, os.path.join(run_dir, "convergence.png"))  # best feasible accuracy per iteration
 ''' + show_image_cell('os.path.join(run_dir, "convergence.png")')),
     new_markdown_cell("""\
 ## Compare with uniform 4-bit
@@ -389,7 +452,7 @@ epochs = 1 if SMALL else 3
 
 def train(policy):
     qat = tfmpq.quantize_model(model, policy)
-    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.compile(tf_keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
     qat.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=64, verbose=0)
     return qat
 

@@ -153,7 +153,7 @@ def test_unknown_dataset_is_one_line(capsys, tmp_path):
     (["quantize", "zoo:small_cnn_fmnist", "-o", "out"], "the following arguments are required: --bits"),
     (["info", "zoo:small_cnn_fmnist", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["search", "zoo:small_cnn_fmnist", "--strategy", "random", "-o", "run"],
-     "argument --strategy: invalid choice: 'random' (choose from 'nsga2', 'bbpso', 'ilp', 'ctpe')"),
+     "argument --strategy: invalid choice: 'random' (choose from 'nsga2', 'bbpso', 'ilp', 'ctpe', 'exhaustive')"),
     (["search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--target", "v4", "-o", "run"],
      "argument --target: expected a number or uN (e.g. u4). Received: 'v4'"),
     (["search", "zoo:small_cnn_fmnist", "--population", "0", "-o", "run"],
@@ -297,13 +297,44 @@ def test_the_validation_split_does_not_move_with_seed_or_num_train():
     assert not any(r.tobytes() in train_rows for r in a.val[0])
 
 
-def test_python_m_tfmpq_search_refuses_to_validate_on_test(capsys):
-    from tfmpq.search.__main__ import main as search_main
+def test_python_m_tfmpq_search_is_tfmpq_search_and_test_is_never_validation(capsys, tmp_path):
+    """Issue 18: one search command line; issue 12: no option scores or chooses on the test split."""
+    import subprocess
+    import sys
 
-    with pytest.raises(SystemExit) as e:
-        search_main(["nsga2", "--val", "test"])
-    assert e.value.code == 2
-    assert "--val test is refused: the test split is for reporting only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["search", "zoo:small_cnn_fmnist", "--val", "test", "-o", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "argument --val: there is no choice of validation split" in err
+    assert "test split is only reported on" in err and not (tmp_path / "r").exists()
+    proc = subprocess.run([sys.executable, "-m", "tfmpq.search", "--help"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: tfmpq search")
+
+
+@pytest.mark.slow
+def test_exhaustive_search_then_resume(capsys, tmp_path):
+    """(Was tests/search/test_cli.py, for the `python -m tfmpq.search` command folded into this one.)"""
+    from tfmpq import data
+    from tfmpq._keras import keras
+
+    ds = data.load("digits")
+    keras.utils.set_random_seed(0)
+    i = keras.Input(ds.input_shape)
+    x = keras.layers.Dense(16, activation="relu", name="hidden")(keras.layers.Flatten()(i))
+    model = keras.Model(i, keras.layers.Dense(10, activation="softmax", name="out")(x))
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(ds.x_train, ds.y_train, epochs=5, verbose=0)
+    path = tmp_path / "mlp.keras"
+    model.save(path)
+    args = ["search", str(path), "--strategy", "exhaustive", "--data", "digits", "--evaluation", "ptq",
+            "--bits", "2,8", "--quiet", "-o", str(tmp_path / "run")]
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and "search wall time" in out
+    front = json.loads((tmp_path / "run" / "front.json").read_text())
+    assert front and all(len(c["genes"]) == 2 for c in front)
+    code, out, _ = run(capsys, *args, "--resume")
+    assert code == 0 and "(0 evaluated here, 0 cached)" in out
 
 
 def test_search_writes_a_run_dir(search_run):

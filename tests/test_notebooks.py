@@ -35,9 +35,55 @@ def test_notebook_is_committed_without_outputs_and_installs_first(path):
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
-    first = code[0].source
-    assert first.startswith("# Colab: install tfmpq") and "import tfmpq" in first and "%pip install" in first
+    generator = _generator()
+    # The same install cell everywhere, the repository address at its top.
+    assert code[0].source == generator.INSTALL
+    assert code[0].source.startswith(f'TFMPQ_REPOSITORY = "{generator.REPOSITORY}"')
     assert any('os.environ.get("TFMPQ_NOTEBOOK_SMALL") == "1"' in c.source for c in code)
+
+
+def _run_install_cell(monkeypatch, tmp_path, wheels=(), repository=None):
+    """Executes the install cell as if tfmpq were missing; returns the pip command it runs."""
+    import importlib.util
+    import subprocess
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tfmpq" else real_find_spec(name, *a))
+    calls = []
+    monkeypatch.setattr(subprocess, "check_call", lambda cmd, *a, **k: calls.append(cmd))
+    monkeypatch.chdir(tmp_path)
+    for wheel in wheels:
+        (tmp_path / wheel).write_bytes(b"")
+    source = _generator().INSTALL
+    if repository is not None:
+        source = source.replace(f'TFMPQ_REPOSITORY = "{_generator().REPOSITORY}"',
+                                f'TFMPQ_REPOSITORY = "{repository}"', 1)
+    exec(compile(source, "install_cell", "exec"), {})
+    return calls
+
+
+def test_install_cell_pins_tf_keras_to_the_installed_tensorflow(monkeypatch, tmp_path):
+    import sys
+
+    import tensorflow as tf
+
+    minor = ".".join(tf.__version__.split(".")[:2])
+    calls = _run_install_cell(monkeypatch, tmp_path, wheels=["tfmpq-0.0.9-py3-none-any.whl",
+                                                              "tfmpq-0.1.0-py3-none-any.whl"])
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", "tfmpq-0.1.0-py3-none-any.whl[deploy]",
+                      f"tf-keras~={minor}.0"]]
+
+
+def test_install_cell_without_a_wheel_uses_the_repository(monkeypatch, tmp_path):
+    import tensorflow as tf
+
+    minor = ".".join(tf.__version__.split(".")[:2])
+    calls = _run_install_cell(monkeypatch, tmp_path, repository="git+https://example.org/tfmpq.git")
+    assert calls[0][-2:] == ["tfmpq[deploy] @ git+https://example.org/tfmpq.git", f"tf-keras~={minor}.0"]
+    if not _generator().REPOSITORY:  # no address set: a clear error instead of a silent no-op
+        with pytest.raises(RuntimeError, match=r"Upload a tfmpq wheel .*or set TFMPQ_REPOSITORY"):
+            _run_install_cell(monkeypatch, tmp_path)
 
 
 @pytest.mark.slow

@@ -1,15 +1,12 @@
 """Tests of the model builders in models/ and of tfmpq.zoo (lookup, checkpoint, path resolution)."""
 import collections
-import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
 
 from tfmpq import data, zoo
 from tfmpq._keras import keras
-from tfmpq.errors import UnsupportedModelError
 
 # name -> (parameter count at the defaults, {layer type: count}); pinned so a change is noticed.
 STRUCTURE = {
@@ -140,15 +137,6 @@ def test_savedmodel_folder_loads(tmp_path):
     model = zoo.get("mlp", hidden_units=4)
     model.save(str(tmp_path / "saved"), save_format="tf")
     assert zoo.resolve_model(str(tmp_path / "saved")).output_shape == (None, 10)
-
-
-def test_keras3_file_is_refused(tmp_path):
-    path = tmp_path / "k3.keras"
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("metadata.json", json.dumps({"keras_version": "3.5.0"}))
-        z.writestr("config.json", "{}")
-    with pytest.raises(UnsupportedModelError, match=r"saved by Keras 3.5.0; tfmpq needs a tf_keras"):
-        zoo.resolve_model(str(path))
 
 
 def test_unreadable_file_is_a_model_load_error(tmp_path):

@@ -1,32 +1,54 @@
 """tfmpq: find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.
 
-Pipeline (imports flow one way): graph -> policy -> metrics -> quantize -> evaluate -> hessian -> search -> export.
+Pipeline (imports flow one way): convert -> graph -> policy -> metrics -> quantize -> evaluate -> hessian -> search
+-> export -> report. Everything here loads lazily: ``import tfmpq`` imports no TensorFlow, and neither do
+``tfmpq.graph``, ``tfmpq.policy``, ``tfmpq.metrics``, ``tfmpq.search`` (until it builds an Evaluator)
+and ``tfmpq.report``; ``tfmpq.quantize``, ``tfmpq.evaluate`` and ``tfmpq.export`` do. Every function that takes a float
+model also takes a Keras 3 model (``tfmpq.as_tf_keras``).
 """
-from tfmpq import _keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfmpq import metrics
-from tfmpq.errors import CheckpointError, ExportError, PolicyError, TfmpqError, UnsupportedModelError
-from tfmpq.graph import QuantGroup, float_layers, quantizable_groups
-from tfmpq.policy import QuantPolicy
-from tfmpq.quantize import calibrate, freeze_bn, group_layers, policy_of, quantize_model, quantize_scope
-from tfmpq.hessian import omega_table, sensitivity
-from tfmpq.export import count_levels, evaluate_tflite, export_tflite, run_tflite, write_c_array
+import importlib
+import os
+
+# tfmot 0.8.1 needs Keras 2 (tf_keras): this must be set before anything imports TensorFlow.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from tfmpq.errors import CheckpointError, ExportError, PolicyError, TfmpqError, UnsupportedModelError  # noqa: E402
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "export", "search", "zoo", "report", "evaluate")
+#: Public names -> the module that defines them (imported on first use).
+_EXPORTS = {
+    "as_tf_keras": "tfmpq.convert",
+    "QuantGroup": "tfmpq.graph", "float_layers": "tfmpq.graph", "quantizable_groups": "tfmpq.graph",
+    "QuantPolicy": "tfmpq.policy",
+    "calibrate": "tfmpq.quantize", "freeze_bn": "tfmpq.quantize", "group_layers": "tfmpq.quantize",
+    "policy_of": "tfmpq.quantize", "quantize_model": "tfmpq.quantize", "quantize_scope": "tfmpq.quantize",
+    "count_levels": "tfmpq.export", "evaluate_tflite": "tfmpq.export", "export_tflite": "tfmpq.export",
+    "run_tflite": "tfmpq.export", "write_c_array": "tfmpq.export",
+    "sensitivity": "tfmpq.hessian", "omega_table": "tfmpq.hessian",
+}
+_SUBMODULES = ("candidate", "checks", "convert", "data", "evaluate", "export", "graph", "hessian", "metrics", "policy", "quantize",
+               "report", "search", "stats", "zoo", "cli")
 
 
 def __getattr__(name):
-    """`tfmpq.search`, `tfmpq.data`, ... without importing them all with `import tfmpq`."""
+    """``tfmpq.QuantPolicy``, ``tfmpq.search``, ... imported when first used."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
     if name in _SUBMODULES:
-        import importlib
-
         return importlib.import_module(f"tfmpq.{name}")
     raise AttributeError(f"module 'tfmpq' has no attribute {name!r}")
 
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+
+
 __all__ = [
-    "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
-    "UnsupportedModelError", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
+    "as_tf_keras", "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
+    "UnsupportedModelError", "as_tf_keras", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
     "quantizable_groups", "quantize_model", "quantize_scope", "count_levels", "evaluate_tflite", "export_tflite",
     "run_tflite", "write_c_array", "sensitivity", "omega_table",
 ]

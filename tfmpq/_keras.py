@@ -9,7 +9,6 @@ import, and shown if the import fails or ``TFMPQ_DEBUG=1``.
 """
 import os
 import sys
-import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,20 +18,15 @@ def _import_quietly():
     if os.environ.get("TFMPQ_DEBUG") == "1" or "tensorflow" in sys.modules:
         import tensorflow  # noqa: F401
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
+    from tfmpq._io import captured_stderr
+
+    held: list = []
+    try:
+        with captured_stderr() as held:
             import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    except BaseException:
+        sys.stderr.write(held[0] if held else "")
+        raise
 
 
 _import_quietly()

@@ -4,7 +4,7 @@ Commands (``tfmpq COMMAND --help`` for every option)::
 
     tfmpq info MODEL                                   groups, parameters, MACs, what stays float
     tfmpq quantize MODEL --bits 8,4,4,8 --data D --epochs N -o OUT
-    tfmpq search MODEL --strategy nsga2|bbpso|ilp|ctpe --data D [--resume] -o RUN_DIR
+    tfmpq search MODEL --strategy nsga2|bbpso|ilp|ctpe|exhaustive --data D [--resume] -o RUN_DIR
     tfmpq export RUN_DIR|QAT_MODEL --data D [--c-array] [--packed [int4|lut|auto]] -o OUT
     tfmpq report RUN_DIR                               tables and plots of a search run
 
@@ -20,9 +20,10 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
+
+from tfmpq._io import captured_stderr, write_json_atomic
 
 __all__ = ["main", "build_parser"]
 
@@ -39,7 +40,7 @@ SEARCH_DEFAULTS = {
     "swarm": 15, "iterations": 20, "init": "ligpi", "seed": 0, "per_tensor": False,
     "solutions": 4, "trials": 40, "probes": 64, "seed_ilp": 0,
 }
-_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "ilp": 1, "ctpe": 1}
+_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "exhaustive": 1, "ilp": 1, "ctpe": 1}
 #: Strategies that allocate bits under a budget (--budget / --target).
 CONSTRAINED = ("bbpso", "ilp", "ctpe")
 
@@ -127,9 +128,20 @@ def _add_data_args(p: argparse.ArgumentParser, default=argparse.SUPPRESS, val: b
                        help="share of the training split held out for validation: a fixed draw, the same for "
                             "every --seed and --num-train (zoo checkpoints: the share they were trained "
                             "without). Default: 0.1")
+        g.add_argument("--val", action=_RefuseValSplit, nargs="?", help=argparse.SUPPRESS)
     if test:
         g.add_argument("--num-test", type=_positive_int, default=None, metavar="N",
                        help="class-balanced subset of the test split used for the reported accuracy (default: all)")
+
+
+class _RefuseValSplit(argparse.Action):
+    """``--val``: refused by name. Validation is a fixed share of the training split; the test split is
+    only ever reported on, never used to score or choose (issue 12)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"argument --val: there is no choice of validation split (you gave {values!r}): "
+                     "validation is a fixed share of the training split (--val-fraction, --num-val), and the "
+                     "test split is only reported on, never used to score or choose a policy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,15 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     from tfmpq.metrics import FLASH_BUDGETS
     from tfmpq.search.strategies.bbpso import BUDGETS
 
-    common = argparse.ArgumentParser(add_help=False)
+    # No abbreviated flags: `--val test` must not silently mean `--val-fraction test`.
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
 
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog=PROG, parents=[common],
         description="Find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.",
-        epilog="MODEL is a .keras/.h5 file, a SavedModel folder or zoo:NAME. Run `tfmpq COMMAND --help` for "
-               "the options of each command.")
+        epilog="MODEL is a .keras/.h5 file (saved by tf_keras or Keras 3), a SavedModel folder or zoo:NAME. "
+               "Run `tfmpq COMMAND --help` for the options of each command.")
     from tfmpq import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -153,17 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     # info
-    p = sub.add_parser("info", parents=[common], help="quantizable groups of a model and what stays float",
+    p = sub.add_parser("info", parents=[common], allow_abbrev=False, help="quantizable groups of a model and what stays float",
                        description="Print a model's quantizable groups (index, name, kind, folded layers, "
                                    "parameters after BN folding, MACs) and the weighted layers left in float.")
-    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
     p.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
 
     # quantize
-    p = sub.add_parser("quantize", parents=[common], help="QAT-train one per-layer policy",
+    p = sub.add_parser("quantize", parents=[common], allow_abbrev=False, help="QAT-train one per-layer policy",
                        description="Quantize MODEL with a per-group policy, train it with quantization-aware "
                                    "training and save OUT/qat.h5, OUT/policy.json and OUT/metrics.json.")
-    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
     p.add_argument("--bits", type=_int_list, required=True, metavar="B[,B...]",
                    help="weight bits: one value for every group or one per group in `tfmpq info` order "
                         "(2..8; 16 or 32 keep a group in float)")
@@ -178,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
     # search
-    p = sub.add_parser("search", parents=[common],
-                       help="mixed-precision policy search (NSGA-II, BBPSO, Hessian ILP, clustered TPE)",
+    p = sub.add_parser("search", parents=[common], allow_abbrev=False,
+                       help="mixed-precision policy search (NSGA-II, BBPSO, Hessian ILP, clustered TPE, exhaustive)",
                        description="Search per-group bit-widths. nsga2: the accuracy / cost Pareto front. bbpso, "
                                    "ilp, ctpe: the most accurate policy under a budget (e.g. --budget avg_op_bits "
                                    "--target 4, or --budget weight_bytes --target u4: uniform 4-bit's bytes). ilp: "
@@ -187,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scored; ctpe: Hessian-pruned bits + k-means TPE (Azizi et al. 2023). Everything "
                                    "goes to RUN_DIR; --resume continues a killed run (options not given are taken "
                                    "from RUN_DIR/cli.json).")
-    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file, a SavedModel folder or zoo:NAME")
-    p.add_argument("--strategy", choices=("nsga2", "bbpso", "ilp", "ctpe"), default=argparse.SUPPRESS,
-                   help="Default: nsga2")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
+    p.add_argument("--strategy", choices=("nsga2", "bbpso", "ilp", "ctpe", "exhaustive"), default=argparse.SUPPRESS,
+                   help="nsga2: the accuracy / cost Pareto front; bbpso, ilp, ctpe: the best policy under --budget; "
+                        "exhaustive: every policy of a small space (--bits). Default: nsga2")
     _add_data_args(p)
     g = p.add_argument_group("evaluation of a candidate")
     g.add_argument("--evaluation", choices=("qat", "ptq"), default=argparse.SUPPRESS,
@@ -262,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory")
 
     # export
-    p = sub.add_parser("export", parents=[common], help="export a run's models or a QAT model to .tflite",
+    p = sub.add_parser("export", parents=[common], allow_abbrev=False, help="export a run's models or a QAT model to .tflite",
                        description="Export to full-integer .tflite files (sub-8-bit weights on their grid in "
                                    "int8 containers; --packed int4|lut|auto: stored at their bit-width) and report "
                                    "their accuracy on the TFLite Micro interpreter. SOURCE is a `tfmpq search` run "
@@ -291,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
     # report
-    p = sub.add_parser("report", parents=[common], help="tables and plots of a search run",
+    p = sub.add_parser("report", parents=[common], allow_abbrev=False, help="tables and plots of a search run",
                        description="Print the front (and best / uniform / export) tables of a run and write "
                                    "report.md, pareto.png and the history plot.")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -307,28 +322,10 @@ def _print_err(message: str) -> None:
     print(f"{PROG}: error: {first}", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Hides what TensorFlow's C++ code writes to file descriptor 2 while it loads (CUDA probes,
-    absl banners): a user sees tfmpq's own messages. ``--debug`` keeps them."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (some embedded interpreters): nothing to hide
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _import_tensorflow(quiet: bool) -> None:
-    with _quiet_native_stderr() if quiet else contextlib.nullcontext():
+    # TensorFlow's C++ start-up lines (CUDA probes, absl banners) go to fd 2: a user sees tfmpq's own
+    # messages; --debug keeps them.
+    with captured_stderr() if quiet else contextlib.nullcontext():
         from tfmpq._keras import tf
 
         tf.config.list_physical_devices()  # the CUDA probe logs here, once
@@ -429,11 +426,7 @@ def _pct(v) -> str:
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, default=_json_default)
 
 
 def _json_default(o):
@@ -624,6 +617,8 @@ def cmd_search(args) -> int:
         result = search.nsga2(model, train, val, population=opts["population"], offspring=opts["offspring"],
                               generations=opts["generations"], objectives=("accuracy", opts["objective"]),
                               seed_ilp=opts["seed_ilp"], **common)
+    elif opts["strategy"] == "exhaustive":
+        result = search.exhaustive(model, train, val, objectives=("accuracy", opts["objective"]), **common)
     elif opts["strategy"] == "bbpso":
         result = search.bbpso(model, train, val, budget=opts["budget"], target=target, swarm=opts["swarm"],
                               iterations=opts["iterations"], init=opts["init"], seed_ilp=opts["seed_ilp"], **common)

@@ -13,6 +13,10 @@ class UnsupportedModelError(TfmpqError, TypeError):
     """A model tfmpq cannot analyse (subclassed Model, Keras 3 model, ...)."""
 
 
+class ModelLoadError(TfmpqError, ValueError):
+    """A model file that exists but cannot be loaded as a Keras model."""
+
+
 class ExportError(TfmpqError, ValueError):
     """A model that cannot be exported to a TFLite file that runs."""
 

@@ -3,131 +3,47 @@
 The :class:`Evaluator` knows no search strategy; every strategy (and every user scoring their own
 policies) goes through it. Two evaluation modes:
 
-* ``evaluation="qat"`` (seed 003, sec. 2.2): quantize from the float weights, train ``epochs`` epochs
-  of quantization-aware training, score = the best epoch's validation accuracy.
-* ``evaluation="ptq"`` (seed 001, sec. II.A/III): calibrate the quantized model's activation ranges on
-  a few training batches, no training, score = validation accuracy.
+* ``evaluation="qat"`` (Šafář et al., sec. 2.2): quantize from the float weights, train ``epochs``
+  epochs of quantization-aware training, score = the best epoch's validation accuracy.
+* ``evaluation="ptq"`` (Santini, sec. II.A and III): calibrate the quantized model's activation
+  ranges on a few training batches, no training, score = validation accuracy.
 
-TensorFlow is imported inside the :class:`Evaluator` only, so that :class:`Candidate` (which the
-search journal reloads) and therefore ``tfmpq.search`` never load TensorFlow.
+This module is the search's TensorFlow side: :class:`~tfmpq.candidate.Candidate` (what the journal
+reloads) lives in ``tfmpq.candidate``, so ``tfmpq.search`` reads and ranks runs without TensorFlow.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
+import random
+import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from tfmpq.convert import as_tf_keras, tf_keras_loss
+from tfmpq._keras import keras, tf
+from tfmpq.candidate import Candidate, jsonable
+from tfmpq.checks import check_data
+from tfmpq.metrics import summary as metrics_summary
+from tfmpq.quantize import VariableBitModel, calibrate, quantize_model
+
+__all__ = ["Evaluator", "EvaluatorSpec", "Candidate", "configure_tensorflow", "EVALUATIONS"]
+
 EVALUATIONS = ("qat", "ptq")
-
-
-def _jsonable(obj):
-    """Numpy scalars/arrays and tuples -> plain JSON types (recursively)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-@dataclass
-class Candidate:
-    """One scored policy.
-
-    Attributes:
-        policy: the ``QuantPolicy`` that was scored.
-        accuracy: validation accuracy in [0, 1]; None when the evaluation failed.
-        metrics: ``tfmpq.metrics.summary(model, policy)`` (``weight_bytes``, ``bops``,
-            ``avg_weight_bits``, ``avg_op_bits``, ``compression_ratio``, ...).
-        seconds: wall-clock seconds the evaluation took (0 for a cache hit's original cost is kept).
-        status: ``"ok"`` or ``"failed"`` (diverged to NaN, or the evaluation raised).
-        error: why it failed, else None.
-        genes: the search chromosome, when it came from a search; else None.
-        info: extra per-evaluation data (e.g. ``val_accuracy`` per epoch).
-    """
-
-    policy: Any
-    accuracy: float | None
-    metrics: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    status: str = "ok"
-    error: str | None = None
-    genes: tuple | None = None
-    info: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when the candidate was scored (not failed)."""
-        return self.status == "ok" and self.accuracy is not None and math.isfinite(self.accuracy)
-
-    @property
-    def weight_bytes(self) -> float | None:
-        return self.metrics.get("weight_bytes")
-
-    @property
-    def bops(self) -> float | None:
-        return self.metrics.get("bops")
-
-    def to_json(self) -> dict:
-        """A JSON-able dict (the policy as group names and bits)."""
-        p = self.policy
-        policy = None
-        if p is not None:
-            policy = p.to_dict() if hasattr(p, "to_dict") else {
-                "groups": list(p.group_names),
-                "weight_bits": list(p.weight_bits),
-                "activation_bits": list(p.activation_bits),
-            }
-        return _jsonable(
-            {
-                "genes": None if self.genes is None else list(self.genes),
-                "policy": policy,
-                "accuracy": self.accuracy,
-                "metrics": {k: v for k, v in self.metrics.items()},
-                "seconds": self.seconds,
-                "status": self.status,
-                "error": self.error,
-                "info": self.info,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, data: Mapping, policy=None) -> "Candidate":
-        """Inverse of :meth:`to_json`; ``policy`` replaces the stored one (e.g. re-decoded from genes)."""
-        if policy is None and data.get("policy") is not None:
-            from tfmpq.policy import QuantPolicy
-
-            policy = QuantPolicy.from_dict(data["policy"])
-        return cls(
-            policy=policy,
-            accuracy=data.get("accuracy"),
-            metrics=dict(data.get("metrics") or {}),
-            seconds=float(data.get("seconds") or 0.0),
-            status=data.get("status", "ok"),
-            error=data.get("error"),
-            genes=None if data.get("genes") is None else tuple(int(g) for g in data["genes"]),
-            info=dict(data.get("info") or {}),
-        )
-
-    def __repr__(self) -> str:
-        acc = "failed" if not self.ok else f"{self.accuracy:.4f}"
-        bits = getattr(self.policy, "weight_bits", None)
-        return f"Candidate(weight_bits={bits}, accuracy={acc}, weight_bytes={self.weight_bytes})"
 
 
 class Evaluator:
     """Scores quantization policies of one float model on one dataset.
 
     Args:
-        model: the trained float Keras model (functional or Sequential).
+        model: the trained float Keras model (functional or Sequential; tf_keras or Keras 3, which is
+            converted with ``tfmpq.convert.as_tf_keras``).
         train: training data, ``(x, y)`` arrays or a batched ``tf.data.Dataset``.
         val: validation data, same forms as ``train``.
         evaluation: ``"qat"`` (train ``epochs`` epochs of QAT, score = best epoch's validation
@@ -140,10 +56,10 @@ class Evaluator:
         symmetric: symmetric weight quantization. Defaults to True.
         optimizer: ``"adam"``, ``"sgd"`` or ``"rmsprop"``. Defaults to "adam".
         learning_rate: QAT learning rate. Defaults to 1e-4.
-        loss: a Keras loss; None takes the model's compiled loss, else a (sparse) categorical or
-            binary cross-entropy inferred from the labels and the output, with ``from_logits`` off
-            when the model ends in a softmax/sigmoid (activation, ``Activation`` or ``Softmax``
-            layer). Defaults to None.
+        loss: a Keras loss; None takes the model's compiled loss (a Keras 3 model's built-in loss is
+            translated to tf_keras), else a (sparse) categorical or binary cross-entropy inferred
+            from the labels and the output, with ``from_logits`` off when the model ends in a
+            softmax/sigmoid (activation, ``Activation`` or ``Softmax`` layer). Defaults to None.
         calibration_batches: training batches used to calibrate activation ranges (ptq).
             Defaults to 4.
         bn_freeze_step: passed to ``tfmpq.quantize_model``. Defaults to None.
@@ -182,7 +98,6 @@ class Evaluator:
         bn_freeze_step: int | None = None,
         reuse_model: bool = True,
     ):
-        from tfmpq._keras import tf  # lazy: see the module docstring
 
         if evaluation not in EVALUATIONS:
             raise ValueError(
@@ -200,7 +115,8 @@ class Evaluator:
             raise ValueError(
                 f"Invalid value for `calibration_batches`: expected >= 1. Received: {calibration_batches!r}"
             )
-        from tfmpq.checks import check_data
+        compiled_loss = tf_keras_loss(getattr(model, "loss", None))
+        model = as_tf_keras(model)
 
         # Bad data fails here, before a model is built or a step is trained (issue 13).
         train = check_data(model, train, name="train")
@@ -254,7 +170,7 @@ class Evaluator:
             self._val = tf.data.Dataset.from_tensor_slices(tuple(val)).batch(max(self.batch_size, 512)).cache()
         else:
             self._val = val
-        self.loss = loss if loss is not None else self._default_loss()
+        self.loss = loss if loss is not None else (compiled_loss or self._default_loss())
         # Fingerprints for the search checkpoint: a resume with another model, weights or data is refused.
         self._weights_sha1 = _sha1(model.get_weights())
         self._config_sha1 = hashlib.sha1(
@@ -264,7 +180,6 @@ class Evaluator:
 
     # -- configuration -------------------------------------------------------------------------
     def _default_loss(self):
-        from tfmpq._keras import keras
 
         compiled = getattr(self.model, "loss", None)
         if compiled:
@@ -278,7 +193,6 @@ class Evaluator:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
     def _make_optimizer(self):
-        from tfmpq._keras import keras
 
         cls = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
         return cls[self.optimizer](learning_rate=self.learning_rate)
@@ -325,7 +239,6 @@ class Evaluator:
                 "Cannot send this Evaluator to worker processes: `train` and `val` must be (x, y) arrays, not "
                 "tf.data.Dataset objects (a dataset pipeline cannot be shipped). Pass arrays, or use executor='serial'."
             )
-        from tfmpq._keras import keras
 
         loss = self.loss
         if not isinstance(loss, str):
@@ -347,9 +260,8 @@ class Evaluator:
     # -- scoring -------------------------------------------------------------------------------
     def metrics(self, policy) -> dict:
         """``tfmpq.metrics.summary(model, policy)``, computed without building a model."""
-        from tfmpq import metrics as _metrics
 
-        return _jsonable(_metrics.summary(self.model, policy, per_channel=self.per_channel))
+        return jsonable(metrics_summary(self.model, policy, per_channel=self.per_channel))
 
     def build(self, policy, epochs: int | None = None, evaluation: str | None = None, reuse: bool = False):
         """Quantizes the float model with ``policy`` and trains (qat) or calibrates (ptq) it.
@@ -367,8 +279,6 @@ class Evaluator:
             accuracy (NaN if training diverged) and ``info`` (``val_accuracy`` per epoch, ``loss``,
             ``step_seconds``: the steady-state time of the training and validation steps).
         """
-        from tfmpq._keras import keras
-        from tfmpq.quantize import calibrate, quantize_model
 
         training = (evaluation or self.evaluation) == "qat"
         if reuse:
@@ -412,9 +322,6 @@ class Evaluator:
         reused model does not need it: the dataset shuffle has its own op seed, and its Dropout/noise
         layers draw from generators whose state `VariableBitModel.reset` restores.
         """
-        import random
-
-        from tfmpq._keras import keras
 
         if tensorflow:
             keras.utils.set_random_seed(self.seed)
@@ -425,8 +332,6 @@ class Evaluator:
     def _reused_model(self, policy, compile_model: bool = False):
         """The shared variable-bit model, set to ``policy`` and reset to the initial state (compiled,
         once, for QAT evaluators or when ``compile_model``: e.g. fine-tuning after a ptq search)."""
-        from tfmpq._keras import keras
-        from tfmpq.quantize import VariableBitModel
 
         if self._search_model is None:
             keras.utils.set_random_seed(self.seed)
@@ -482,7 +387,6 @@ class Evaluator:
         Raises:
             ValueError: bad ``data`` (``tfmpq.checks.check_data``).
         """
-        from tfmpq.checks import check_data
 
         x, y = check_data(self.model, data, name=name)
         out = []
@@ -490,6 +394,13 @@ class Evaluator:
             hits = self._hits(np.asarray(model(x[i:i + batch_size], training=False)), np.asarray(y[i:i + batch_size]))
             out.append(np.zeros(min(batch_size, len(x) - i), bool) if hits is None else hits)
         return np.concatenate(out)
+
+    def float_accuracy(self) -> float:
+        """The float model's validation accuracy (cached): the reference of a budget report
+        (Tmamna et al. 2024, eq. 8: delta accuracy = quantized - float)."""
+        if getattr(self, "_float_accuracy", None) is None:
+            self._float_accuracy = self._accuracy(self.model)
+        return self._float_accuracy
 
     def finetune_float(self, epochs: int):
         """The fair float reference: the float model trained ``epochs`` more epochs with the QAT recipe
@@ -506,7 +417,6 @@ class Evaluator:
             and a copy of the float model holding that epoch's weights (the evaluator's model is
             never changed).
         """
-        from tfmpq._keras import keras
 
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Invalid value for `epochs`: expected an integer >= 1. Received: epochs={epochs!r}")
@@ -600,7 +510,6 @@ class EvaluatorSpec:
     options: dict
 
     def __call__(self) -> Evaluator:
-        from tfmpq._keras import keras
 
         model = _model_from_bytes(self.model_bytes)
         loss = self.loss
@@ -611,9 +520,6 @@ class EvaluatorSpec:
 
 def _model_bytes(model) -> bytes:
     """The model as ``.keras`` file bytes."""
-    import os
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="tfmpq-spec-") as tmp:
         path = os.path.join(tmp, "model.keras")
         model.save(path)
@@ -624,10 +530,6 @@ def _model_bytes(model) -> bytes:
 def _model_from_bytes(data: bytes):
     """Inverse of :func:`_model_bytes`. ``safe_mode=False``: the bytes come from this process's own
     model (a Lambda layer's code is trusted)."""
-    import os
-    import tempfile
-
-    from tfmpq._keras import keras
 
     with tempfile.TemporaryDirectory(prefix="tfmpq-spec-") as tmp:
         path = os.path.join(tmp, "model.keras")
@@ -658,9 +560,6 @@ def configure_tensorflow(threads: int | None = None, use_gpu: bool = True) -> bo
         Whether ``threads`` is in effect (True when None). When TensorFlow has already run an op, the
         thread pools cannot change: a ``RuntimeWarning`` says so and False is returned.
     """
-    import warnings
-
-    from tfmpq._keras import tf
 
     applied = True
     if threads:
@@ -705,9 +604,6 @@ def _sha1(arrays) -> str:
 def _step_timer():
     """A Keras callback timing the training and validation steps; `steady_seconds()` is their
     steady-state cost (median step time x steps), so that tracing and set-up count as overhead."""
-    import time as _time
-
-    from tfmpq._keras import keras
 
     class StepTimer(keras.callbacks.Callback):
         def __init__(self):
@@ -716,16 +612,16 @@ def _step_timer():
             self._t0 = 0.0
 
         def on_train_batch_begin(self, batch, logs=None):
-            self._t0 = _time.perf_counter()
+            self._t0 = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            self.times["train"].append(_time.perf_counter() - self._t0)
+            self.times["train"].append(time.perf_counter() - self._t0)
 
         def on_test_batch_begin(self, batch, logs=None):
-            self._t0 = _time.perf_counter()
+            self._t0 = time.perf_counter()
 
         def on_test_batch_end(self, batch, logs=None):
-            self.times["test"].append(_time.perf_counter() - self._t0)
+            self.times["test"].append(time.perf_counter() - self._t0)
 
         def steady_seconds(self) -> float:
             return float(sum(np.median(t) * len(t) for t in self.times.values() if t))
@@ -735,7 +631,6 @@ def _step_timer():
 
 def _best_weights_callback():
     """A Keras callback keeping the weights of the epoch with the best ``val_accuracy``."""
-    from tfmpq._keras import keras
 
     class BestWeights(keras.callbacks.Callback):
         def __init__(self):

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from tfmpq._keras import keras
+from tfmpq.convert import as_tf_keras
 from tfmpq.errors import UnsupportedModelError
 
 # Weighted layer kinds tfmpq quantizes, with how their kernel maps to output channels.
@@ -89,19 +89,33 @@ class QuantGroup:
 # Reading the layer graph from the model config.
 
 
+def _keras():
+    """tf_keras, for the class checks of a model being analysed. This module reads configs and
+    shapes only, so importing it loads no TensorFlow (``tfmpq.policy``, ``tfmpq.metrics`` and
+    ``tfmpq.search`` build on it); a model object to analyse means tf_keras is loaded already."""
+    from tfmpq._keras import keras
+
+    return keras
+
+
 def check_model(model: Any) -> None:
     """Raise a clear `TypeError` for models tfmpq cannot analyse.
 
+    The public entry points convert Keras 3 models first (`tfmpq.convert.as_tf_keras`); this check is
+    for the tf_keras model that results.
+
     Raises:
-        UnsupportedModelError: for Keras 3 models, subclassed models and unbuilt models.
+        UnsupportedModelError: for models that are not tf_keras models (an unconverted Keras 3 model
+            included), subclassed models and unbuilt models.
     """
+    keras = _keras()
     if not isinstance(model, keras.Model):
         module = type(model).__module__
         if module.startswith("keras") and not module.startswith("keras.src.engine"):
             raise UnsupportedModelError(
-                f"tfmpq works on tf_keras (Keras 2) models; received a Keras 3 model ({type(model).__name__} "
-                f"from `{module}`). Rebuild it with `import tf_keras as keras`, or save it as .h5 and load it "
-                "with `tf_keras.models.load_model`."
+                f"Invalid value for `model`: expected a tf_keras model; received a Keras 3 "
+                f"{type(model).__name__} from `{module}`. Convert it with `tfmpq.convert.as_tf_keras(model)` "
+                f"(every public tfmpq function does this for you)."
             )
         raise UnsupportedModelError(
             f"Invalid value for `model`: expected a tf_keras Sequential or functional Model. "
@@ -148,14 +162,18 @@ class LayerGraph:
 
 
 def layer_graph(model) -> LayerGraph:
-    """Read `model`'s layer graph (as tfmot's ModelTransformer sees it) and order it breadth-first."""
+    """Read `model`'s layer graph (as tfmot's ModelTransformer sees it) and order it breadth-first.
+
+    A Keras 3 model is read as the tf_keras model it converts to (`tfmpq.convert.as_tf_keras`).
+    """
+    model = as_tf_keras(model)
     check_model(model)
     config = model.get_config()
     layers_cfg = config["layers"]
     names = [lc["config"]["name"] for lc in layers_cfg]
     class_names = {lc["config"]["name"]: lc["class_name"] for lc in layers_cfg}
     configs = {lc["config"]["name"]: lc["config"] for lc in layers_cfg}
-    if isinstance(model, keras.Sequential):
+    if isinstance(model, _keras().Sequential):
         inputs = {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
         num_nodes = {n: 1 for n in names}
         outputs = {names[-1]}
@@ -257,7 +275,7 @@ def _chains(g: LayerGraph) -> tuple[list, dict]:
                 floats[name] = _FLOAT_REASONS[cls]
             elif g.weighted.get(name):
                 floats[name] = f"{cls} is not a layer kind tfmpq quantizes"
-            elif not hasattr(keras.layers, cls):
+            elif not hasattr(_keras().layers, cls):
                 floats[name] = f"custom layer `{cls}` is opaque to tfmpq and stays in float"
             continue
         reason = _unsupported_reason(cls, cfg)
@@ -322,8 +340,10 @@ def _analyse(model) -> tuple[list, dict]:
 
     A functional model's graph cannot change after construction, and searches ask for the groups of
     the same model once per candidate (reading the config of a MobileNet takes about a second).
+    A Keras 3 model converts to the same tf_keras model object on every call, so it hits the cache too.
     """
-    cached = _CACHE.get(model) if isinstance(model, keras.Model) else None
+    model = as_tf_keras(model)
+    cached = _CACHE.get(model) if isinstance(model, _keras().Model) else None
     if cached is not None and cached[0] == len(model.layers):
         return cached[1], cached[2]
     g = layer_graph(model)
@@ -334,20 +354,22 @@ def _analyse(model) -> tuple[list, dict]:
 
 
 def quantizable_groups(model) -> list[QuantGroup]:
-    """Find the quantizable groups of a Sequential or functional tf_keras model.
+    """Find the quantizable groups of a Sequential or functional tf_keras or Keras 3 model.
 
     Walks the layer graph breadth-first from the inputs and returns one group per weighted layer
     (Conv1D, Conv2D, DepthwiseConv2D, Dense), with the BatchNormalization that directly follows it
     (its only consumer) and a following ReLU / ReLU6 / linear activation folded in.
 
     Args:
-        model: a built tf_keras `Sequential` or functional `Model`.
+        model: a built tf_keras or Keras 3 `Sequential` or functional `Model` (a Keras 3 model is read
+            as the tf_keras model `tfmpq.convert.as_tf_keras` makes of it: same layers and names).
 
     Returns:
         The groups in topological order; `group.index` is its gene's position in a policy.
 
     Raises:
-        UnsupportedModelError: for Keras 3 models, subclassed models and unbuilt models.
+        UnsupportedModelError: for subclassed and unbuilt models, and Keras 3 models with a layer tfmpq
+            cannot convert.
 
     Example:
         >>> for g in tfmpq.quantizable_groups(model):

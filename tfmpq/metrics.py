@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 
+from tfmpq.convert import as_tf_keras
 from tfmpq.graph import QuantGroup, quantizable_groups
 from tfmpq.policy import QuantPolicy, _groups_of, is_float
 
@@ -313,8 +314,8 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
     """Size and compute cost of `policy` on `model`.
 
     Args:
-        model: the float tf_keras model (or its list of `QuantGroup`s, which skips float layers
-            outside the groups).
+        model: the float tf_keras or Keras 3 model (or its list of `QuantGroup`s, which skips float
+            layers outside the groups).
         policy: a `QuantPolicy` made for this model.
         per_channel: whether weights have one scale per output channel. Defaults to True.
         packing: the packing `flash_bytes` is computed for (see `PACKINGS`); `flash_bytes_int4`,
@@ -335,6 +336,7 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
         >>> [g["input_bits"] for g in s["groups"]]  # the first conv sees the 8-bit input
         [8, 4, 4, 4]
     """
+    model = as_tf_keras(model)
     packing = packing_name(packing)
     groups = _groups_of(model)
     policy.check_model(groups)
@@ -378,3 +380,15 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
         "flash_bytes_int8": sum(b for _, b in flash["int8"]),
         "groups": per_group,
     }
+
+
+def is_byte_metric(name: str) -> bool:
+    """Whether a metric is a size in bytes (``weight_bytes``, ``flash_bytes*``): shown in KiB."""
+    return name == "weight_bytes" or name.startswith("flash_bytes")
+
+
+def format_cost(name: str, value) -> str:
+    """A metric's value as the summaries, reports and plots show it: KiB for sizes, else 4 digits."""
+    if value is None:
+        return "n/a"
+    return f"{value / 1024:.2f} KiB" if is_byte_metric(name) else f"{value:.4g}"

@@ -108,7 +108,7 @@ class QuantPolicy:
         """Every group at the same weight and activation bit-width.
 
         Args:
-            model: the float tf_keras model (or its list of `QuantGroup`s).
+            model: the float tf_keras or Keras 3 model (or its list of `QuantGroup`s).
             weight_bits: bits for every group's weights. Defaults to 8.
             activation_bits: bits for every group's output activations. Defaults to 8.
         """

@@ -3,9 +3,9 @@
 A run directory (``tfmpq.search.store``) holds ``run.json`` (the problem), ``evaluations.jsonl``
 (every scored candidate), ``history.json``, ``front.json`` / ``best.json`` and, after ``tfmpq
 export``, ``export/export.json``. :func:`load_run` reads them into a :class:`RunView` that quacks
-like the search's ``Result`` where plotting needs it, so the plots are drawn by the very functions
-``Result.save`` uses (``Result.plot_pareto`` / ``Result.plot_history``): a report made later looks
-like the one the search wrote. No TensorFlow is imported.
+like the search's ``Result`` where plotting needs it: :func:`plot_pareto` / :func:`plot_history`
+draw either, so a report made later looks like the one the search wrote (``tfmpq.search.run``
+writes the plots with :func:`write_plots`). No TensorFlow is imported.
 
 Example:
 
@@ -17,12 +17,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from pathlib import Path
 
+from tfmpq._io import write_text_atomic
 from tfmpq.errors import CheckpointError
+from tfmpq.metrics import is_byte_metric
 
 __all__ = ["RunView", "load_run", "format_table", "front_table", "uniform_table", "export_table",
            "summary_text", "markdown_report", "plot_pareto", "plot_history", "write_report"]
@@ -76,51 +77,20 @@ class RunView:
         return self.objectives[1] if len(self.objectives) > 1 else "weight_bytes"
 
 
-def _read_json(path: Path):
+def _uniform_labeller(space_signature: dict):
+    """``genes -> "4-bit"`` (or ``"w4a4"``) for the uniform chromosomes of a run's space (the space's
+    own ``uniform_label``, rebuilt from ``run.json``); a run without a recorded space has none."""
+    from tfmpq.search.space import SearchSpace
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"Cannot read `{path}`: it is not valid JSON ({e}).") from None
-
-
-def _read_journal(path: Path) -> list[dict]:
-    records = []
-    if not path.is_file():
-        return records
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a torn last line of a killed run (see tfmpq.search.store)
-    return records
-
-
-def _uniform_label(genes, search_activations: bool) -> str | None:
-    genes = list(genes or [])
-    if not genes or len(set(genes)) != 1:
-        return None
-    b = genes[0]
-    return f"w{b}a{b}" if search_activations else f"{b}-bit"
-
-
-def _pareto(candidates: list, cost: str) -> list:
-    """Non-dominated (max accuracy, min cost) candidates, by increasing cost."""
-    ok = sorted((c for c in candidates if c.ok and cost in c.metrics), key=lambda c: (c.metrics[cost], -c.accuracy))
-    front, best = [], -math.inf
-    for c in ok:
-        if c.accuracy > best:
-            front.append(c)
-            best = c.accuracy
-    return front
+        space = SearchSpace.from_signature(space_signature)
+    except (KeyError, TypeError, ValueError):
+        return lambda genes: None
+    return lambda genes: space.uniform_label(genes) if genes is not None and len(genes) == space.num_genes else None
 
 
 def load_run(run_dir: str | os.PathLike) -> RunView:
-    """Reads a search run directory.
+    """Reads a search run directory (``tfmpq.search.store.read_run``, the one reader).
 
     Args:
         run_dir: a directory written by ``tfmpq search`` / ``tfmpq.search.nsga2(run_dir=...)`` / ``bbpso``.
@@ -133,58 +103,42 @@ def load_run(run_dir: str | os.PathLike) -> RunView:
             ``front.json`` nor ``run.json``).
         CheckpointError: a file of the run is not valid JSON.
     """
-    from tfmpq.evaluate import Candidate  # no TensorFlow: evaluate imports it lazily
+    from tfmpq.candidate import Candidate
+    from tfmpq.search.constraints import Constraint
+    from tfmpq.search.pareto import Objectives
+    from tfmpq.search.store import read_json, read_run
 
-    d = Path(run_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"Run directory not found: {str(d)!r}. Expected the RUN_DIR of `tfmpq search`.")
-    names = ("evaluations.jsonl", "front.json", "run.json")
-    if not any((d / n).is_file() for n in names):
-        raise FileNotFoundError(f"No search run in {str(d)!r}: expected {', '.join(names)}. "
-                                "Run `tfmpq search MODEL -o RUN_DIR` first.")
-    signature = _read_json(d / "run.json") if (d / "run.json").is_file() else {}
+    files = read_run(run_dir)
+    d, signature = files.run_dir, files.signature
     objectives = tuple(signature.get("objectives") or ("accuracy", "weight_bytes"))
     c = signature.get("constraint")
     constraint = _Constraint(c["metric"], float(c["target"])) if c else None
     space = signature.get("space") or {}
     search_activations = bool(space.get("search_activations", False))
-
-    candidates, seen = [], set()
-    for record in _read_journal(d / "evaluations.jsonl"):
-        cand = Candidate.from_json(record)
-        key = tuple(cand.genes or ())
-        if key in seen:
-            continue  # BBPSO without screening journals repeats; the first score is the one used
-        seen.add(key)
-        candidates.append(cand)
-    cost = objectives[1] if len(objectives) > 1 else "weight_bytes"
-    if (d / "front.json").is_file():
-        front = [Candidate.from_json(r) for r in _read_json(d / "front.json")]
-    else:
-        front = _pareto(candidates, cost)
-    best_json = _read_json(d / "best.json") if (d / "best.json").is_file() else None
-    best = Candidate.from_json(best_json) if best_json else None
-    history = _read_json(d / "history.json") if (d / "history.json").is_file() else []
+    candidates = [Candidate.from_json(r) for r in files.records]
+    ranking = Objectives(objectives, None if c is None else Constraint(c["metric"], float(c["target"])))
+    front = [Candidate.from_json(r) for r in files.front] if files.front is not None else ranking.front(candidates)
+    best = Candidate.from_json(files.best) if files.best else None
+    label = _uniform_labeller(space)
     uniform = {}
     for cand in candidates:
-        label = _uniform_label(cand.genes, search_activations)
-        if label is not None:
-            uniform[label] = cand
+        name = label(cand.genes)
+        if name is not None:
+            uniform[name] = cand
     uniform = dict(sorted(uniform.items(), key=lambda kv: kv[1].genes[0]))
     exports = []
     for path in sorted(d.rglob("export.json")):
         try:
-            rows = _read_json(path)
+            rows = read_json(path)
         except CheckpointError:
             continue
         for row in rows if isinstance(rows, list) else []:
             exports.append({**row, "_file": str(path)})
-    comparison = _read_json(d / "comparison.json") if (d / "comparison.json").is_file() else None
     return RunView(
         run_dir=d, strategy=signature.get("strategy") or "search", objectives=objectives, constraint=constraint,
-        candidates=candidates, front=front, best=best, history=history, uniform=uniform, signature=signature,
-        exports=exports, report=(best_json or {}).get("report"), search_activations=search_activations,
-        comparison=comparison,
+        candidates=candidates, front=front, best=best, history=files.history, uniform=uniform,
+        signature=signature, exports=exports, report=(files.best or {}).get("report"),
+        search_activations=search_activations, comparison=files.comparison,
     )
 
 
@@ -236,7 +190,7 @@ def _candidate_rows(cands: list, run: RunView) -> list[list]:
                      _num(m.get("compression_ratio")) + "x" if m.get("compression_ratio") else "n/a",
                      _num(m.get("avg_weight_bits")), _num(m.get("avg_op_bits")),
                      _num(None if m.get("bops") is None else m["bops"] / 1e6, ".1f"),
-                     _uniform_label(c.genes, run.search_activations) or ""])
+                     _uniform_labeller(run.signature.get("space") or {})(c.genes) or ""])
     return rows
 
 
@@ -308,20 +262,86 @@ def summary_text(run: RunView) -> str:
 
 
 # ----------------------------------------------------------------------------------------- plots
-def plot_pareto(run: RunView, path: str | os.PathLike) -> None:
-    """Accuracy vs. cost: every scored candidate, the front and the uniform policies (the search's
-    own ``Result.plot_pareto``)."""
-    from tfmpq.search.result import Result
+def plot_pareto(run, path: str | os.PathLike) -> None:
+    """Accuracy vs. cost (KiB for ``weight_bytes`` and ``flash_bytes*``): every scored point, the
+    front, the uniform policies highlighted and labelled."""
+    from matplotlib.figure import Figure  # the OO API: no pyplot, no global backend switch
 
-    Result.plot_pareto(run, path)
+    cost = run.objectives[1]
+    scale, unit = (1 / 1024, "KiB") if is_byte_metric(cost) else (1.0, "")
+
+    def xy(cs):
+        return [c.metrics[cost] * scale for c in cs], [100 * c.accuracy for c in cs]
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    ax.scatter(*xy([c for c in run.candidates if c.ok]), s=12, c="0.7", label="evaluated")
+    fx, fy = xy(run.front)
+    ax.step(fx, fy, where="post", c="tab:red", lw=1)
+    ax.scatter(fx, fy, s=24, c="tab:red", label="Pareto front", zorder=3)
+    uni = [(k, c) for k, c in run.uniform.items() if c.ok]
+    if uni:
+        ux, uy = xy([c for _, c in uni])
+        ax.scatter(ux, uy, s=40, marker="s", facecolors="none", edgecolors="tab:blue", label="uniform", zorder=4)
+        for (label, _), x, y in zip(uni, ux, uy):
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:blue")
+    ax.set_xlabel(f"{cost} ({unit})" if unit else cost)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"{run.strategy}: {len(run.candidates)} evaluated, front of {len(run.front)}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+def plot_history(run, path: str | os.PathLike) -> None:
+    """Hypervolume per generation (unconstrained), or best feasible accuracy and the budget
+    metric per generation (constrained)."""
+    from matplotlib.figure import Figure
+
+    gens = [h["generation"] for h in run.history]
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    if run.constraint is None:
+        ax.plot(gens, [h["hypervolume"] or 0.0 for h in run.history], marker="o")
+        ax.set_ylabel("hypervolume (normalised)")
+    else:
+        acc = [h.get("best_feasible_accuracy") for h in run.history]
+        ax.plot(gens, [math.nan if a is None else 100 * a for a in acc], marker="o", label="best feasible accuracy")
+        ax.set_ylabel("accuracy (%)")
+        key = "best_" + run.constraint.metric
+        ax2 = ax.twinx()
+        ax2.plot(gens, [h.get(key, math.nan) for h in run.history], c="tab:orange", marker=".", label=key)
+        ax2.axhline(run.constraint.target, c="tab:orange", ls="--", lw=0.8)
+        ax2.set_ylabel(run.constraint.metric)
+        ax.legend(ax.get_lines() + ax2.get_lines()[:1], ["best feasible accuracy", f"its {run.constraint.metric}"],
+                  loc="lower right", fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("generation")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
-def plot_history(run: RunView, path: str | os.PathLike) -> None:
-    """Hypervolume per generation, or (budgeted search) the best feasible accuracy per iteration
-    (the search's own ``Result.plot_history``)."""
-    from tfmpq.search.result import Result
+def write_plots(run, out_dir: str | os.PathLike | None = None) -> list[str]:
+    """Writes ``pareto.png`` (two or more objectives, something scored) and the history plot
+    (``hypervolume.png``, or ``convergence.png`` for a budgeted search) of a run or a
+    :class:`~tfmpq.search.Result` into ``out_dir`` (default: the run directory).
 
-    Result.plot_history(run, path)
+    Returns:
+        The paths written.
+    """
+    out = Path(out_dir if out_dir is not None else run.run_dir)
+    files = []
+    if len(run.objectives) >= 2 and any(c.ok for c in run.candidates):
+        plot_pareto(run, out / "pareto.png")
+        files.append(str(out / "pareto.png"))
+    if run.history:
+        name = "hypervolume.png" if run.constraint is None else "convergence.png"
+        plot_history(run, out / name)
+        files.append(str(out / name))
+    return files
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -357,16 +377,8 @@ def write_report(run: RunView, out_dir: str | os.PathLike | None = None, plots: 
     """
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    if plots:
-        if len(run.objectives) >= 2 and any(c.ok for c in run.candidates):
-            plot_pareto(run, out / "pareto.png")
-            files.append(str(out / "pareto.png"))
-        if run.history:
-            name = "hypervolume.png" if run.constraint is None else "convergence.png"
-            plot_history(run, out / name)
-            files.append(str(out / name))
-    (out / "report.md").write_text(markdown_report(run, files), encoding="utf-8")
+    files = write_plots(run, out) if plots else []
+    write_text_atomic(out / "report.md", markdown_report(run, files))
     files.insert(0, str(out / "report.md"))
     text = [summary_text(run), "", "Pareto front:" if run.constraint is None else "Non-dominated candidates:",
             front_table(run)]

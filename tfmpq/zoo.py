@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 
 import models
 from tfmpq._keras import keras
-from tfmpq.errors import TfmpqError, UnsupportedModelError
+from tfmpq.convert import as_tf_keras, is_keras3_model, keras3_file_version, load_keras3_file
+from tfmpq.errors import ModelLoadError
 
 __all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "checkpoint_info", "resolve_model"]
 
@@ -41,10 +41,6 @@ _TRAINED = {
 }
 
 ZOO_PREFIX = "zoo:"
-
-
-class ModelLoadError(TfmpqError, ValueError):
-    """A model file that exists but cannot be loaded as a tf_keras model."""
 
 
 def names() -> list[str]:
@@ -119,31 +115,15 @@ def get(name: str, **kwargs) -> keras.Model:
     return _BUILDERS[name](**kwargs)
 
 
-def _keras_version_of(path: str) -> str | None:
-    """The ``keras_version`` a ``.keras`` zip records, or None when it records none."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            if "metadata.json" in z.namelist():
-                return json.loads(z.read("metadata.json")).get("keras_version")
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None
-    return None
-
-
 def _load(path: str, custom_objects: dict | None) -> keras.Model:
-    if path.endswith(".keras"):
-        version = _keras_version_of(path)
-        if version and version.split(".")[0] not in ("2",):
-            raise UnsupportedModelError(
-                f"Cannot load {path}: it was saved by Keras {version}; tfmpq needs a tf_keras (Keras 2) model "
-                f"because tensorflow-model-optimization does. Rebuild it with `import tf_keras as keras` (or "
-                f"TF_USE_LEGACY_KERAS=1) and save it again, or pass a zoo:NAME model.")
+    if keras3_file_version(path):  # saved by Keras 3: load it with Keras 3, then convert
+        return load_keras3_file(path, custom_objects)
     try:
         model = keras.models.load_model(path, compile=False, custom_objects=custom_objects)
     except Exception as e:  # corrupt file, unknown custom layer, wrong format: one clear error
         raise ModelLoadError(f"Cannot load a tf_keras model from {path}: {type(e).__name__}: {e}. Expected a "
-                             f"`.keras` or `.h5` file or a SavedModel folder saved by tf_keras; models with custom "
-                             f"layers need `custom_objects`.") from e
+                             f"`.keras` or `.h5` file or a SavedModel folder saved by tf_keras or Keras 3; models "
+                             f"with custom layers need `custom_objects`.") from e
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"Cannot load a tf_keras model from {path}: it holds a "
                              f"{type(model).__name__}, not a keras.Model.")
@@ -154,9 +134,11 @@ def resolve_model(spec, custom_objects: dict | None = None, **kwargs) -> keras.M
     """Turns a user's model argument into a tf_keras model.
 
     Args:
-        spec: A ``keras.Model`` (returned as is), ``"zoo:NAME"`` with NAME one of :func:`names`
-            (built untrained, with ``**kwargs``) or :func:`checkpoints` (loaded trained), or the path
-            of a ``.keras`` / ``.h5`` file or a SavedModel folder.
+        spec: A tf_keras ``keras.Model`` (returned as is), a Keras 3 model (converted with
+            :func:`tfmpq.convert.as_tf_keras`), ``"zoo:NAME"`` with NAME one of :func:`names` (built
+            untrained, with ``**kwargs``) or :func:`checkpoints` (loaded trained), or the path of a
+            ``.keras`` / ``.h5`` file (saved by tf_keras or by Keras 3, which is then loaded with Keras 3
+            and converted) or a SavedModel folder.
         custom_objects: Passed to ``keras.models.load_model`` for paths. Defaults to None.
         **kwargs: Builder arguments for ``zoo:`` builders (``input_shape``, ``num_classes``, ...).
 
@@ -166,8 +148,8 @@ def resolve_model(spec, custom_objects: dict | None = None, **kwargs) -> keras.M
     Raises:
         ValueError: For an unknown ``zoo:`` name or a spec that is neither a model nor a string.
         FileNotFoundError: If the path does not exist.
-        UnsupportedModelError: For a ``.keras`` file saved by Keras 3.
-        ModelLoadError: For a file tf_keras cannot read.
+        UnsupportedModelError: For a Keras 3 model (or file) with a layer tfmpq cannot convert.
+        ModelLoadError: For a file tf_keras (or Keras 3, for its files) cannot read.
 
     Example:
 
@@ -176,6 +158,8 @@ def resolve_model(spec, custom_objects: dict | None = None, **kwargs) -> keras.M
     """
     if isinstance(spec, keras.Model):
         return spec
+    if is_keras3_model(spec):
+        return as_tf_keras(spec)
     if not isinstance(spec, (str, os.PathLike)):
         raise ValueError(f"Invalid value for `spec`: expected a keras.Model, 'zoo:NAME' or a model path. "
                          f"Received: spec={spec!r}.")

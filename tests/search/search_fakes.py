@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from tfmpq.evaluate import Candidate
+from tfmpq.candidate import Candidate
 
 PARAMS = (3000, 1200, 400)  # kernel parameters per group
 SENSITIVITY = (0.6, 2.5, 0.3)  # how much each group's accuracy suffers at low bits

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from search_fakes import FakeEvaluator
-from tfmpq.evaluate import Candidate
+from tfmpq.candidate import Candidate
 from tfmpq.search import Constraint, Engine, SearchSpace
 from tfmpq.search.strategies.bbpso import BBPSO, bbpso, eq7_continuous, eq7_update, plain_bbpso
 from tfmpq.search.strategies.ga import GA, ga
@@ -146,6 +146,34 @@ def test_screening_off_re_evaluates_remembered_positions_without_changing_the_se
     assert repeats == sum(h["screened"] for h in on.history) > 0
     assert ev_off.calls == ev_on.calls + repeats  # every proposed position cost an evaluation
     assert len(set(ev_off.evaluated)) == len(on.candidates)
+
+
+def test_screening_off_repeats_are_journaled_and_run_on_the_executor(tmp_path):
+    """Issue 18: the repeats go through the engine (executors, journal), not around it."""
+    off, ev = _bbpso(swarm=8, iterations=15, target=3.5, screening=False, run_dir=tmp_path / "a")
+    repeats = sum(h["reevaluated"] for h in off.history)
+    lines = [json.loads(line) for line in (tmp_path / "a" / "evaluations.jsonl").read_text().splitlines()]
+    assert sum(1 for r in lines if r.get("repeat")) == repeats > 0
+    assert sum(1 for r in lines if not r.get("repeat")) == len(off.candidates)
+    from tfmpq.report import load_run
+
+    assert len(load_run(tmp_path / "a").candidates) == len(off.candidates)  # readers skip the repeats
+    workers, _ = _bbpso(swarm=8, iterations=15, target=3.5, screening=False, executor="process", workers=2,
+                        run_dir=tmp_path / "b")
+    fa, fb = _fingerprint(workers), _fingerprint(off)
+    assert sorted(fa[0]) == sorted(fb[0]) and fa[1:] == fb[1:]  # the journal is in completion order
+    assert (tmp_path / "b" / "evaluations.jsonl").read_text().count('"repeat":true') == repeats
+
+
+def test_a_resumed_run_does_not_pay_the_replayed_generations_repeats_twice(tmp_path):
+    full, ev_full = _bbpso(iterations=8, target=3.5, run_dir=tmp_path / "full", screening=False)
+    killed = FakeEvaluator(interrupt_after=ev_full.calls - 3)  # late in the run: repeats were paid
+    with pytest.raises(KeyboardInterrupt):
+        _bbpso(killed, iterations=8, target=3.5, run_dir=tmp_path / "split", screening=False)
+    resumed, ev_resumed = _bbpso(iterations=8, target=3.5, run_dir=tmp_path / "split", resume=True,
+                                 screening=False)
+    assert _fingerprint(resumed) == _fingerprint(full)
+    assert (killed.calls - 1) + ev_resumed.calls == ev_full.calls  # every evaluation paid exactly once
 
 
 # -- local search process --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 
+from tfmpq._io import write_text_atomic
 from tfmpq.export.flatbuffer import ModelSource, read_model_bytes
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -85,10 +86,7 @@ def write_c_array(model: ModelSource, name: str, directory: str | os.PathLike = 
     os.makedirs(directory, exist_ok=True)
     paths = (os.path.join(directory, f"{name}.h"), os.path.join(directory, f"{name}.cc"))
     for path, text in zip(paths, (header, source)):
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text, encoding="ascii")
     return paths
 
 

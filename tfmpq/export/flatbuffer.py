@@ -70,6 +70,9 @@ class WeightTensor:
         zero_points: the quantization zero points (empty when not quantized).
         values: the stored values (integers for quantized tensors, unpacked for INT4), or None when
             the tensor has no buffer (e.g. the output of a TFLite Micro DECODE operator).
+        output: the name of the consuming operator's output tensor (it carries the Keras layer name
+            on every converter version, while the filter's own name does not on TF < 2.21, where
+            quantized filters are named ``tfl.pseudo_qconst*``).
     """
 
     index: int
@@ -81,6 +84,7 @@ class WeightTensor:
     scales: np.ndarray
     zero_points: np.ndarray
     values: np.ndarray | None
+    output: str = ""
 
 
 def _unpack_int4(raw: np.ndarray, count: int) -> np.ndarray:
@@ -198,9 +202,14 @@ def weight_tensors(model: ModelSource) -> list[WeightTensor]:
                 scales=scales,
                 zero_points=zero_points,
                 values=_tensor_values(tensor, fb.buffers[tensor.buffer], type_name),
+                output=_tensor_name(subgraph.tensors[int(op.outputs[0])]) if op.outputs is not None else "",
             )
         )
     return result
+
+
+def _tensor_name(tensor) -> str:
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
 
 
 def output_channel_axis(weight: WeightTensor) -> int:

@@ -54,6 +54,7 @@ def count_levels(model: ModelSource) -> dict[str, dict]:
             "max_levels_per_channel": per_channel_max,
             "levels_per_tensor": per_tensor,
             "params": int(np.prod(weight.shape)),
+            "output": weight.output,
         }
     return result
 

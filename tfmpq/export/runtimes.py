@@ -19,15 +19,11 @@ Bit-exactness, measured here (ai-edge-litert 2.3.0, tflite-micro 0.dev20261023):
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
-import tempfile
-from typing import Iterator
 
 import numpy as np
 
+from tfmpq._io import captured_stderr
 from tfmpq.export.flatbuffer import ModelSource, read_model, read_model_bytes
 
 RUNTIMES = ("litert", "tflm")
@@ -299,27 +295,6 @@ def evaluate_tflite(
     return float(np.mean(predictions == labels)) if len(labels) else float("nan")
 
 
-@contextlib.contextmanager
-def captured_stderr_fd() -> Iterator[list]:
-    """Captures what C++ code writes to file descriptor 2 (TFLite Micro's debug log, the converter's log).
-
-    Yields a list that holds the captured text once the block exits.
-    """
-    sink: list = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield sink
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            sink.append(tmp.read().decode("utf-8", "replace"))
-
-
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 
 
@@ -344,7 +319,7 @@ def tflm_arena_bytes(model: ModelSource, x: np.ndarray | None = None) -> int:
     from tflite_micro.python.tflite_micro import runtime as tflm
 
     data = read_model_bytes(model)
-    with captured_stderr_fd() as log:
+    with captured_stderr() as log:
         try:
             interpreter = tflm.Interpreter.from_bytes(data, arena_size=default_arena_bytes(data))
             detail = interpreter.get_input_details(0)

@@ -29,6 +29,7 @@ import tempfile
 import numpy as np
 
 from tfmpq._keras import keras, tf
+from tfmpq._io import captured_stderr, write_bytes_atomic
 from tfmpq.checks import check_inputs
 from tfmpq.errors import ExportError
 from tfmpq.export.c_array import check_c_name, write_c_array
@@ -38,7 +39,7 @@ from tfmpq.export.grid import GridTarget, snap_to_grid
 from tfmpq.export.int4 import int4_unsupported_reason, to_int4
 from tfmpq.export.levels import count_activation_levels, count_levels
 from tfmpq.export.packed import LUT_BITS, lut_compress
-from tfmpq.export.runtimes import captured_stderr_fd, litert_interpreter, run_tflite, tflm_arena_bytes
+from tfmpq.export.runtimes import litert_interpreter, run_tflite, tflm_arena_bytes
 from tfmpq.metrics import INT4_MAX_BITS, choose_storages, lut_kernel_bytes, packing_name
 from tfmpq.quantize import group_layers, is_qat_model, policy_of
 
@@ -191,7 +192,7 @@ def _convert(deploy, x: np.ndarray, int8_io: bool, per_channel: bool) -> bytes:
         converter.inference_output_type = tf.int8
     if not per_channel:
         converter._experimental_disable_per_channel = True  # noqa: SLF001 - the only switch TF offers
-    with captured_stderr_fd() as log:  # the converter's C++ log: kept for the error message only
+    with captured_stderr() as log:  # the converter's C++ log: kept for the error message only
         try:
             return converter.convert()
         except Exception as e:  # ConverterError / RuntimeError / ValueError, depending on the stage
@@ -212,9 +213,14 @@ def _convert(deploy, x: np.ndarray, int8_io: bool, per_channel: bool) -> bytes:
 
 def _match_tensors(levels: dict, groups: dict, deployed_names: dict) -> dict:
     """group name -> (tensor name, level info), matched by the deployed layer name in tensor names."""
+    def named(text: str, layer_name: str) -> bool:
+        return f"/{layer_name}/" in text or text.startswith(f"{layer_name}/")
+
     matched = {}
     for group, layer_name in deployed_names.items():
-        candidates = [name for name in levels if f"/{layer_name}/" in name or name.startswith(f"{layer_name}/")]
+        candidates = [name for name in levels if named(name, layer_name)]
+        if len(candidates) != 1:  # TF < 2.21 names quantized filters tfl.pseudo_qconst*: use the op's output
+            candidates = [name for name, lv in levels.items() if named(lv.get("output", ""), layer_name)]
         if len(candidates) != 1:
             raise ExportError(
                 f"Cannot find the weight tensor of group `{group}` in the converted model (tensors matching "
@@ -256,22 +262,11 @@ def _check_output_path(path) -> str:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a
-    failure (disk full, a kill) leaves the old file or none, never a partial one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
+    """``tfmpq._io.write_bytes_atomic``: a failure (disk full, a kill) leaves no partial file."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tfmpq-", suffix=".tflite.tmp", dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
     except OSError as e:
         raise ExportError(f"Cannot write `{path}`: {e.strerror or e}. Nothing was written.") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def export_tflite(

@@ -8,6 +8,7 @@ import numpy as np
 from tfmpq._keras import keras, tf, tfmot
 from tf_keras.src.saving.serialization_lib import SafeModeScope
 from tfmpq.checks import check_inputs
+from tfmpq.convert import as_tf_keras
 from tfmpq.graph import check_model
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import NEVER, QuantGroupLayer
@@ -51,7 +52,8 @@ def quantize_model(
     `ModelTransformer` + `quantize_apply` through a `PerLayerQuantizeRegistry`, in one transform pass.
 
     Args:
-        model: a built tf_keras Sequential or functional model (float, usually trained).
+        model: a built tf_keras or Keras 3 Sequential or functional model (float, usually trained); a
+            Keras 3 model is converted with `tfmpq.convert.as_tf_keras` (same layers, names and weights).
         policy: a `QuantPolicy` made for `model`.
         per_channel: one weight scale per output channel. Defaults to True.
         symmetric: symmetric weights with zero point 0 (needed by TFLite int8 kernels). Defaults to True.
@@ -64,7 +66,7 @@ def quantize_model(
         A tf_keras Model; compile and fit it like any Keras model.
 
     Raises:
-        UnsupportedModelError: for subclassed or Keras 3 models.
+        UnsupportedModelError: for subclassed models, and Keras 3 models with a layer tfmpq cannot convert.
         PolicyError: if `policy` was made for another model.
 
     Example:
@@ -72,6 +74,7 @@ def quantize_model(
         >>> qat = tfmpq.quantize_model(model, policy)
         >>> qat.compile("adam", "sparse_categorical_crossentropy", ["accuracy"]); qat.fit(x, y)
     """
+    model = as_tf_keras(model)
     check_model(model)
     groups = policy.check_model(model)
     if not groups:

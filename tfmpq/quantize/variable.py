@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tf_keras.src import backend as tf_random_generator
 
+from tfmpq.convert import as_tf_keras
 from tfmpq.errors import PolicyError
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.api import _wrappers, quantize_model
@@ -19,7 +20,7 @@ class VariableBitModel:
     """A QAT model whose per-group weight and activation bits are variables.
 
     Args:
-        model: the float tf_keras model.
+        model: the float tf_keras or Keras 3 model (converted with `tfmpq.convert.as_tf_keras`).
         per_channel, symmetric, bn_freeze_step: as in `quantize_model`.
 
     Example:
@@ -30,6 +31,7 @@ class VariableBitModel:
     """
 
     def __init__(self, model, per_channel: bool = True, symmetric: bool = True, bn_freeze_step: int | None = None):
+        model = as_tf_keras(model)
         self.float_model = model
         base = QuantPolicy.uniform(model, 8, 8)
         self.group_names = base.group_names

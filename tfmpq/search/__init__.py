@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tfmpq.evaluate import Candidate, Evaluator
+from tfmpq import report
+from tfmpq.candidate import Candidate
+from tfmpq.convert import as_tf_keras
 from tfmpq.search.constraints import Constraint, deb_better
 from tfmpq.search.engine import Engine, check_objectives, hypervolume_2d
 from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
@@ -34,6 +36,23 @@ __all__ = [
     "bbpso", "plain_bbpso", "ga", "BBPSO", "GA", "Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor",
     "get_executor", "ilp", "ctpe", "ILP", "CTPE", "solve_allocation",
 ]
+
+
+def _evaluator_class():
+    """``tfmpq.evaluate.Evaluator``, imported when a search first needs to build one: the TensorFlow
+    boundary of ``tfmpq.search`` (ranking, journals, results and reports need no TensorFlow)."""
+    from tfmpq.evaluate import Evaluator
+
+    return Evaluator
+
+
+def __getattr__(name):
+    """``tfmpq.search.Evaluator`` (and ``EvaluatorSpec``) load TensorFlow only when asked for."""
+    if name in ("Evaluator", "EvaluatorSpec"):
+        import tfmpq.evaluate as evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(f"module 'tfmpq.search' has no attribute {name!r}")
 
 
 def make_space(
@@ -53,6 +72,7 @@ def make_space(
     Raises:
         ValueError: neither a model nor an evaluator with a ``model`` attribute.
     """
+    model = as_tf_keras(model)
     if model is None:
         model = getattr(evaluator, "model", None)
     if model is None:
@@ -103,7 +123,8 @@ def run(
 
     Args:
         strategy: a :class:`Strategy` instance.
-        model: the trained float Keras model. Needed unless both ``space`` and ``evaluator`` are given.
+        model: the trained float Keras model (tf_keras, or Keras 3: converted with
+            ``tfmpq.convert.as_tf_keras``). Needed unless both ``space`` and ``evaluator`` are given.
         train: training data, ``(x, y)`` or a batched ``tf.data.Dataset``; unused with ``evaluator``.
         val: validation data, same forms; unused with ``evaluator``.
         evaluation: ``"qat"`` or ``"ptq"`` (see :class:`Evaluator`). Defaults to "qat".
@@ -148,6 +169,7 @@ def run(
         ValueError: invalid options. tfmpq.errors.CheckpointError: ``run_dir`` holds a run of
         another problem (``resume=True``) or any run (``resume=False``, ``overwrite=False``).
     """
+    model = as_tf_keras(model)  # once here; the evaluator and the space then share the tf_keras model
     if evaluator is None:
         if model is None or train is None or val is None:
             raise ValueError(
@@ -155,7 +177,7 @@ def run(
                 f"Received: model={'set' if model is not None else None}, train={'set' if train is not None else None}, "
                 f"val={'set' if val is not None else None}."
             )
-        evaluator = Evaluator(
+        evaluator = _evaluator_class()(
             model, train, val, evaluation=evaluation, epochs=epochs, batch_size=batch_size, seed=seed,
             per_channel=per_channel, symmetric=symmetric, learning_rate=learning_rate,
             calibration_batches=calibration_batches,
@@ -186,6 +208,8 @@ def run(
             runner.close()
     result = Result(engine, strategy, state)
     result.save()
+    if result.run_dir is not None:
+        report.write_plots(result)
     if verbose:
         print(result.summary())
     return result

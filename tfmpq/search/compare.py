@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from tfmpq.search.store import write_json_atomic
+from tfmpq._io import write_json_atomic
+from tfmpq.metrics import format_cost
 from tfmpq.stats import mcnemar, wilson_interval
 
 #: Accuracy allowed below uniform 8-bit (Šafář et al. compare at "the same accuracy").
@@ -102,13 +103,13 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             candidate, model = ev.finetune(policy, finetune_epochs)
         ok = candidate.ok
         h = ev.correct(model, test) if ok else np.zeros(len(test[1]), bool)
-        searched = result._engine.cache.get(genes) if hasattr(result, "_engine") else None
+        searched = result.candidate(genes)
         row = _row(h, candidate.accuracy if ok else None, policy, genes, space.uniform_label(genes), cost,
                    ev.metrics(policy)[cost], role)
         row["search_accuracy"] = None if searched is None or not searched.ok else searched.accuracy
         row["seconds"] = time.perf_counter() - t0
         rows[genes], hits[genes] = row, h
-        say(f"  fine-tuned {role:<8} {_label(row):<28} {cost} {_fmt(cost, row['cost'])}: val "
+        say(f"  fine-tuned {role:<8} {_label(row):<28} {cost} {format_cost(cost, row['cost'])}: val "
             f"{_pct(row['val_accuracy'])}, test {_pct(row['test_accuracy'])} ({row['seconds']:.0f} s)")
         return row
 
@@ -134,7 +135,7 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             break  # fewer bits will not do better: stop fine-tuning
         best_uniform = row
 
-    search_u8 = result._engine.cache.get(uniforms[0]) if hasattr(result, "_engine") else None
+    search_u8 = result.candidate(uniforms[0])
     floor = (search_u8.accuracy if search_u8 is not None and search_u8.ok else -math.inf) - tolerance - slack
     members = sorted((c for c in result.front if c.ok and c.genes not in rows),
                      key=lambda c: (c.metrics[cost], -c.accuracy))
@@ -222,13 +223,13 @@ def comparison_text(c: dict) -> str:
              f"  uniform {c['uniform8']['label']}: test {_pct_ci(c['uniform8'])}; target = that - "
              f"{100 * c['tolerance']:.1f} pp = {_pct(c['target_accuracy'])}"]
     u, f = c["uniform"], c["front"]
-    lines.append(f"  smallest uniform reaching it on validation: {u['label']} at {_fmt(cost, u['cost'])}, test "
+    lines.append(f"  smallest uniform reaching it on validation: {u['label']} at {format_cost(cost, u['cost'])}, test "
                  f"{_pct_ci(u)}{'' if u.get('reaches_target') else ' (misses the test target)'}")
     if f is None:
         lines.append("  no front member cheaper than that reaches the validation target: no saving shown.")
     else:
         p = c["mcnemar"]["p_value"] if c.get("mcnemar") else float("nan")
-        lines.append(f"  smallest front member reaching it on validation: {_label(f)} at {_fmt(cost, f['cost'])}, "
+        lines.append(f"  smallest front member reaching it on validation: {_label(f)} at {format_cost(cost, f['cost'])}, "
                      f"test {_pct_ci(f)}{'' if f.get('reaches_target') else ' (misses the test target)'}")
         lines.append(f"  front is {100 * c['saving']:.1f}% smaller in {cost}; test accuracy "
                      f"{100 * (f['test_accuracy'] - u['test_accuracy']):+.2f} pp vs. that uniform policy "
@@ -250,9 +251,3 @@ def _pct(acc) -> str:
 def _pct_ci(row: dict) -> str:
     lo, hi = row["ci"]
     return f"{_pct(row['test_accuracy'])} [{100 * lo:.2f}, {100 * hi:.2f}]"
-
-
-def _fmt(name: str, value) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value / 1024:.2f} KiB" if name == "weight_bytes" else f"{value:.4g}"

@@ -95,6 +95,15 @@ def deb_better(a: tuple[float, float], b: tuple[float, float], *, maximize: bool
     return viol_a < viol_b  # Alg. 1 lines 7-12: feasible (0) beats infeasible (>0); else less violation
 
 
+def deb_key(objective: float, violation: float) -> tuple:
+    """A sort key (larger is better) that orders ``(objective, violation)`` pairs as :func:`deb_better`
+    does: feasible ones by objective (maximised), above every infeasible one, infeasible ones by
+    decreasing violation (Deb 2000, sec. 3.1)."""
+    if violation <= 0.0:
+        return (1, objective)
+    return (0, -violation)
+
+
 def constrained_objectives(values: tuple[float, ...], violation: float) -> tuple[float, ...]:
     """Objective values whose Pareto dominance follows Deb's rule (constrained domination, Deb et al.
     2002, NSGA-II sec. V), for ``values = (accuracy, cost, ...)``: accuracy maximised, costs minimised.

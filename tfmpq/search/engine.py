@@ -1,11 +1,13 @@
 """The search engine shared by every strategy: ask -> evaluate (cache first) -> tell -> journal.
 
-A strategy (``tfmpq.search.strategies``) only proposes chromosomes and keeps a JSON-able state; the
-:class:`Engine` owns everything else: the cache of evaluated chromosomes (a chromosome is never
-evaluated twice in a run — BBPSO's "similarity screening", seed 000 sec. 4.3.4, is this cache), the
-append-only journal and the per-generation checkpoint (:mod:`tfmpq.search.store`), the random number
-generators, objectives and Deb's constraint rule, hypervolume, progress and the outputs. Where the
-evaluations run is its :mod:`~tfmpq.search.executors` (serial, local processes, Ray actors).
+A strategy (``tfmpq.search.strategies``) only proposes: its ``start`` / ``step`` generators yield
+:class:`~tfmpq.search.strategies.base.Ask` batches and receive the candidates; it reads the run through
+a :class:`SearchView`. The :class:`Engine` owns everything else: the cache of evaluated chromosomes (a
+chromosome is never evaluated twice in a run — BBPSO-Quantizer's "similarity screening", Tmamna et
+al. 2024, sec. 4.3.4, is this cache), the append-only journal and the per-generation checkpoint
+(:mod:`tfmpq.search.store`), the random number generators, the ranking (:mod:`tfmpq.search.pareto`:
+objectives, Deb's constraint rule, hypervolume), progress and the outputs. Where the evaluations run
+is its :mod:`~tfmpq.search.executors` (serial, local processes, Ray actors).
 
 Resume (Optuna-style replay): the journal is loaded into the cache, the strategy state and RNG states
 come from the last checkpoint, and the generations after it are replayed — every chromosome the
@@ -19,25 +21,26 @@ import math
 import random
 import time
 import warnings
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from tfmpq.errors import CheckpointError
-from tfmpq.evaluate import Candidate
-from tfmpq.search.constraints import FAILED_ACCURACY, Constraint, deb_better
+from tfmpq.candidate import Candidate
+from tfmpq.search.constraints import Constraint
 from tfmpq.search.executors import Executor, describe_error
 from tfmpq.search.executors import get as get_executor
+from tfmpq.search.pareto import (COST_METRICS, FAILED_COST, Objectives, check_objectives,  # noqa: F401
+                                 hypervolume_2d, non_dominated, reference_cost)
 from tfmpq.search.space import Chromosome, SearchSpace
 from tfmpq.search.store import RUN, RunStore
+from tfmpq.search.strategies.base import Ask
 
-CHECKPOINT_FORMAT = 1
-#: Cost given to a failed candidate whose metrics could not even be computed: finite (so DEAP's
-#: crowding distance stays finite) and larger than any real size or BOP count.
-FAILED_COST = 1e30
-OBJECTIVES = ("accuracy", "weight_bytes", "bops", "avg_weight_bits", "avg_op_bits", "flash_bytes",
-              "flash_bytes_int4", "flash_bytes_lut")
+#: 2: strategies keep their own memory in the state (BBPSO), repeats are journaled.
+CHECKPOINT_FORMAT = 2
+#: Metrics the built-in evaluator reports that a search may use as objectives or budgets.
+OBJECTIVES = ("accuracy",) + COST_METRICS
 
 
 def _normalise(obj: Any) -> Any:
@@ -45,87 +48,50 @@ def _normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
-    """Validates ``objectives``: ``"accuracy"`` first (maximised), then cost metrics (minimised).
+class SearchView:
+    """The read-only face of a run that a strategy sees (``tfmpq.search.strategies.base.SearchView``):
+    the space, the run's checkpointed random generators, the objectives with Deb's rule, and the
+    candidates already scored. Nothing here evaluates, writes or exposes the evaluator."""
 
-    Raises:
-        ValueError: not a sequence of metric names starting with "accuracy".
-    """
-    if isinstance(objectives, str):
-        objectives = (objectives,)
-    objectives = tuple(objectives)
-    if not objectives or objectives[0] != "accuracy" or not all(isinstance(o, str) and o for o in objectives):
-        raise ValueError(
-            "Invalid value for `objectives`: expected ('accuracy', <cost metric>, ...) with cost metrics "
-            f"such as 'weight_bytes' or 'bops'. Received: objectives={objectives!r}"
-        )
-    if len(set(objectives)) != len(objectives):
-        raise ValueError(f"Invalid value for `objectives`: duplicates. Received: objectives={objectives!r}")
-    return objectives
+    def __init__(self, engine: "Engine"):
+        self._engine = engine
+        self.space = engine.space
+        self.objectives = engine.objectives
+        self.weights = engine.weights
+        self.constraint = engine.constraint
+        self._ranking = engine.ranking
 
+    @property
+    def rng(self):
+        return self._engine.rng
 
-def reference_cost(name: str, metrics: dict) -> float | None:
-    """The cost coordinate of the hypervolume reference point: the float model's value.
+    @property
+    def np_rng(self):
+        return self._engine.np_rng
 
-    ``weight_bytes`` -> ``float_weight_bytes``; ``bops`` -> 32 x 32 x MACs (float32 weights and
-    activations); ``avg_*_bits`` -> 32; ``flash_bytes*`` -> ``flash_bytes_int8`` (a full-integer file
-    has no float weights: the int8-container file is the reference, and no packing is larger). Every
-    quantized policy costs less, so every scored point counts. None when the metric has no counterpart.
-    """
-    if name == "weight_bytes" and "float_weight_bytes" in metrics:
-        return float(metrics["float_weight_bytes"])
-    if name.startswith("flash_bytes") and "flash_bytes_int8" in metrics:
-        return float(metrics["flash_bytes_int8"])
-    if name == "bops" and "macs" in metrics:
-        return 32.0 * 32.0 * float(metrics["macs"])
-    if name.startswith("avg_") and name.endswith("_bits"):
-        return 32.0
-    return None
+    @property
+    def generation(self) -> int:
+        return self._engine.generation
 
+    def values(self, candidate) -> tuple[float, ...]:
+        return self._ranking.values(candidate)
 
-def hypervolume_2d(points: Iterable[tuple[float, float]], reference: tuple[float, float]) -> float:
-    """Normalised 2-D hypervolume of (accuracy, cost) points, accuracy maximised, cost minimised.
+    def violation(self, candidate) -> float:
+        return self._ranking.violation(candidate)
 
-    The dominated region is bounded by the reference point ``(accuracy_ref, cost_ref)``; the cost axis
-    is divided by ``cost_ref`` so the value reads as "accuracy x fraction of the float cost saved":
-    1.0 would be 100 % accuracy at zero cost. With the engine's reference (accuracy 0, the float
-    model's cost) the value lies in [0, 1] (Zitzler & Thiele 1998, the S-metric).
+    def feasible(self, candidate) -> bool:
+        return self._ranking.feasible(candidate)
 
-    Args:
-        points: (accuracy, cost) of the candidates (dominated points are allowed, they add nothing).
-        reference: (accuracy_ref, cost_ref), cost_ref > 0.
+    def better(self, a, b) -> bool:
+        return self._ranking.better(a, b)
 
-    Returns:
-        The hypervolume; 0.0 when no point dominates the reference.
-    """
-    acc_ref, cost_ref = reference
-    pts = sorted((c, a) for a, c in points if a > acc_ref and c < cost_ref)
-    if not pts or cost_ref <= 0:
-        return 0.0
-    # Sweep by increasing cost: between c_i and the next cost the best accuracy reachable is the
-    # running maximum, so the area is a sum of rectangles.
-    volume, best = 0.0, acc_ref
-    for i, (c, a) in enumerate(pts):
-        best = max(best, a)
-        nxt = pts[i + 1][0] if i + 1 < len(pts) else cost_ref
-        volume += (nxt - c) * (best - acc_ref)
-    return volume / cost_ref
-
-
-def non_dominated(items: Sequence[Any], values: Callable[[Any], tuple[float, ...]], weights: Sequence[float]) -> list:
-    """The items no other item Pareto-dominates (order kept). ``weights``: +1 maximise, -1 minimise."""
-    w = [values(x) for x in items]
-    wv = [tuple(v * s for v, s in zip(vals, weights)) for vals in w]
-    out = []
-    for i, a in enumerate(wv):
-        dominated = False
-        for j, b in enumerate(wv):
-            if j != i and all(bk >= ak for ak, bk in zip(a, b)) and any(bk > ak for ak, bk in zip(a, b)):
-                dominated = True
-                break
-        if not dominated:
-            out.append(items[i])
-    return out
+    def candidate(self, genes) -> Candidate:
+        """The candidate of a chromosome the strategy was already given (KeyError otherwise)."""
+        key = tuple(int(g) for g in genes)
+        try:
+            return self._engine.cache[key]
+        except KeyError:
+            raise KeyError(f"Chromosome {key} has not been scored in this run: ask for it first.") from None
 
 
 class Engine:
@@ -173,8 +139,9 @@ class Engine:
             )
         self.space = space
         self.evaluator = evaluator
-        self.objectives = check_objectives(objectives)
-        self.weights = (1.0,) + (-1.0,) * (len(self.objectives) - 1)
+        self.ranking = Objectives(objectives, constraint)
+        self.objectives = self.ranking.objectives
+        self.weights = self.ranking.weights
         self.constraint = constraint
         self.seed = int(seed)
         self.verbose = int(verbose)
@@ -190,62 +157,40 @@ class Engine:
         self.num_failed = 0
         self.history: list[dict] = []
         self.generation = -1
+        self.num_repeated = 0  # repeats evaluated again (Ask.repeat) by this process
+        self._journal_records = 0  # records in the journal, repeats included
+        self._journaled_repeats: dict[Chromosome, int] = {}  # repeats a resumed journal already paid
         self._gen_evaluated = self._gen_cached = 0
         self._gen_seconds: list[float] = []
+        self.view = SearchView(self)
 
-    # -- objectives ----------------------------------------------------------------------------
+    # -- objectives (tfmpq.search.pareto.Objectives) -------------------------------------------
     def values(self, candidate: Candidate) -> tuple[float, ...]:
         """The objective values (accuracy first); a failed candidate scores ``FAILED_ACCURACY``."""
-        acc = candidate.accuracy if candidate.ok else FAILED_ACCURACY
-        costs = []
-        for name in self.objectives[1:]:
-            v = candidate.metrics.get(name)
-            costs.append(FAILED_COST if v is None or not math.isfinite(float(v)) else float(v))
-        return (float(acc),) + tuple(costs)
+        return self.ranking.values(candidate)
 
     def violation(self, candidate: Candidate) -> float:
         """The constraint violation (0 when feasible or unconstrained; inf when unknown)."""
-        if self.constraint is None:
-            return 0.0
-        try:
-            return self.constraint.violation(candidate.metrics)
-        except KeyError:
-            return math.inf
+        return self.ranking.violation(candidate)
 
     def feasible(self, candidate: Candidate) -> bool:
-        return self.violation(candidate) <= 0.0
+        return self.ranking.feasible(candidate)
 
     def better(self, a: Candidate, b: Candidate) -> bool:
-        """Deb's rule on accuracy and the constraint (seed 000, Algorithm 1)."""
-        return deb_better((self.values(a)[0], self.violation(a)), (self.values(b)[0], self.violation(b)))
+        """Deb's rule on accuracy and the constraint (Tmamna et al. 2024, Algorithm 1)."""
+        return self.ranking.better(a, b)
 
     def best(self, candidates: Iterable[Candidate] | None = None) -> Candidate | None:
-        """The Deb-best candidate; ties go to the lower costs, then the smaller chromosome, so the
-        answer does not depend on the order in which parallel workers finished."""
-        pool = list(self.candidates if candidates is None else candidates)
-        best = None
-        for c in sorted(pool, key=lambda c: (self.values(c)[1:], c.genes or ())):
-            if best is None or self.better(c, best):
-                best = c
-        return best
+        """The Deb-best candidate (:meth:`tfmpq.search.pareto.Objectives.best`)."""
+        return self.ranking.best(self.candidates if candidates is None else candidates)
 
     def front(self, candidates: Iterable[Candidate] | None = None) -> list[Candidate]:
         """The Pareto front of scored (and feasible) candidates, sorted by increasing first cost."""
-        pool = [c for c in (self.candidates if candidates is None else candidates) if c.ok and self.feasible(c)]
-        front = non_dominated(pool, self.values, self.weights)
-        return sorted(front, key=lambda c: (self.values(c)[1:], -self.values(c)[0], c.genes))
+        return self.ranking.front(self.candidates if candidates is None else candidates)
 
     def hypervolume(self, candidates: Iterable[Candidate] | None = None) -> float | None:
         """:func:`hypervolume_2d` of the front with reference (0, float cost); None for != 2 objectives."""
-        if len(self.objectives) != 2:
-            return None
-        front = self.front(candidates)
-        if not front:
-            return 0.0
-        ref = reference_cost(self.objectives[1], front[0].metrics)
-        if ref is None:  # no float counterpart: 10 % beyond the costliest scored candidate
-            ref = 1.1 * max(self.values(c)[1] for c in self.candidates if c.ok)
-        return hypervolume_2d([self.values(c) for c in front], (0.0, ref))
+        return self.ranking.hypervolume(list(self.candidates if candidates is None else candidates))
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -254,7 +199,8 @@ class Engine:
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(
-        self, chromosomes: Sequence[Sequence[int]], desc: str = "evaluating", *, reuse: bool = True
+        self, chromosomes: Sequence[Sequence[int]], desc: str = "evaluating", *, reuse: bool = True,
+        repeat: Sequence[Sequence[int]] = (),
     ) -> list[Candidate]:
         """Scores a batch: the cache first, then the evaluator for the new ones (journaled one by one).
 
@@ -264,9 +210,13 @@ class Engine:
         Args:
             chromosomes: chromosomes of the space (duplicates allowed).
             desc: the progress bar's label.
-            reuse: look the cache up first. False re-evaluates every chromosome (for ablations of
-                BBPSO's similarity screening, seed 000 Table 9; a resume then re-evaluates too).
-                Defaults to True.
+            reuse: look the cache up first. False re-evaluates every chromosome and keeps the new
+                scores. Defaults to True.
+            repeat: chromosomes to hand to the evaluator again after the batch, although scored (BBPSO
+                without similarity screening, Tmamna et al. 2024, Table 8): each repeat runs on the
+                executor and is journaled as a ``"repeat": true`` record, and the first score stays the
+                cached one. A resumed run does not pay again the repeats its journal already holds.
+                Defaults to ().
 
         Returns:
             One :class:`Candidate` per chromosome, in order.
@@ -278,34 +228,53 @@ class Engine:
             todo = list(keys)
         self.num_cached += len(keys) - len(todo)
         self._gen_cached += len(keys) - len(todo)
-        bar = tqdm(total=len(todo), desc=desc, disable=self.verbose < 1 or not todo, leave=False, unit="cand")
+        self._run_batch(todo, desc, repeat=False)
+        pay = []
+        for k in (self.space.validate(g) for g in repeat):
+            if self._journaled_repeats.get(k, 0) > 0:  # paid before the kill: the journal says so
+                self._journaled_repeats[k] -= 1
+            else:
+                pay.append(k)
+        self._run_batch(pay, f"{desc} (repeats)", repeat=True)
+        return [self.cache[k] for k in keys]
+
+    def _run_batch(self, todo: list, desc: str, repeat: bool) -> None:
+        """Evaluates ``todo`` on the executor, journaling each result as it arrives."""
+        if not todo:
+            return
+        bar = tqdm(total=len(todo), desc=desc, disable=self.verbose < 1, leave=False, unit="cand")
         policies = [self.space.decode(k) for k in todo]
         try:
-            if todo:
-                self.executor.ensure_started(self.evaluator)
+            self.executor.ensure_started(self.evaluator)
             # Completion order: each result is journaled as it arrives (a kill loses nothing finished).
-            for i, outcome, seconds in self.executor.map(policies) if todo else ():
+            for i, outcome, seconds in self.executor.map(policies):
                 key = todo[i]
-                candidate = self._complete(key, policies[i], outcome, seconds)
-                if key not in self.cache:
-                    self.order.append(key)
-                self.cache[key] = candidate
-                self.store.append(candidate.to_json())
-                self.num_evaluated += 1
-                self._gen_evaluated += 1
+                if repeat:
+                    candidate = self._complete(key, policies[i], outcome, seconds, count=False)
+                    self.store.append({**candidate.to_json(), "repeat": True})
+                    self._journal_records += 1
+                    self.num_repeated += 1
+                else:
+                    candidate = self._complete(key, policies[i], outcome, seconds)
+                    if key not in self.cache:
+                        self.order.append(key)
+                    self.cache[key] = candidate
+                    self.store.append(candidate.to_json())
+                    self._journal_records += 1
+                    self.num_evaluated += 1
+                    self._gen_evaluated += 1
                 bar.update(1)
                 if candidate.ok:
                     bar.set_postfix(acc=f"{candidate.accuracy:.4f}", refresh=False)
         finally:
             bar.close()
-        return [self.cache[k] for k in keys]
 
-    def _complete(self, key: Chromosome, policy, outcome, seconds: float) -> Candidate:
+    def _complete(self, key: Chromosome, policy, outcome, seconds: float, count: bool = True) -> Candidate:
         """The candidate of ``key`` from an executor's outcome (a Candidate or the error it failed with)."""
         if isinstance(outcome, BaseException):
             candidate = Candidate(policy, None, self._metrics_or_empty(policy), seconds, status="failed",
                                   error=describe_error(outcome))
-            if self.verbose:
+            if self.verbose and count:
                 warnings.warn(f"Evaluation of {key} failed and is recorded as failed: {candidate.error}", stacklevel=3)
         else:
             candidate = outcome
@@ -320,7 +289,7 @@ class Engine:
             candidate.error = candidate.error or "non-finite accuracy"
         if not candidate.ok:
             candidate.accuracy = None
-            self.num_failed += 1
+            self.num_failed += int(count)
         return candidate
 
     def _metrics_or_empty(self, policy) -> dict:
@@ -358,6 +327,7 @@ class Engine:
             "rng": {"python": [py_state[0], list(py_state[1]), py_state[2]],
                     "numpy": _normalise(self.np_rng.bit_generator.state)},
             "history": self.history,
+            "journal_records": self._journal_records,
         }
 
     def _restore(self, checkpoint: dict) -> dict:
@@ -373,11 +343,23 @@ class Engine:
                 f"Cannot resume from `{self.store.path('checkpoint.json')}`: it is incomplete or corrupt ({e!r})."
             ) from None
 
-    def _load_journal(self) -> None:
-        """Fills the cache from ``evaluations.jsonl`` (the replay of Optuna-style resume)."""
-        for record in self.store.records():
+    def _load_journal(self, replay_from: int = 0) -> None:
+        """Fills the cache from ``evaluations.jsonl`` (the replay of Optuna-style resume).
+
+        Args:
+            replay_from: journal records before this index belong to generations the checkpoint
+                holds; the repeats (``Ask.repeat``) journaled after it are those the replayed
+                generations asked for already, so they are not paid again.
+        """
+        records = self.store.records()
+        self._journal_records = len(records)
+        for index, record in enumerate(records):
             try:
                 key = self.space.validate(record["genes"])
+                if record.get("repeat"):  # a repeat, not a new score
+                    if index >= replay_from:
+                        self._journaled_repeats[key] = self._journaled_repeats.get(key, 0) + 1
+                    continue
             except (KeyError, TypeError, ValueError) as e:
                 raise CheckpointError(
                     f"Cannot resume from `{self.store.path('evaluations.jsonl')}`: a record does not fit this "
@@ -403,16 +385,35 @@ class Engine:
         finally:
             self.close()
 
+    def _drive(self, run) -> dict:
+        """Runs one generation of a strategy: answers each :class:`Ask` it yields with the batch's
+        candidates (``evaluate``) until it returns its state."""
+        if isinstance(run, dict):  # a generation that needed no evaluation
+            return run
+        try:
+            ask = run.send(None)
+            while True:
+                if not isinstance(ask, Ask):
+                    raise TypeError(f"A strategy must yield tfmpq.search.strategies.Ask batches. Received: "
+                                    f"{type(ask).__name__}.")
+                ask = run.send(self.evaluate(ask.chromosomes, desc=ask.desc, repeat=ask.repeat))
+        except StopIteration as stop:
+            if not isinstance(stop.value, dict):
+                raise TypeError(f"A strategy's generation must return its state as a dict. Received: "
+                                f"{type(stop.value).__name__}.") from None
+            return stop.value
+
     def _run(self, strategy) -> dict:
-        strategy.setup(self)
+        strategy.setup(self.view)
         signature = self.signature(strategy)
         state = None
         if self.store.resume:
             self.store.check_signature(signature, self.store.read_json(RUN), RUN)
-            self._load_journal()
             checkpoint = self.store.load_checkpoint()
             if checkpoint is not None:
                 self.store.check_signature(signature, checkpoint.get("signature"), "checkpoint.json")
+            self._load_journal(replay_from=int((checkpoint or {}).get("journal_records", 0)))
+            if checkpoint is not None:
                 state = self._restore(checkpoint)
                 if self.verbose:
                     print(f"Resuming {strategy.name} after generation {self.generation} "
@@ -420,16 +421,16 @@ class Engine:
         self.store.write_json(RUN, signature)
         total = strategy.generations
         while True:
-            if state is not None and (self.generation >= total or strategy.finished(self, state)):
+            if state is not None and (self.generation >= total or strategy.finished(self.view, state)):
                 break
             self._gen_evaluated = self._gen_cached = 0
             start = time.perf_counter()
             if state is None:
                 self.generation = 0
-                state = strategy.start(self)
+                state = self._drive(strategy.start(self.view))
             else:
                 self.generation += 1
-                state = strategy.step(self, state, self.generation)
+                state = self._drive(strategy.step(self.view, state, self.generation))
             seconds = time.perf_counter() - start
             self._gen_seconds.append(seconds)
             self._record(strategy, state, seconds, total)
@@ -458,7 +459,7 @@ class Engine:
                 record["best_" + self.constraint.metric] = self.constraint.value(best.metrics)
             except KeyError:
                 pass
-        record.update(strategy.report(self, state))
+        record.update(strategy.report(self.view, state))
         self.history.append(record)
         if self.verbose:
             remaining = max(0, total - self.generation)
@@ -469,7 +470,9 @@ class Engine:
             feas = ""
             if self.constraint is not None:
                 bf = record["best_feasible_accuracy"]
-                feas = f" | best feasible {'none' if bf is None else f'{bf:.4f}'}"
+                bv = record.get("best_" + self.constraint.metric)
+                feas = (f" | best feasible {'none' if bf is None else f'{bf:.4f}'}"
+                        + ("" if bv is None else f" @ {self.constraint.metric} {bv:.4g} <= {self.constraint.target:g}"))
             tqdm.write(
                 f"{strategy.name} gen {self.generation}/{total} | evals {self._gen_evaluated} new, "
                 f"{self._gen_cached} cached ({len(self.cache)} total) | best acc {acc}{feas}{hv} | "

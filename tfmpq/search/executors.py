@@ -35,6 +35,7 @@ import warnings
 from multiprocessing.connection import wait as _wait_connections
 from typing import Any, Iterator, Sequence
 
+from tfmpq.candidate import Candidate
 from tfmpq.errors import ExecutorError
 
 EXECUTORS = ("serial", "process", "ray")
@@ -79,6 +80,8 @@ def _materialize(payload: tuple[str, Any]):
 
 
 def _configure_tensorflow(threads: int | None, use_gpu: bool = True) -> None:
+    # Runs in the worker process, first thing: this is where a worker starts TensorFlow (the engine's
+    # process, which only ranks and journals, never needs it).
     from tfmpq.evaluate import configure_tensorflow
 
     configure_tensorflow(threads, use_gpu)
@@ -86,8 +89,6 @@ def _configure_tensorflow(threads: int | None, use_gpu: bool = True) -> None:
 
 def evaluate_remotely(evaluator, policy) -> tuple[str, Any, float]:
     """Runs one evaluation on a worker: ``("ok", candidate, seconds)`` or ``("error", message, seconds)``."""
-    from tfmpq.evaluate import Candidate
-
     start = time.perf_counter()
     try:
         candidate = evaluator.evaluate(policy)

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from tfmpq.evaluate import Candidate
+from tfmpq.candidate import Candidate
+from tfmpq.metrics import format_cost
 from tfmpq.search.compare import DEFAULT_TOLERANCE as SUMMARY_TOLERANCE
-from tfmpq.search.store import write_json_atomic
+from tfmpq._io import write_json_atomic, write_text_atomic
 
 
 class Result:
@@ -29,7 +30,8 @@ class Result:
     """
 
     def __init__(self, engine, strategy, state: dict):
-        self._engine = engine
+        self._engine = engine  # kept for introspection in tests; Result itself reads only what it copies
+        self.ranking = engine.ranking
         self.strategy = strategy.name
         self.space = engine.space
         self.evaluator = engine.evaluator
@@ -51,86 +53,38 @@ class Result:
         self.finetuned: list[tuple[Candidate, object]] = []
         #: the held-out comparison, once :meth:`compare_with_uniform` ran
         self.comparison: dict | None = None
+        #: a budgeted search's report of its best policy (``bbpso`` / ``ga``: Tmamna et al. 2024, sec. 5.3)
+        self.report: dict | None = None
+        self.float_accuracy: float | None = None
 
     @property
     def hypervolume(self) -> float | None:
         """The final front's normalised hypervolume (see ``engine.hypervolume_2d``)."""
-        return self._engine.hypervolume()
+        return self.ranking.hypervolume(self.candidates)
+
+    def candidate(self, genes):
+        """The candidate of a chromosome evaluated in this run, or None."""
+        key = tuple(int(g) for g in genes)
+        return next((c for c in self.candidates if c.genes == key), None)
+
+    def feasible(self, candidate) -> bool:
+        """Whether ``candidate`` satisfies the run's constraint (always, without one)."""
+        return self.ranking.feasible(candidate)
 
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> None:
-        """Writes ``front.json``, ``best.json``, ``summary.txt``, ``pareto.png`` and the history plot."""
+        """Writes ``front.json``, ``best.json``, ``history.json`` and ``summary.txt`` (the plots are
+        ``tfmpq.report``'s: :func:`tfmpq.report.write_plots`)."""
         if self.run_dir is None:
             return
         write_json_atomic(self.run_dir / "front.json", [c.to_json() for c in self.front])
         if self.best is not None:
-            write_json_atomic(self.run_dir / "best.json", self.best.to_json())
+            best = self.best.to_json()
+            if self.report is not None:
+                best["report"] = self.report
+            write_json_atomic(self.run_dir / "best.json", best)
         write_json_atomic(self.run_dir / "history.json", self.history)
-        (self.run_dir / "summary.txt").write_text(self.summary() + "\n", encoding="utf-8")
-        if len(self.objectives) >= 2:
-            self.plot_pareto(self.run_dir / "pareto.png")
-        self.plot_history(self.run_dir / ("hypervolume.png" if self.constraint is None else "convergence.png"))
-
-    def plot_pareto(self, path: str | os.PathLike) -> None:
-        """Accuracy vs. cost (KiB for ``weight_bytes`` and ``flash_bytes*``): every scored point, the
-        front, the uniform policies highlighted and labelled."""
-        from matplotlib.figure import Figure  # the OO API: no pyplot, no global backend switch
-
-        cost = self.objectives[1]
-        scale, unit = (1 / 1024, "KiB") if _is_bytes(cost) else (1.0, "")
-
-        def xy(cs):
-            return [c.metrics[cost] * scale for c in cs], [100 * c.accuracy for c in cs]
-
-        fig = Figure(figsize=(7, 4.5))
-        ax = fig.add_subplot()
-        ax.scatter(*xy([c for c in self.candidates if c.ok]), s=12, c="0.7", label="evaluated")
-        fx, fy = xy(self.front)
-        ax.step(fx, fy, where="post", c="tab:red", lw=1)
-        ax.scatter(fx, fy, s=24, c="tab:red", label="Pareto front", zorder=3)
-        uni = [(k, c) for k, c in self.uniform.items() if c.ok]
-        if uni:
-            ux, uy = xy([c for _, c in uni])
-            ax.scatter(ux, uy, s=40, marker="s", facecolors="none", edgecolors="tab:blue", label="uniform", zorder=4)
-            for (label, _), x, y in zip(uni, ux, uy):
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:blue")
-        ax.set_xlabel(f"{cost} ({unit})" if unit else cost)
-        ax.set_ylabel("validation accuracy (%)")
-        ax.set_title(f"{self.strategy}: {len(self.candidates)} evaluated, front of {len(self.front)}")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-
-    def plot_history(self, path: str | os.PathLike) -> None:
-        """Hypervolume per generation (unconstrained), or best feasible accuracy and the budget
-        metric per generation (constrained)."""
-        from matplotlib.figure import Figure
-
-        gens = [h["generation"] for h in self.history]
-        fig = Figure(figsize=(6, 3.5))
-        ax = fig.add_subplot()
-        if self.constraint is None:
-            ax.plot(gens, [h["hypervolume"] or 0.0 for h in self.history], marker="o")
-            ax.set_ylabel("hypervolume (normalised)")
-        else:
-            acc = [h.get("best_feasible_accuracy") for h in self.history]
-            ax.plot(gens, [math.nan if a is None else 100 * a for a in acc], marker="o", label="best feasible accuracy")
-            ax.set_ylabel("accuracy (%)")
-            key = "best_" + self.constraint.metric
-            ax2 = ax.twinx()
-            ax2.plot(gens, [h.get(key, math.nan) for h in self.history], c="tab:orange", marker=".", label=key)
-            ax2.axhline(self.constraint.target, c="tab:orange", ls="--", lw=0.8)
-            ax2.set_ylabel(self.constraint.metric)
-            ax.legend(ax.get_lines() + ax2.get_lines()[:1], ["best feasible accuracy", f"its {self.constraint.metric}"],
-                      loc="lower right", fontsize=8)
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("generation")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
 
     # -- summary -------------------------------------------------------------------------------
     def compare_with_uniform(self, test, finetune_epochs: int = 3, tolerance: float = SUMMARY_TOLERANCE,
@@ -161,7 +115,7 @@ class Result:
         self.comparison = compare_with_uniform(self, test, finetune_epochs=finetune_epochs, tolerance=tolerance,
                                                slack=slack, keep_models=keep_models, verbose=verbose)
         if self.run_dir is not None:
-            (self.run_dir / "summary.txt").write_text(self.summary() + "\n", encoding="utf-8")
+            write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
         return self.comparison
 
     def summary(self) -> str:
@@ -173,7 +127,7 @@ class Result:
             + ("" if self.hypervolume is None else f", hypervolume {self.hypervolume:.4f}") + ".",
         ]
         if self.constraint is not None and self.best is not None:
-            feasible = self._engine.feasible(self.best)
+            feasible = self.ranking.feasible(self.best)
             lines.append(
                 f"best under {self.constraint.metric} <= {self.constraint.target}: {self.best.genes} "
                 f"accuracy {_pct(self.best.accuracy)}, {self.constraint.metric} "
@@ -182,11 +136,11 @@ class Result:
         lines.append(f"front ({cost}, accuracy, genes):")
         for c in self.front:
             tag = self.space.uniform_label(c.genes)
-            lines.append(f"  {_fmt_cost(cost, c.metrics.get(cost))}  {_pct(c.accuracy)}  {c.genes}"
+            lines.append(f"  {format_cost(cost, c.metrics.get(cost))}  {_pct(c.accuracy)}  {c.genes}"
                          + (f"  [uniform {tag}]" if tag else ""))
         if self.uniform:
             lines.append("uniform policies: " + ", ".join(
-                f"{k} {_pct(c.accuracy)} @ {_fmt_cost(cost, c.metrics.get(cost))}" for k, c in self.uniform.items()))
+                f"{k} {_pct(c.accuracy)} @ {format_cost(cost, c.metrics.get(cost))}" for k, c in self.uniform.items()))
         if self.comparison is not None:
             from tfmpq.search.compare import comparison_text
 
@@ -285,15 +239,3 @@ class Result:
 
 def _pct(acc: float | None) -> str:
     return "failed" if acc is None else f"{100 * acc:.2f}%"
-
-
-def _is_bytes(name: str) -> bool:
-    return name == "weight_bytes" or name.startswith("flash_bytes")
-
-
-def _fmt_cost(name: str, value) -> str:
-    if value is None:
-        return "n/a"
-    if _is_bytes(name):
-        return f"{value / 1024:.2f} KiB"
-    return f"{value:.4g}"

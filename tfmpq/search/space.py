@@ -318,7 +318,8 @@ class SearchSpace:
 
     # -- identity ------------------------------------------------------------------------------
     def signature(self) -> dict:
-        """A JSON-able description; two spaces with equal signatures produce the same chromosomes."""
+        """A JSON-able description; two spaces with equal signatures produce the same chromosomes, and
+        :meth:`from_signature` rebuilds the space from it (a run directory's reader does)."""
         return {
             "group_names": list(self.group_names),
             "gene_names": list(self.gene_names),
@@ -326,7 +327,27 @@ class SearchSpace:
             "pinned": {k: [w, self.activation_bits if a is None else a] for k, (w, a) in self.pinned.items()},
             "activation_bits": self.activation_bits,
             "search_activations": self.search_activations,
+            "bits": list(self.bits),
+            "activation_choices": list(self.activation_choices),
+            "overrides": {k: list(v) for k, v in self.overrides.items()},
         }
+
+    @classmethod
+    def from_signature(cls, signature: Mapping) -> "SearchSpace":
+        """The space a :meth:`signature` describes (without its model).
+
+        Raises:
+            ValueError: a signature too old to hold the bit set (written before ``bits`` was recorded).
+        """
+        if "bits" not in signature:
+            raise ValueError("Invalid value for `signature`: it does not record the space's `bits` "
+                             "(a run directory of an older tfmpq). Received keys: " + ", ".join(sorted(signature)))
+        return cls(signature["group_names"], bits=signature["bits"],
+                   search_activations=signature.get("search_activations", False),
+                   activation_bits=signature.get("activation_bits", 8),
+                   activation_choices=signature.get("activation_choices"),
+                   overrides=signature.get("overrides") or None,
+                   pinned={k: tuple(v) for k, v in (signature.get("pinned") or {}).items()})
 
     def __eq__(self, other) -> bool:
         return isinstance(other, SearchSpace) and self.signature() == other.signature()

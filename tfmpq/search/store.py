@@ -15,34 +15,32 @@ temporary file, ``fsync``-ed and moved over the old one with ``os.replace`` (ato
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from tfmpq._io import write_json_atomic  # noqa: F401  (re-exported: the run directory's writer)
 from tfmpq.errors import CheckpointError
 
 EVALUATIONS = "evaluations.jsonl"
 CHECKPOINT = "checkpoint.json"
 RUN = "run.json"
 LOCK = ".lock"
+HISTORY = "history.json"
+FRONT = "front.json"
+BEST = "best.json"
+COMPARISON = "comparison.json"
+#: What ``tfmpq search`` records to rebuild the model, the data and the evaluator (export, --resume).
+CLI_RECORD = "cli.json"
 #: Files this module may remove with ``overwrite=True`` (nothing else in the directory is touched).
 OUTPUTS = (
-    RUN, EVALUATIONS, CHECKPOINT, "history.json", "front.json", "best.json", "summary.txt",
-    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", "sensitivity.json",
+    RUN, EVALUATIONS, CHECKPOINT, HISTORY, FRONT, BEST, "summary.txt",
+    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", COMPARISON, "sensitivity.json",
 )
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Writes ``obj`` as JSON to ``path`` atomically (tmp file + fsync + ``os.replace``)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+#: Any of these marks a directory as a search run.
+RUN_MARKERS = (EVALUATIONS, FRONT, RUN)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -188,28 +186,8 @@ class RunStore:
             ) from e
 
     def records(self) -> list[dict]:
-        """Every complete record of ``evaluations.jsonl``, in order (a torn last line is ignored).
-
-        Raises:
-            CheckpointError: a line other than the last is not valid JSON.
-        """
-        if self.run_dir is None or not (self.run_dir / EVALUATIONS).exists():
-            return []
-        path = self.run_dir / EVALUATIONS
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        # split() leaves "" after a final newline; anything else there is a torn, unfinished line.
-        complete, tail = lines[:-1], lines[-1]
-        out = []
-        for i, line in enumerate(complete, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"Cannot read `{path}`: line {i} is not valid JSON ({e}).") from None
-        del tail  # a kill mid-write: ignored, and cut off before the next append
-        return out
+        """Every complete record of ``evaluations.jsonl``, in order (:func:`read_journal`)."""
+        return [] if self.run_dir is None else read_journal(self.run_dir / EVALUATIONS)
 
     # -- checkpoint and outputs ----------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
@@ -291,6 +269,97 @@ def signature_diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any
                 out += signature_diff(a[k], b[k], path)
         return out
     return [] if a == b else [(prefix, a, b)]
+
+
+def read_journal(path: str | os.PathLike) -> list[dict]:
+    """The one reader of ``evaluations.jsonl``: every complete record, in order.
+
+    A torn last line (a kill in the middle of a write) is ignored, as the writer cuts it off before
+    its next append; repeat records (``"repeat": true``, see ``Ask.repeat``) are returned as they are.
+
+    Raises:
+        CheckpointError: a line other than the last is not valid JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    # split() leaves "" after a final newline; anything else there is a torn, unfinished line.
+    out = []
+    for i, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"Cannot read `{path}`: line {i} is not valid JSON ({e}).") from None
+    return out
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a search run directory (it holds a journal, a front or a run signature)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).is_file() for name in RUN_MARKERS)
+
+
+@dataclasses.dataclass
+class RunFiles:
+    """What a run directory holds, read once (:func:`read_run`). Missing files are None / empty.
+
+    Attributes:
+        run_dir: the directory.
+        signature: ``run.json`` (the problem: space, evaluator, strategy options, seed).
+        records: the journal's scored records (first score of each chromosome, in order; no repeats).
+        repeats: the journal's repeat records (``Ask.repeat``).
+        front: ``front.json`` records, or None.
+        best: ``best.json`` (a budgeted search's also holds its ``report``), or None.
+        history: ``history.json``.
+        comparison: ``comparison.json`` (``Result.compare_with_uniform``), or None.
+        cli: ``cli.json`` (``tfmpq search``'s record), or None.
+    """
+
+    run_dir: Path
+    signature: dict
+    records: list
+    repeats: list
+    front: list | None
+    best: dict | None
+    history: list
+    comparison: dict | None
+    cli: dict | None
+
+
+def read_run(run_dir: str | os.PathLike) -> RunFiles:
+    """The one reader of a run directory (``tfmpq report``, ``tfmpq export``, the engine's resume).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` does not exist or holds no run.
+        CheckpointError: a file of the run is not valid JSON.
+    """
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"Run directory not found: {str(d)!r}. Expected the RUN_DIR of `tfmpq search`.")
+    if not is_run_dir(d):
+        raise FileNotFoundError(f"No search run in {str(d)!r}: expected {', '.join(RUN_MARKERS)}. "
+                                "Run `tfmpq search MODEL -o RUN_DIR` first.")
+
+    def optional(name):
+        return read_json(d / name) if (d / name).is_file() else None
+
+    records, repeats, seen = [], [], set()
+    for record in read_journal(d / EVALUATIONS):
+        if record.get("repeat"):
+            repeats.append(record)
+            continue
+        key = tuple(record.get("genes") or ())
+        if key in seen:
+            continue
+        seen.add(key)
+        records.append(record)
+    return RunFiles(run_dir=d, signature=optional(RUN) or {}, records=records, repeats=repeats, front=optional(FRONT),
+                    best=optional(BEST), history=optional(HISTORY) or [], comparison=optional(COMPARISON),
+                    cli=optional(CLI_RECORD))
 
 
 def chromosome_key(genes: Iterable[int]) -> tuple[int, ...]:

@@ -1,11 +1,11 @@
-"""BBPSO-Quantizer (seed 000, Tmamna et al.): the most accurate policy under a bit budget.
+"""BBPSO-Quantizer (Tmamna et al. 2024): the most accurate policy under a bit budget.
 
 The problem (eq. 3): maximise accuracy(M_quantized) s.t. C(M_quantized) <= C_target, with C one of
 ``tfmpq.metrics.summary``'s ``avg_op_bits`` (eq. 11, the paper's), ``avg_weight_bits`` (eq. 10) or
 ``weight_bytes``. It runs on the shared :class:`~tfmpq.search.engine.Engine`: a particle's position is
 a chromosome of the :class:`~tfmpq.search.SearchSpace` (eq. 4: integer bit-widths, weight genes then,
 with ``search_activations=True``, activation genes for every group), the engine's cache is the memory
-matrix MeM, its journal/checkpoint give resume, and ``engine.better`` is Deb's rule (Algorithm 1).
+matrix MeM, its journal/checkpoint give resume, and ``view.better`` is Deb's rule (Algorithm 1).
 
 Algorithm 2, mechanism by mechanism (each can be switched off for the ablation of Table 9):
 
@@ -19,9 +19,11 @@ Algorithm 2, mechanism by mechanism (each can be switched off for the ablation o
   ``screening=False`` is the paper's variant without the memory check (Table 8, "-SCP"): every
   proposed position costs an evaluator call, including positions evaluated before. The stored
   (first) score of such a position is still the one the search uses, so the switch changes the
-  evaluator calls (time) and never the search path; the repeats are counted in ``history.json``
-  (``reevaluated``) and are not journaled.
-* **Pb update** (line 26) and **Gb update** (line 38): Deb's rule (``engine.better``); ties keep
+  evaluator calls (time) and never the search path. The repeats are asked of the engine
+  (``Ask(repeat=...)``), so they run on the executor's workers and are journaled as repeat records
+  (a resumed run does not pay the replayed generation's repeats twice); ``history.json`` counts them
+  (``reevaluated``).
+* **Pb update** (line 26) and **Gb update** (line 38): Deb's rule (``view.better``); ties keep
   the incumbent.
 * **Local search process** (lines 28-37, sec. 4.3.5, ``local_search=True``): every ``gamma``
   iterations, each Pb gets ``R`` distinct random dimensions changed to another random allowed
@@ -37,7 +39,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tfmpq.search.strategies.base import Strategy
+from tfmpq.convert import as_tf_keras
+from tfmpq.search.strategies.base import Ask, Strategy
 from tfmpq.search.strategies.importance import kernels_of, kinds_of, layer_importance
 
 INITS = ("ligpi", "random")
@@ -149,10 +152,10 @@ class BBPSO(Strategy):
         self.initial = [tuple(int(b) for b in g) for g in initial][:swarm]
 
     # -- setup ---------------------------------------------------------------------------------
-    def setup(self, engine) -> None:
+    def setup(self, view) -> None:
         if self.init != "ligpi":
             return
-        groups = engine.space.free_groups
+        groups = view.space.free_groups
         imp = self._importance_arg
         if imp is None and self.kernels is not None:
             missing = [g for g in groups if g not in self.kernels]
@@ -185,12 +188,15 @@ class BBPSO(Strategy):
         }
 
     # -- memory (similarity screening, sec. 4.3.4) ---------------------------------------------
-    def _score(self, engine, positions: list[tuple], state: dict, memory: set, desc: str) -> list:
-        """Candidates for ``positions``: the engine's cache is MeM (Alg. 2 lines 13-25).
+    def _score(self, positions: list[tuple], state: dict, memory: set, desc: str):
+        """Asks for ``positions`` (a sub-generator: ``yield from``); the engine's cache is MeM
+        (Alg. 2 lines 13-25).
 
-        ``memory`` is the set of positions evaluated before this batch in this run (it grows). With
+        ``memory`` is the set of positions this run evaluated before this batch (it grows; it lives in
+        the checkpointed state, so a resumed run sees the memory the uninterrupted run saw). With
         ``screening=False`` every position of the batch found there (or repeated in the batch) is
-        handed to the evaluator again; its first score stays the one used.
+        asked again as a repeat: the engine pays and journals the evaluation, and its first score stays
+        the one used.
         """
         seen_in_batch: set = set()
         repeats = []
@@ -198,25 +204,18 @@ class BBPSO(Strategy):
             if key in memory or key in seen_in_batch:
                 repeats.append(key)
             seen_in_batch.add(key)
-        candidates = engine.evaluate(positions, desc=desc)
+        candidates = yield Ask(positions, desc=desc, repeat=() if self.screening else repeats)
         state["screened"] += len(repeats)
-        if not self.screening:
-            for key in repeats:  # the "-SCP" variant: no memory check, the evaluation is paid again
-                try:
-                    engine.evaluator.evaluate(engine.space.decode(key))
-                except Exception:  # a crash is already recorded on the first evaluation
-                    pass
-                state["reevaluated"] += 1
-        memory.update(positions)
+        if not self.screening:  # the "-SCP" variant: no memory check, the evaluation is paid again
+            state["reevaluated"] += len(repeats)
+        for key in positions:
+            if key not in memory:
+                memory.add(key)
+                state["memory"].append(list(key))
         return candidates
 
-    def _memory(self, engine, state: dict) -> set:
-        # Positions journaled before this generation: on resume the journal replays in order, so the
-        # replayed generation sees the same memory as the uninterrupted run did.
-        return set(engine.order[: state.get("memory_size", 0)])
-
     # -- initialisation (Alg. 2 lines 2-9) -----------------------------------------------------
-    def _ligpi(self, engine, level: float) -> tuple:
+    def _ligpi(self, view, level: float) -> tuple:
         """LIGPI (sec. 4.3.1): a position whose genes sit higher for more important layers.
 
         The paper says only that "important layers are more likely to be quantized with higher bit
@@ -226,7 +225,7 @@ class BBPSO(Strategy):
         ``Binomial(n_j - 1, clip(u_i + 0.5 (L_g - mean L), 0, 1))`` over its ``n_j`` sorted choices,
         with ``L_g`` the importance of eq. 5. Activation genes follow their group's importance too.
         """
-        space, rng = engine.space, engine.np_rng
+        space, rng = view.space, view.np_rng
         k = len(space.free_groups)
         imp = np.asarray(self.importance)
         shift = LIGPI_SHIFT * (imp - imp.mean())
@@ -236,84 +235,82 @@ class BBPSO(Strategy):
             genes.append(choices[int(rng.binomial(len(choices) - 1, q))])
         return tuple(genes)
 
-    def _initial_positions(self, engine) -> list[tuple]:
+    def _initial_positions(self, view) -> list[tuple]:
         positions: list[tuple] = []
         taken: set = set()
         for i in range(self.swarm):
             for _ in range(MAX_INIT_TRIES):
                 if self.init == "ligpi":
-                    level = (i + float(engine.np_rng.random())) / self.swarm  # stratified levels
-                    x = self._ligpi(engine, level)
+                    level = (i + float(view.np_rng.random())) / self.swarm  # stratified levels
+                    x = self._ligpi(view, level)
                 else:
-                    x = engine.space.random(engine.rng)
+                    x = view.space.random(view.rng)
                 if x not in taken:
                     break
             positions.append(x)
             taken.add(x)
         if self.initial:  # seeds replace the last (costliest-level) particles, duplicates dropped
-            seeds = list(dict.fromkeys(engine.space.validate(g) for g in self.initial))
+            seeds = list(dict.fromkeys(view.space.validate(g) for g in self.initial))
             keep = [p for p in positions[: self.swarm - len(seeds)] if p not in seeds]
             positions = keep + seeds
             tries = 0
             while len(positions) < self.swarm:  # a kept particle equalled a seed: draw a fresh one
-                x, tries = engine.space.random(engine.rng), tries + 1
+                x, tries = view.space.random(view.rng), tries + 1
                 if x not in positions or tries > MAX_INIT_TRIES * self.swarm:
                     positions.append(x)
         return positions
 
-    def start(self, engine) -> dict:
-        state = {"screened": 0, "reevaluated": 0, "memory_size": 0}
-        positions = self._initial_positions(engine)
-        candidates = self._score(engine, positions, state, self._memory(engine, state), "init swarm")
+    def start(self, view):
+        state = {"screened": 0, "reevaluated": 0, "memory": []}
+        positions = self._initial_positions(view)
+        candidates = yield from self._score(positions, state, set(), "init swarm")
         gbest = None  # Alg. 2 line 9: Gb by Deb's rule over the Pbs (ties: lowest index)
         for cand in candidates:
-            if gbest is None or engine.better(cand, gbest):
+            if gbest is None or view.better(cand, gbest):
                 gbest = cand
         state.update({
             "positions": [list(x) for x in positions],
             "pbest": [list(x) for x in positions],  # line 7: Pb_i <- X_i
             "gbest": list(gbest.genes),
-            "memory_size": len(engine.order),
             "iteration_screened": state["screened"], "iteration_reevaluated": state["reevaluated"],
         })
         return state
 
     # -- one iteration (Alg. 2 lines 11-38) ----------------------------------------------------
-    def step(self, engine, state: dict, generation: int) -> dict:
+    def step(self, view, state: dict, generation: int):
         state = json.loads(json.dumps(state))  # never mutate the checkpointed state
         before_s, before_r = state["screened"], state["reevaluated"]
-        space, cache = engine.space, engine.cache
-        memory = self._memory(engine, state)
+        space = view.space
+        memory = {tuple(x) for x in state["memory"]}
         pbest = [tuple(p) for p in state["pbest"]]
         gbest = tuple(state["gbest"])
         # lines 11-12: every particle moves by eq. 7 around its Pb and the Gb of the last iteration
-        positions = [eq7_update(space, pb, gbest, engine.np_rng) for pb in pbest]
-        candidates = self._score(engine, positions, state, memory, f"iter {generation}")
+        positions = [eq7_update(space, pb, gbest, view.np_rng) for pb in pbest]
+        candidates = yield from self._score(positions, state, memory, f"iter {generation}")
         for i, cand in enumerate(candidates):  # line 26: Pb_i by Deb's rule (Algorithm 1)
-            if engine.better(cand, cache[pbest[i]]):
+            if view.better(cand, view.candidate(pbest[i])):
                 pbest[i] = positions[i]
         if self.local_search and generation % self.gamma == 0:  # lines 28-37
-            trials = [self._perturb(engine, pb) for pb in pbest]
-            trial_cands = self._score(engine, trials, state, memory, f"iter {generation} LSP")
+            trials = [self._perturb(view, pb) for pb in pbest]
+            trial_cands = yield from self._score(trials, state, memory, f"iter {generation} LSP")
             for i, cand in enumerate(trial_cands):  # line 36: NewPb vs Pb_i by Deb's rule
-                if engine.better(cand, cache[pbest[i]]):
+                if view.better(cand, view.candidate(pbest[i])):
                     pbest[i] = trials[i]
         for pb in pbest:  # line 38: Gb by Deb's rule
-            if engine.better(cache[pb], cache[gbest]):
+            if view.better(view.candidate(pb), view.candidate(gbest)):
                 gbest = pb
         state.update({
             "positions": [list(x) for x in positions],
             "pbest": [list(p) for p in pbest],
             "gbest": list(gbest),
-            "memory_size": len(engine.order),
             "iteration_screened": state["screened"] - before_s,
             "iteration_reevaluated": state["reevaluated"] - before_r,
         })
         return state
 
-    def _perturb(self, engine, pb: tuple) -> tuple:
+    def _perturb(self, view, pb: tuple) -> tuple:
         """Alg. 2 lines 29-33: R distinct random dimensions set to another random allowed value."""
-        rng, space = engine.rng, engine.space
+        rng, space = view.rng, view.space
         movable = [j for j, c in enumerate(space.choices) if len(c) > 1]
         new = list(pb)
         for j in rng.sample(movable, min(self.R, len(movable))):
@@ -325,34 +322,20 @@ class BBPSO(Strategy):
         """The personal bests (the swarm's memory of good positions)."""
         return [tuple(p) for p in state.get("pbest", [])]
 
-    def report(self, engine, state: dict) -> dict:
-        gb = engine.cache[tuple(state["gbest"])]
+    def report(self, view, state: dict) -> dict:
+        gb = view.candidate(state["gbest"])
         out = {
             "gbest_accuracy": gb.accuracy,
-            "gbest_feasible": engine.feasible(gb),
+            "gbest_feasible": view.feasible(gb),
             "screened": state.get("iteration_screened", 0),
             "reevaluated": state.get("iteration_reevaluated", 0),
         }
-        if engine.constraint is not None:
-            out["gbest_" + engine.constraint.metric] = gb.metrics.get(engine.constraint.metric)
+        if view.constraint is not None:
+            out["gbest_" + view.constraint.metric] = gb.metrics.get(view.constraint.metric)
         return out
 
 
 # -- the user-facing function ----------------------------------------------------------------------
-def float_accuracy_of(model, val, batch_size: int = 256) -> float | None:
-    """The float model's accuracy on ``val = (x, y)`` arrays (integer or one-hot labels), by duck
-    typing ``model.predict``; None when ``val`` is not a pair of arrays or the model cannot predict."""
-    if model is None or not isinstance(val, (tuple, list)) or len(val) != 2 or not hasattr(model, "predict"):
-        return None
-    x, y = val
-    y = np.asarray(y)
-    pred = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    if pred.ndim < 2:
-        return None
-    labels = y.argmax(-1) if y.ndim >= 2 and y.shape[-1] > 1 else y.reshape(-1)
-    return float(np.mean(pred.argmax(-1) == labels))
-
-
 def budget_report(candidate, float_accuracy: float | None) -> dict:
     """Sec. 5.3's metrics of one candidate: accuracy, delta accuracy vs. float (eq. 8), compression
     ratio (eq. 9: 32 / average weight bits, eq. 10), size ratio, average operation bit-width (eq. 11)."""
@@ -383,13 +366,13 @@ def run_constrained(strategy, model, train, val, *, budget, target, evaluation, 
     """
     from tfmpq.search import make_space, run  # late: tfmpq.search re-exports this module
     from tfmpq.search.constraints import Constraint
-    from tfmpq.search.store import write_json_atomic
 
     if budget not in BUDGETS:
         raise ValueError(f"Invalid value for `budget`: expected one of {BUDGETS}. Received: budget={budget!r}")
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
         raise ValueError(f"Invalid value for `target`: expected a number > 0 (the budget on `{budget}`). "
                          f"Received: target={target!r}")
+    model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the space and the evaluator
     base_model = model if model is not None else getattr(evaluator, "model", None)
     if space is None:
         space = make_space(base_model, evaluator=evaluator, bits=bits, search_activations=search_activations,
@@ -405,15 +388,14 @@ def run_constrained(strategy, model, train, val, *, budget, target, evaluation, 
     result = run(strategy, model, train, val, evaluation=evaluation, epochs=epochs, space=space,
                  evaluator=evaluator, objectives=("accuracy", budget), constraint=Constraint(budget, float(target)),
                  run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
-    if float_accuracy is None:
-        float_accuracy = float_accuracy_of(base_model, val)
+    if float_accuracy is None and callable(getattr(result.evaluator, "float_accuracy", None)):
+        float_accuracy = result.evaluator.float_accuracy()
     result.float_accuracy = float_accuracy
     result.report = None if result.best is None else budget_report(result.best, float_accuracy)
     if result.report is not None:
-        result.report["feasible"] = result._engine.feasible(result.best)
+        result.report["feasible"] = result.feasible(result.best)
         result.report["budget"] = {"metric": budget, "target": float(target)}
-        if result.run_dir is not None:
-            write_json_atomic(result.run_dir / "best.json", {**result.best.to_json(), "report": result.report})
+        result.save()  # best.json now holds the report too
         if verbose:
             r = result.report
             delta = "" if r["delta_accuracy"] is None else f" ({100 * r['delta_accuracy']:+.2f} pp vs. float)"

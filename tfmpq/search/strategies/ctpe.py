@@ -52,7 +52,7 @@ import numpy as np
 from tfmpq.search.kmeans_tpe import (
     DEFAULT_ALPHA, DEFAULT_C, DEFAULT_K, SCALES, TPEProposer, annealed_k, dual_threshold_split, prune_bits,
 )
-from tfmpq.search.strategies.base import Strategy
+from tfmpq.search.strategies.base import Ask, Strategy
 from tfmpq.search.strategies.ilp import _sig, normalise_tables, per_gene, tables_json
 
 #: Value given in ``g(x)`` to a failed candidate, and the base for infeasible proposals (below any accuracy).
@@ -89,6 +89,8 @@ class CTPE(Strategy):
         max_tries: TPE draws per generation before a random unseen configuration. Defaults to 32.
         accept: exact feasibility check of a chromosome (e.g. the metric against its target); not part
             of the resume signature. Defaults to None.
+        seed: seeds the sensitivity k-means, the objective k-means and each iteration's TPE sampler
+            (random draws come from the run's ``view.rng``). Defaults to 0.
 
     Raises:
         ValueError: invalid counts or options; at setup, a space with searched activations or one
@@ -101,7 +103,7 @@ class CTPE(Strategy):
                  trials: int = 40, startup: int | None = None, k: int = DEFAULT_K, c: float = DEFAULT_C,
                  alpha: float = DEFAULT_ALPHA, prune_clusters: int = DEFAULT_K,
                  cluster_bits: Sequence[Sequence[int]] | None = None, scale: str = "log", n_ei_candidates: int = 24,
-                 max_tries: int = 32, accept: Callable[[tuple], bool] | None = None):
+                 max_tries: int = 32, accept: Callable[[tuple], bool] | None = None, seed: int = 0):
         if startup is None and isinstance(trials, int) and not isinstance(trials, bool):
             startup = max(2, int(round(trials / 4)))
         for arg, value, low in (("trials", trials, 1), ("startup", startup, 1), ("k", k, 3),
@@ -130,6 +132,7 @@ class CTPE(Strategy):
         self.n_ei_candidates = n_ei_candidates
         self.max_tries = max_tries
         self.accept = accept
+        self.seed = int(seed)
         self.pruned: list[tuple[int, ...]] | None = None
 
     # -- setup: the pruned space (sec. III.A) ----------------------------------------------------
@@ -141,8 +144,8 @@ class CTPE(Strategy):
         genes = tuple(int(b) for b in genes)
         return self.cost(genes) <= self._budget * (1 + 1e-12) + 1e-12 and (self.accept is None or self.accept(genes))
 
-    def setup(self, engine) -> None:
-        space = engine.space
+    def setup(self, view) -> None:
+        space = view.space
         if space.search_activations:
             raise ValueError("Invalid search space for `ctpe`: activation bits are searched; clustered TPE here "
                              "allocates weight bits only (search_activations=False).")
@@ -155,7 +158,7 @@ class CTPE(Strategy):
         self._costs = costs
         self._budget = self.budget - constant
         pruned = prune_bits(sens, space.choices, self.prune_clusters, cluster_bits=self.cluster_bits,
-                            scale=self.scale, seed=engine.seed)
+                            scale=self.scale, seed=self.seed)
         self.widened = 0
         while math.fsum(min(costs[j][b] for b in p) for j, p in enumerate(pruned)) > self._budget:
             wider = []
@@ -173,17 +176,17 @@ class CTPE(Strategy):
         return {"sensitivity": self.sensitivity, "costs": tables_json(self.costs),
                 "budget": self.budget, "startup": self.startup, "k": self.k, "c": self.c, "alpha": self.alpha,
                 "prune_clusters": self.prune_clusters, "cluster_bits": self.cluster_bits, "scale": self.scale,
-                "n_ei_candidates": self.n_ei_candidates, "max_tries": self.max_tries}
+                "n_ei_candidates": self.n_ei_candidates, "max_tries": self.max_tries, "seed": self.seed}
 
     # -- proposals -------------------------------------------------------------------------------
-    def _random_unseen(self, engine, seen: set, state: dict) -> tuple | None:
-        """A random feasible configuration of the pruned space not seen yet (engine.rng), or None."""
+    def _random_unseen(self, view, seen: set, state: dict) -> tuple | None:
+        """A random feasible configuration of the pruned space not seen yet (``view.rng``), or None."""
         size = math.prod(len(p) for p in self.pruned)
         if size <= ENUMERATE_LIMIT:
             pool = [x for x in itertools.product(*self.pruned) if x not in seen and self.feasible(x)]
-            return engine.rng.choice(pool) if pool else None
+            return view.rng.choice(pool) if pool else None
         for _ in range(50 * self.max_tries):
-            x = tuple(engine.rng.choice(p) for p in self.pruned)
+            x = tuple(view.rng.choice(p) for p in self.pruned)
             if x in seen:
                 continue
             if self.feasible(x):
@@ -195,48 +198,48 @@ class CTPE(Strategy):
     def _seen(self, state: dict) -> set:
         return {tuple(t) for t in state["trials"]} | {tuple(x) for x, _ in state["infeasible"]}
 
-    def start(self, engine) -> dict:
+    def start(self, view):
         """Algorithm 1 lines 3-9: ``startup`` random feasible configurations of the pruned space."""
         state = {"trials": [], "infeasible": [], "exhausted": False, "pruned": [list(p) for p in self.pruned],
                  "widened": self.widened}
         seen = self._seen(state)
         batch = []
         while len(batch) < self.startup:
-            x = self._random_unseen(engine, seen, state)
+            x = self._random_unseen(view, seen, state)
             if x is None:
                 state["exhausted"] = True
                 break
             batch.append(x)
             seen.add(x)
         if batch:
-            engine.evaluate(batch, desc="ctpe start")
+            yield Ask(batch, desc="ctpe start")
         state["trials"] = [list(x) for x in batch]
         return state
 
-    def _observations(self, engine, state: dict, iteration: int) -> tuple[list, list, int]:
+    def _observations(self, view, state: dict, iteration: int) -> tuple[list, list, int]:
         scored, failed = [], []
         for t in state["trials"]:
-            cand = engine.cache[tuple(t)]
+            cand = view.candidate(t)
             (scored if cand.ok else failed).append((tuple(t), float(cand.accuracy) if cand.ok else FAILED_VALUE))
         k = annealed_k(iteration, self.k, self.c, self.alpha)
         if not scored:
             return [], failed, k
-        top, bottom = dual_threshold_split([v for _, v in scored], k, seed=engine.seed)
+        top, bottom = dual_threshold_split([v for _, v in scored], k, seed=self.seed)
         good = [scored[i] for i in top]
         bad = [scored[i] for i in bottom] + failed
         scale = max(abs(self._budget), 1e-12)
         bad += [(tuple(x), INFEASIBLE_VALUE - float(v) / scale) for x, v in state["infeasible"]]
         return good, bad, k
 
-    def step(self, engine, state: dict, generation: int) -> dict:
+    def step(self, view, state: dict, generation: int):
         """Algorithm 1 lines 11-19: one TPE proposal from l(C_1) / g(C_k), scored."""
         state = json.loads(json.dumps(state))  # never mutate the checkpointed state
         iteration = generation - 1
         seen = self._seen(state)
-        good, bad, k = self._observations(engine, state, iteration)
+        good, bad, k = self._observations(view, state, iteration)
         proposal = None
         if good:
-            proposer = TPEProposer(self.pruned, good, bad, seed=_proposal_seed(engine.seed, iteration, 0),
+            proposer = TPEProposer(self.pruned, good, bad, seed=_proposal_seed(self.seed, iteration, 0),
                                    n_ei_candidates=self.n_ei_candidates)
             for _ in range(self.max_tries):
                 x = proposer.ask()
@@ -252,11 +255,11 @@ class CTPE(Strategy):
                 break
         state["last"] = {"k": k, "l": len(good), "g": len(bad), "tpe": proposal is not None}
         if proposal is None:
-            proposal = self._random_unseen(engine, seen, state)
+            proposal = self._random_unseen(view, seen, state)
         if proposal is None:
             state["exhausted"] = True
             return state
-        engine.evaluate([proposal], desc=f"ctpe {generation}")
+        yield Ask([proposal], desc=f"ctpe {generation}")
         state["trials"].append(list(proposal))
         return state
 
@@ -264,10 +267,10 @@ class CTPE(Strategy):
     def population(self, state: dict) -> list:
         return [tuple(t) for t in state.get("trials", [])]
 
-    def finished(self, engine, state: dict) -> bool:
+    def finished(self, view, state: dict) -> bool:
         return bool(state.get("exhausted"))
 
-    def report(self, engine, state: dict) -> dict:
+    def report(self, view, state: dict) -> dict:
         last = state.get("last", {})
         return {"ctpe_k": last.get("k"), "ctpe_l": last.get("l"), "ctpe_g": last.get("g"),
                 "ctpe_from_tpe": last.get("tpe"), "ctpe_infeasible": len(state.get("infeasible", [])),
@@ -367,7 +370,8 @@ def ctpe(
         params = getattr(traces, "params", None) or _kernel_params(model, space)
         per_param = {g: trace[g] / params[g] for g in space.free_groups}
     strategy = CTPE(per_param, tables, bound, trials=trials, startup=startup, k=k, c=c, alpha=alpha,
-                    prune_clusters=prune_clusters, cluster_bits=cluster_bits, scale=scale, accept=accept)
+                    prune_clusters=prune_clusters, cluster_bits=cluster_bits, scale=scale, accept=accept,
+                    seed=seed)
     result = run_constrained(strategy, model, train, val, budget=budget, target=target, evaluation=evaluation,
                              epochs=epochs, run_dir=run_dir, resume=resume, seed=seed, evaluator=evaluator,
                              bits=bits, search_activations=False, verbose=verbose, float_accuracy=float_accuracy,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from tfmpq.search.strategies.base import Strategy
+from tfmpq.search.strategies.base import Ask, Strategy
 
 
 class Exhaustive(Strategy):
@@ -36,8 +36,8 @@ class Exhaustive(Strategy):
     def options(self) -> dict:
         return {"batch_size": self.batch_size}
 
-    def setup(self, engine) -> None:
-        size = engine.space.size()
+    def setup(self, view) -> None:
+        size = view.space.size()
         if size > self.max_size:
             raise ValueError(
                 f"The search space has {size} chromosomes, more than max_size={self.max_size} to enumerate. "
@@ -45,19 +45,19 @@ class Exhaustive(Strategy):
             )
         self.generations = math.ceil(size / self.batch_size) - 1  # generation 0 is the first batch
 
-    def _batch(self, engine, start: int) -> dict:
-        chunk = list(itertools.islice(engine.space.enumerate(), start, start + self.batch_size))
-        engine.evaluate(chunk, desc=f"batch {engine.generation}")
+    def _batch(self, view, start: int):
+        chunk = list(itertools.islice(view.space.enumerate(), start, start + self.batch_size))
+        yield Ask(chunk, desc=f"batch {view.generation}")
         return {"next": start + len(chunk)}
 
-    def start(self, engine) -> dict:
-        return self._batch(engine, 0)
+    def start(self, view):
+        return (yield from self._batch(view, 0))
 
-    def step(self, engine, state: dict, generation: int) -> dict:
-        return self._batch(engine, state["next"])
+    def step(self, view, state: dict, generation: int):
+        return (yield from self._batch(view, state["next"]))
 
     def population(self, state: dict) -> list:
         return []
 
-    def finished(self, engine, state: dict) -> bool:
-        return state["next"] >= engine.space.size()
+    def finished(self, view, state: dict) -> bool:
+        return state["next"] >= view.space.size()

@@ -12,19 +12,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tfmpq.search.strategies.base import Strategy
+from tfmpq.search.constraints import deb_key
+from tfmpq.search.strategies.base import Ask, Strategy
 from tfmpq.search.strategies.bbpso import run_constrained
 
 MAX_DEDUP_TRIES = 20
-
-
-def deb_key(engine, candidate) -> tuple:
-    """A sort key (larger is better) that orders candidates as Deb's rule does: feasible ones by
-    accuracy, above every infeasible one, infeasible ones by decreasing violation."""
-    violation = engine.violation(candidate)
-    if violation <= 0.0:
-        return (1, engine.values(candidate)[0])
-    return (0, -violation)
 
 
 class GA(Strategy):
@@ -61,39 +53,43 @@ class GA(Strategy):
         return {"population": self.population_size, "crossover_prob": self.crossover_prob,
                 "mutation_gene_prob": self.mutation_gene_prob}
 
-    def _rank(self, engine, chromosomes) -> list[tuple]:
+    def _rank(self, view, chromosomes) -> list[tuple]:
         """Chromosomes sorted best first by Deb's rule (stable: ties keep the earlier one)."""
-        return sorted(chromosomes, key=lambda g: deb_key(engine, engine.cache[tuple(g)]), reverse=True)
+        def key(genes):
+            cand = view.candidate(genes)
+            return deb_key(view.values(cand)[0], view.violation(cand))
 
-    def start(self, engine) -> dict:
+        return sorted(chromosomes, key=key, reverse=True)
+
+    def start(self, view):
         chromosomes, taken = [], set()
         while len(chromosomes) < self.population_size:
-            x = engine.space.random(engine.rng)
+            x = view.space.random(view.rng)
             for _ in range(MAX_DEDUP_TRIES):
                 if x not in taken:
                     break
-                x = engine.space.random(engine.rng)
+                x = view.space.random(view.rng)
             chromosomes.append(x)
             taken.add(x)
-        engine.evaluate(chromosomes, desc="init population")
-        return {"population": [list(g) for g in self._rank(engine, chromosomes)]}
+        yield Ask(chromosomes, desc="init population")
+        return {"population": [list(g) for g in self._rank(view, chromosomes)]}
 
-    def _tournament(self, engine, population) -> tuple:
+    def _tournament(self, view, population) -> tuple:
         """Binary tournament decided by Deb's rule; a tie is a coin flip."""
-        a, b = engine.rng.choice(population), engine.rng.choice(population)
-        if engine.better(engine.cache[a], engine.cache[b]):
+        a, b = view.rng.choice(population), view.rng.choice(population)
+        if view.better(view.candidate(a), view.candidate(b)):
             return a
-        if engine.better(engine.cache[b], engine.cache[a]):
+        if view.better(view.candidate(b), view.candidate(a)):
             return b
-        return a if engine.rng.random() < 0.5 else b
+        return a if view.rng.random() < 0.5 else b
 
-    def step(self, engine, state: dict, generation: int) -> dict:
-        rng, space = engine.rng, engine.space
+    def step(self, view, state: dict, generation: int):
+        rng, space = view.rng, view.space
         parents = [tuple(g) for g in state["population"]]
         p_gene = self.mutation_gene_prob if self.mutation_gene_prob is not None else 1.0 / space.num_genes
         children, taken = [], set(parents)
         while len(children) < self.population_size:
-            c1, c2 = list(self._tournament(engine, parents)), list(self._tournament(engine, parents))
+            c1, c2 = list(self._tournament(view, parents)), list(self._tournament(view, parents))
             if rng.random() < self.crossover_prob:
                 for j in range(len(c1)):
                     if rng.random() < 0.5:
@@ -109,10 +105,9 @@ class GA(Strategy):
                         break
                 children.append(tuple(child))
                 taken.add(tuple(child))
-        engine.evaluate(children, desc=f"gen {generation}")
-        survivors = self._rank(engine, list(dict.fromkeys(parents + children)))[: self.population_size]
+        yield Ask(children, desc=f"gen {generation}")
+        survivors = self._rank(view, list(dict.fromkeys(parents + children)))[: self.population_size]
         return {"population": [list(g) for g in survivors]}
-
 
 def ga(
     model=None,

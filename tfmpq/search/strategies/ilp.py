@@ -18,7 +18,7 @@ import math
 from typing import Callable, Mapping, Sequence
 
 from tfmpq.search.allocation import LINEAR_BUDGETS, linear_budget, separable_costs, solve_allocation
-from tfmpq.search.strategies.base import Strategy
+from tfmpq.search.strategies.base import Ask, Strategy
 
 #: Keyword arguments of ``tfmpq.search.run`` that configure the evaluator it would build.
 EVALUATOR_OPTIONS = ("batch_size", "per_channel", "symmetric", "learning_rate", "calibration_batches")
@@ -111,8 +111,8 @@ class ILP(Strategy):
         self.generations = generations
         self.accept = accept
 
-    def setup(self, engine) -> None:
-        space = engine.space
+    def setup(self, view) -> None:
+        space = view.space
         if space.search_activations:
             raise ValueError("Invalid search space for `ilp`: activation bits are searched, which makes BOPs a product "
                              "of two choices; the ILP allocates weight bits only (search_activations=False).")
@@ -131,12 +131,13 @@ class ILP(Strategy):
         return {"omega": tables_json(self.omega), "costs": tables_json(self.costs), "budget": self.budget,
                 "solutions": self.solutions}
 
-    def _next(self, engine, state: dict) -> dict:
+    def _next(self, view, state: dict):
+        """Asks for the next ``solutions`` allocations (those already scored excluded); returns the state."""
         done = [tuple(s) for s in state.get("solutions", [])]
         found = solve_allocation(self._omega, self._costs, self._budget, num_solutions=self.solutions,
                                  exclude=done, accept=self.accept)
         if found:
-            engine.evaluate([a.bits for a in found], desc=f"ilp {engine.generation}")
+            yield Ask([a.bits for a in found], desc=f"ilp {view.generation}")
         return {
             "solutions": [list(s) for s in done] + [list(a.bits) for a in found],
             "objectives": list(state.get("objectives", [])) + [a.objective for a in found],
@@ -144,19 +145,19 @@ class ILP(Strategy):
             "exhausted": len(found) < self.solutions,
         }
 
-    def start(self, engine) -> dict:
-        return self._next(engine, {})
+    def start(self, view):
+        return (yield from self._next(view, {}))
 
-    def step(self, engine, state: dict, generation: int) -> dict:
-        return self._next(engine, state)
+    def step(self, view, state: dict, generation: int):
+        return (yield from self._next(view, state))
 
     def population(self, state: dict) -> list:
         return [tuple(s) for s in state.get("solutions", [])]
 
-    def finished(self, engine, state: dict) -> bool:
+    def finished(self, view, state: dict) -> bool:
         return bool(state.get("exhausted"))
 
-    def report(self, engine, state: dict) -> dict:
+    def report(self, view, state: dict) -> dict:
         obj = state.get("objectives") or [None]
         return {"ilp_solutions": len(state.get("solutions", [])), "ilp_best_objective": obj[0]}
 
@@ -274,7 +275,7 @@ def write_sensitivity(result, traces, extra: dict | None = None) -> None:
     """``run_dir/sensitivity.json``: the traces the search used (and their standard errors)."""
     if result.run_dir is None or traces is None:
         return
-    from tfmpq.search.store import write_json_atomic
+    from tfmpq._io import write_json_atomic
 
     trace, se = _trace_dict(traces)
     write_json_atomic(result.run_dir / SENSITIVITY_FILE, {"trace": trace, "std_error": se, **(extra or {})})

@@ -12,7 +12,7 @@
 * Environmental selection: ``deap.tools.selNSGA2`` on parents + offspring (seed 001, Algorithm 1).
 
 DEAP supplies the fitness type, non-dominated sorting, crowding distance and ``selNSGA2``; the
-random operators use ``engine.rng`` (not the global ``random`` DEAP's own operators draw from), so
+random operators use ``view.rng`` (not the global ``random`` DEAP's own operators draw from), so
 the checkpointed RNG state alone makes a resumed run identical to an uninterrupted one. No
 ``deap.creator`` class is created: creator classes are process-global, and two searches with
 different objectives in one process would clash.
@@ -22,7 +22,7 @@ from __future__ import annotations
 from deap import base, tools
 
 from tfmpq.search.constraints import constrained_objectives
-from tfmpq.search.strategies.base import Strategy
+from tfmpq.search.strategies.base import Ask, Strategy
 
 INITS = ("uniform", "random")
 CROSSOVERS = ("uniform", "one_point", "two_point")
@@ -115,23 +115,18 @@ class NSGA2(Strategy):
         }
 
     # -- DEAP glue -----------------------------------------------------------------------------
-    def setup(self, engine) -> None:
+    def setup(self, view) -> None:
         # A Fitness subclass per run, outside deap.creator (see the module docstring).
-        self._fitness_cls = type("NSGA2Fitness", (base.Fitness,), {"weights": engine.weights})
+        self._fitness_cls = type("NSGA2Fitness", (base.Fitness,), {"weights": view.weights})
 
-    def _individuals(self, engine, chromosomes, *, evaluated: bool = False) -> list[_Individual]:
-        """Individuals with fitness from the engine: new chromosomes are evaluated (cache first);
-        ``evaluated=True`` reads already-scored ones (the parents) without counting cache hits."""
-        if evaluated:
-            candidates = [engine.cache[tuple(g)] for g in chromosomes]
-        else:
-            candidates = engine.evaluate(chromosomes, desc=f"gen {engine.generation}")
+    def _individuals(self, view, chromosomes, candidates) -> list[_Individual]:
+        """Individuals with fitness from their candidates (constrained domination, Deb's rule, when
+        the run has a constraint)."""
         out = []
         for genes, cand in zip(chromosomes, candidates):
             ind = _Individual(genes)
             ind.fitness = self._fitness_cls()
-            # Constrained domination (Deb's rule) when the engine has a constraint.
-            ind.fitness.values = constrained_objectives(engine.values(cand), engine.violation(cand))
+            ind.fitness.values = constrained_objectives(view.values(cand), view.violation(cand))
             out.append(ind)
         return out
 
@@ -145,7 +140,7 @@ class NSGA2(Strategy):
                 rank[id(ind)] = r
         return rank
 
-    # -- operators (engine.rng only) -----------------------------------------------------------
+    # -- operators (view.rng only) -----------------------------------------------------------
     def _tournament(self, rng, individuals, rank) -> _Individual:
         """Binary crowded tournament (Deb et al. 2002, the crowded-comparison operator)."""
         a, b = rng.choice(individuals), rng.choice(individuals)
@@ -203,8 +198,8 @@ class NSGA2(Strategy):
         return genes
 
     # -- the algorithm -------------------------------------------------------------------------
-    def start(self, engine) -> dict:
-        rng, space = engine.rng, engine.space
+    def start(self, view):
+        rng, space = view.rng, view.space
         seeds = [space.validate(g) for g in self.initial]
         if self.init == "uniform":
             uniforms = space.uniform_chromosomes()
@@ -224,14 +219,16 @@ class NSGA2(Strategy):
                     child, tries = space.random(rng), tries + 1
                 chromosomes.append(child)
                 taken.add(child)
-        individuals = self._individuals(engine, chromosomes)
+        candidates = yield Ask(chromosomes, desc="gen 0")
+        individuals = self._individuals(view, chromosomes, candidates)
         if len(individuals) > self.population_size:  # more uniform policies than population slots
             individuals = tools.selNSGA2(individuals, self.population_size)
         return {"population": [list(ind) for ind in individuals]}
 
-    def step(self, engine, state: dict, generation: int) -> dict:
-        rng, space = engine.rng, engine.space
-        parents = self._individuals(engine, [tuple(g) for g in state["population"]], evaluated=True)
+    def step(self, view, state: dict, generation: int):
+        rng, space = view.rng, view.space
+        parent_genes = [tuple(g) for g in state["population"]]
+        parents = self._individuals(view, parent_genes, [view.candidate(g) for g in parent_genes])
         rank = self._rank_and_crowd(parents)
         taken = {tuple(p) for p in parents}
         children: list[tuple] = []
@@ -244,11 +241,11 @@ class NSGA2(Strategy):
                 child = self._make_unique(rng, space, self._mutate(rng, space, child), taken)
                 children.append(child)
                 taken.add(child)
-        offspring = self._individuals(engine, children)
+        candidates = yield Ask(children, desc=f"gen {generation}")
+        offspring = self._individuals(view, children, candidates)
         survivors = tools.selNSGA2(parents + offspring, self.population_size)
         return {"population": [list(ind) for ind in survivors]}
 
-    def report(self, engine, state: dict) -> dict:
-        return {"population_best_accuracy": max(
-            (engine.cache[tuple(g)].accuracy for g in state["population"] if engine.cache[tuple(g)].ok),
-            default=None)}
+    def report(self, view, state: dict) -> dict:
+        scored = [view.candidate(g) for g in state["population"]]
+        return {"population_best_accuracy": max((c.accuracy for c in scored if c.ok), default=None)}
