@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     run_dir = args.run_dir or os.path.join("runs", "front_vs_uniform", name)
     ds = data.load(args.data)
     info = zoo.checkpoint_info(name) if name in zoo.checkpoints() else None
-    val_fraction = info["validation"]["fraction"] if info and info["data"] == ds.name else data.VALIDATION_FRACTION
+    val_fraction = info["validation"]["fraction"] if info and info["dataset"] == ds.name else data.VALIDATION_FRACTION
     roles = data.roles(ds, val_fraction=val_fraction, num_train=args.num_train, num_val=args.num_val, seed=args.seed)
     model = zoo.resolve_model(args.model)
     print(f"{args.model} on {ds.name}: {len(roles.train[1])} training / {len(roles.val[1])} validation / "

@@ -40,19 +40,30 @@ def check_num_classes(num_classes) -> int:
 
 
 def conv_bn_act(x, filters: int, kernel_size, strides: int = 1, activation: str | None = "relu",
-                name: str = "conv"):
+                name: str = "conv", bn_momentum: float = 0.99):
     """Conv2D (no bias) -> BatchNormalization -> activation, named ``{name}``, ``{name}_bn``, ``{name}_relu``.
 
     The explicit names keep quantization group names stable however many models a session builds.
+    ``bn_momentum`` is the BatchNormalization momentum (Keras's default 0.99 unless a builder asks).
     """
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                       kernel_initializer="he_normal", name=name)(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     if activation == "relu":
         x = layers.ReLU(name=f"{name}_relu")(x)
     elif activation == "relu6":
         x = layers.ReLU(6.0, name=f"{name}_relu")(x)
     return x
+
+
+def depthwise_he():
+    """He initialisation for a DepthwiseConv2D kernel.
+
+    Each output of a depthwise 3x3 filter sees 3x3 inputs, but Keras computes the fans of the
+    ``(3, 3, C, 1)`` kernel as fan_in = 9C, fan_out = 9, so ``mode="fan_out"`` is the filter's true
+    fan-in. The default glorot_uniform (fan_in = 9C) starts deep blocks with outputs ~C times too small.
+    """
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="truncated_normal")
 
 
 def classifier(x, num_classes: int, activation: str | None, name: str = "predictions"):

@@ -3,20 +3,13 @@ from __future__ import annotations
 
 from tfmpq._keras import keras
 
-from models._common import check_input_shape, check_num_classes, classifier, conv_bn_act
+from models._common import check_input_shape, check_num_classes, classifier, conv_bn_act, depthwise_he
 
 layers = keras.layers
 
 # (pointwise filters at alpha = 1, depthwise stride) of the 13 separable blocks, Howard et al. Table 1.
 V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
              (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
-
-
-# He initialisation for a depthwise kernel: each output sees 3x3 inputs, but Keras computes the fans of
-# the (3, 3, C, 1) kernel as fan_in = 9C, fan_out = 9, so "fan_out" is the filter's true fan-in. The
-# default glorot_uniform (fan_in = 9C) starts deep blocks with outputs ~C times too small.
-def _depthwise_he():
-    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="truncated_normal")
 
 
 def build_mobilenet_v1(input_shape: tuple = (32, 32, 3), num_classes: int = 10, alpha: float = 0.25,
@@ -51,7 +44,7 @@ def build_mobilenet_v1(input_shape: tuple = (32, 32, 3), num_classes: int = 10, 
     x = conv_bn_act(inputs, max(8, int(32 * alpha)), 3, strides=first_stride, activation="relu6", name="conv1")
     for i, (filters, strides) in enumerate(V1_BLOCKS, start=1):
         x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
-                                   depthwise_initializer=_depthwise_he(), name=f"block{i}_dw")(x)
+                                   depthwise_initializer=depthwise_he(), name=f"block{i}_dw")(x)
         x = layers.BatchNormalization(name=f"block{i}_dw_bn")(x)
         x = layers.ReLU(6.0, name=f"block{i}_dw_relu")(x)
         x = conv_bn_act(x, max(8, int(filters * alpha)), 1, activation="relu6", name=f"block{i}_pw")

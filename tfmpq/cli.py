@@ -387,7 +387,7 @@ def _check_validation_held_out(model_spec: str, data_name: str, val_fraction: fl
     if name not in zoo.checkpoints():
         return
     info = zoo.checkpoint_info(name)
-    trained_on, rule = info["data"], info["validation"]
+    trained_on, rule = info["dataset"], info["validation"]
     if data_name == trained_on:
         if abs(val_fraction - rule["fraction"]) > 1e-12 or rule["seed"] != data.VALIDATION_SEED:
             raise CliError(

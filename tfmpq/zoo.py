@@ -8,6 +8,8 @@ Example:
 >>> from tfmpq import zoo
 >>> model = zoo.get("resnet20", num_classes=100)
 >>> trained = zoo.resolve_model("zoo:small_cnn_fmnist")   # the float demo checkpoint
+>>> zoo.checkpoint_info("dscnn_fmnist")["validation"]       # how it was trained and scored
+{'fraction': 0.1, 'seed': 0}
 """
 from __future__ import annotations
 
@@ -30,15 +32,12 @@ _BUILDERS = {
     "mobilenet_v1": models.build_mobilenet_v1,
     "mobilenet_v2": models.build_mobilenet_v2,
     "vgg_small": models.build_vgg_small,
+    "dscnn": models.build_dscnn,
 }
 
-# Trained float checkpoints shipped in models/ (see models/README.md for how each was made).
-_CHECKPOINTS = {"small_cnn_fmnist": "small_cnn_fmnist.keras"}
-# How each was trained: the data and the validation split it was NOT trained on (tfmpq.data.roles).
-_TRAINED = {
-    "small_cnn_fmnist": {"data": "default", "validation": {"fraction": 0.1, "seed": 0},
-                         "command": "python -m models.train_demo"},
-}
+# Trained float checkpoints shipped in models/ (see models/README.md for how each was made). Each
+# NAME.keras has a record NAME.json beside it (see `checkpoint_info`).
+_CHECKPOINTS = {"small_cnn_fmnist": "small_cnn_fmnist.keras", "dscnn_fmnist": "dscnn_fmnist.keras"}
 
 ZOO_PREFIX = "zoo:"
 
@@ -56,7 +55,7 @@ def checkpoints() -> list[str]:
     """Names of the trained checkpoints shipped with tfmpq (usable as ``zoo:NAME``).
 
     Returns:
-        The checkpoint names, e.g. ``["small_cnn_fmnist"]``.
+        The checkpoint names, e.g. ``["small_cnn_fmnist", "dscnn_fmnist"]``.
     """
     return list(_CHECKPOINTS)
 
@@ -80,14 +79,42 @@ def checkpoint_path(name: str) -> str:
 
 
 def checkpoint_info(name: str) -> dict:
-    """How a shipped checkpoint was trained: ``data`` (a ``tfmpq.data.load`` name), ``validation``
-    (``{"fraction", "seed"}``: the split held out, ``tfmpq.data.roles``) and ``command``.
+    """How a shipped checkpoint was trained and how it scores: its JSON record in models/.
+
+    The record (written by ``python -m models.train_demo``) holds the model and builder arguments,
+    the dataset, the validation rule (``{"fraction": 0.1, "seed": 0}``: the split of
+    ``tfmpq.data.split_validation``), the numbers of training, validation and test images, epochs,
+    optimizer and schedule, BatchNormalization momentum, seed, float validation and test accuracy,
+    parameter count, training time, the command that made it and tfmpq's git commit.
+
+    Args:
+        name: One of :func:`checkpoints`.
+
+    Returns:
+        The record as a dict (a new one on every call).
 
     Raises:
         ValueError: If ``name`` is not a shipped checkpoint.
+        ModelLoadError: If its record is missing or is not a JSON object.
+
+    Example:
+
+    >>> info = checkpoint_info("small_cnn_fmnist")
+    >>> info["dataset"], info["num_train"], info["epochs"]
+    ('default', 9000, 8)
     """
-    checkpoint_path(name)  # validates the name
-    return json.loads(json.dumps(_TRAINED[name]))
+    path = os.path.splitext(checkpoint_path(name))[0] + ".json"
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"Cannot read the record of checkpoint `{name}` at {path}: {type(e).__name__}: {e}. "
+                             f"Expected the JSON file `python -m models.train_demo` writes beside the "
+                             f".keras file.") from e
+    if not isinstance(info, dict):
+        raise ModelLoadError(f"Cannot read the record of checkpoint `{name}` at {path}: expected a JSON object. "
+                             f"Received: {type(info).__name__}.")
+    return info
 
 
 def get(name: str, **kwargs) -> keras.Model:
