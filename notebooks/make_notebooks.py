@@ -43,9 +43,9 @@ if importlib.util.find_spec("tfmpq") is None:
     tf_minor = ".".join(tf.__version__.split(".")[:2])
     wheels = sorted(glob.glob("tfmpq-*.whl"))
     if wheels:
-        source = f"{{wheels[-1]}}[deploy]"
+        source = f"{{wheels[-1]}}[deploy,search]"
     elif TFMPQ_REPOSITORY:
-        source = f"tfmpq[deploy] @ {{TFMPQ_REPOSITORY}}"
+        source = f"tfmpq[deploy,search] @ {{TFMPQ_REPOSITORY}}"
     else:
         raise RuntimeError("Upload a tfmpq wheel (`make wheel` writes dist/tfmpq-*.whl) next to this notebook, "
                            "or set TFMPQ_REPOSITORY to tfmpq's git repository.")
