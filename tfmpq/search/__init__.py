@@ -5,7 +5,8 @@ The pieces (pymoo's split): :class:`SearchSpace` (chromosome <-> ``QuantPolicy``
 the Hessian ILP, clustered TPE, ...) driven by :class:`~tfmpq.search.engine.Engine` (cache, journal,
 checkpoint/resume, Deb's rule, hypervolume, progress), and a :class:`Result`. The algorithmic cores of
 the sensitivity-guided strategies are pure functions: :mod:`~tfmpq.search.allocation` (the ILP and its
-next-best solutions) and :mod:`~tfmpq.search.kmeans_tpe` (bit pruning, the dual threshold, Optuna's TPE). Evaluations run in this process or, with
+next-best solutions) and :mod:`~tfmpq.search.kmeans_tpe` (bit pruning, the dual threshold, Optuna's
+TPE). Evaluations run in this process or, with
 ``executor="process"`` / ``"ray"``, on local worker processes or Ray actors (``executors.py``).
 
 Example:
@@ -240,23 +241,24 @@ def nsga2(
     sensitivity=None,
     **kwargs,
 ) -> Result:
-    """NSGA-II search for the accuracy / size Pareto front (seed 003, sec. 2.2).
+    """NSGA-II search for the accuracy / size Pareto front (Šafář, "Automated Quantization of
+    Neural Networks", sec. 2.2).
 
     Args:
         model: the trained float Keras model.
         train: training data ``(x, y)`` or a batched ``tf.data.Dataset``.
         val: validation data.
-        evaluation: ``"qat"`` (seed 003) or ``"ptq"`` (seed 001). Defaults to "qat".
+        evaluation: ``"qat"`` (Šafář) or ``"ptq"`` (Santini). Defaults to "qat".
         epochs: QAT epochs per candidate. Defaults to 1.
         population: NSGA-II population size (mu). Defaults to 16.
         offspring: offspring per generation (lambda). Defaults to 16.
         generations: generations after the initial population. Defaults to 10.
-        init: ``"uniform"`` (all uniform policies + their mutants, seed 003) or ``"random"``.
+        init: ``"uniform"`` (all uniform policies + their mutants, Šafář) or ``"random"``.
             Defaults to "uniform".
         crossover: ``"uniform"``, ``"one_point"`` or ``"two_point"``. Defaults to "uniform".
         crossover_prob: probability a pair is crossed. Defaults to 0.9.
-        mutation: ``"one_gene"`` (seed 003) or ``"per_gene"``. Defaults to "one_gene".
-        mutation_prob: probability a child is mutated (seed 003: 10 %). Defaults to 0.1.
+        mutation: ``"one_gene"`` (Šafář) or ``"per_gene"``. Defaults to "one_gene".
+        mutation_prob: probability a child is mutated (Šafář: 10 %). Defaults to 0.1.
         run_dir: run directory (journal, checkpoint, outputs). Defaults to None.
         resume: continue the run in ``run_dir``. Defaults to False.
         seed: random seed of the search and the evaluator. Defaults to 0.
@@ -315,7 +317,7 @@ def exhaustive(
     verbose: int = 1,
     **kwargs,
 ) -> Result:
-    """Scores every policy of a small space (seed 001: a 2-layer space is better enumerated).
+    """Scores every policy of a small space (Santini, sec. V: a 2-layer space is better enumerated).
 
     Args:
         model, train, val, evaluation, epochs, run_dir, resume, seed, evaluator, objectives, verbose:
@@ -335,7 +337,7 @@ def exhaustive(
                objectives=objectives, run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
 
 
-# Constrained single-objective strategies (seed 000): defined with their strategy classes; imported
+# Constrained single-objective strategies (Tmamna et al. 2024): defined with their strategy classes; imported
 # last because they call `run` above.
 from tfmpq.search.strategies.bbpso import bbpso, plain_bbpso  # noqa: E402
 from tfmpq.search.strategies.ga import ga  # noqa: E402

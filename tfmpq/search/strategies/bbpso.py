@@ -60,7 +60,7 @@ def eq7_continuous(pb: Sequence[float], gb: Sequence[float], np_rng: np.random.G
 
     Each dimension ``j`` is, with probability ``1 - keep_prob``, drawn from a Gaussian with mean
     ``0.5 (pb_j + gb_j)`` and standard deviation ``|pb_j - gb_j|`` (bare-bones PSO, Kennedy 2003;
-    seed 000 eq. 2 and 7); otherwise it keeps ``pb_j``.
+    Tmamna et al. 2024, eq. 2 and 7); otherwise it keeps ``pb_j``.
 
     Args:
         pb: the particle's personal best position.
@@ -86,7 +86,7 @@ def eq7_update(space, pb: Sequence[int], gb: Sequence[int], np_rng: np.random.Ge
 
 
 class BBPSO(Strategy):
-    """BBPSO-Quantizer (seed 000, Algorithm 2) on the shared engine.
+    """BBPSO-Quantizer (Tmamna et al. 2024, Algorithm 2) on the shared engine.
 
     Args:
         swarm: the swarm size N. Defaults to 15 (Table 4).
@@ -441,7 +441,7 @@ def bbpso(
     sensitivity=None,
     **kwargs,
 ):
-    """BBPSO-Quantizer (seed 000): the most accurate mixed-precision policy with ``budget <= target``.
+    """BBPSO-Quantizer (Tmamna et al. 2024): the most accurate mixed-precision policy with ``budget <= target``.
 
     Args:
         model: the trained float Keras model.

@@ -1,15 +1,16 @@
-"""NSGA-II over bit-width chromosomes (Deb et al. 2002), as used by Šafář (seed 003, sec. 2.2).
+"""NSGA-II over bit-width chromosomes (Deb et al. 2002), as used by Šafář
+("Automated Quantization of Neural Networks", sec. 2.2).
 
 * Initial population: every uniform policy of the bit set, filled up with their mutated offspring
-  (seed 003: "all uniform solutions and their offspring"), or random chromosomes (``init="random"``,
-  seed 001 sec. III.B step 1).
+  (Šafář, sec. 2.2: "all uniform solutions and their offspring"), or random chromosomes (``init="random"``,
+  Santini, "NN Quantization Bit Optimization via MOEAs", sec. III.B step 1).
 * Mating selection: binary tournament on (non-domination rank, crowding distance) (Deb et al. 2002
-  sec. III-C, the crowded-comparison operator; seed 001 step 5).
+  sec. III-C, the crowded-comparison operator; Santini, sec. III.B step 5).
 * Variation: uniform crossover, then with probability 0.1 one gene changed to another random
-  bit-width (seed 003: "a 10 % chance for mutation where one gene of the chromosome is changed to a
+  bit-width (Šafář, sec. 2.2: "a 10 % chance for mutation where one gene of the chromosome is changed to a
   random N-bit precision"). Offspring duplicating the population or each other are re-mutated
   (pymoo's ``eliminate_duplicates``), which matters in small spaces.
-* Environmental selection: ``deap.tools.selNSGA2`` on parents + offspring (seed 001, Algorithm 1).
+* Environmental selection: ``deap.tools.selNSGA2`` on parents + offspring (Santini, Algorithm 1).
 
 DEAP supplies the fitness type, non-dominated sorting, crowding distance and ``selNSGA2``; the
 random operators use ``view.rng`` (not the global ``random`` DEAP's own operators draw from), so
@@ -44,14 +45,14 @@ class NSGA2(Strategy):
         population: parents kept per generation (mu). Defaults to 16.
         offspring: children per generation (lambda). Defaults to 16.
         generations: generations after the initial population. Defaults to 10.
-        init: ``"uniform"`` (uniform policies + their mutants, seed 003) or ``"random"``.
+        init: ``"uniform"`` (uniform policies + their mutants, Šafář) or ``"random"``.
             Defaults to "uniform".
         crossover: ``"uniform"``, ``"one_point"`` or ``"two_point"``. Defaults to "uniform".
         crossover_prob: probability a parent pair is crossed. Defaults to 0.9.
         crossover_swap_prob: per-gene swap probability of uniform crossover. Defaults to 0.5.
-        mutation: ``"one_gene"`` (seed 003) or ``"per_gene"`` (each gene redrawn with
+        mutation: ``"one_gene"`` (Šafář) or ``"per_gene"`` (each gene redrawn with
             ``mutation_gene_prob``). Defaults to "one_gene".
-        mutation_prob: probability a child is mutated (seed 003: 10 %). Defaults to 0.1.
+        mutation_prob: probability a child is mutated (Šafář: 10 %). Defaults to 0.1.
         mutation_gene_prob: per-gene probability for ``mutation="per_gene"``; None = 1 / genes.
             Defaults to None.
         unique: re-mutate offspring that duplicate the population or each other. Defaults to True.
