@@ -158,7 +158,8 @@ def main(argv=None) -> int:
             for key, (c, evals, wall) in results.items():
                 k = int(np.sum(hits[key]))
                 row = {"model": name, "budget_bits": bits, "target_weight_bytes": target, "strategy": key,
-                       "genes": list(c.policy.weight_bits), "weight_bytes": c.weight_bytes, "val_accuracy": c.accuracy,
+                       "genes": list(c.policy.weight_bits), "weight_bytes": c.weight_bytes,
+                       "within_budget": bool(c.weight_bytes <= target), "val_accuracy": c.accuracy,
                        "test_accuracy": k / n, "ci": list(wilson_interval(k, n)), "evaluations": evals,
                        "wall_seconds": wall, "evaluation": setting["evaluation"],
                        "finetune_epochs": setting["finetune_epochs"],
@@ -179,7 +180,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---:|---:|---:|---:|---|---:|")
     for r in rows:
         p_value = "" if r["mcnemar_vs_uniform"] is None else f"{r['mcnemar_vs_uniform']:.3g}"
-        print(f"| {r['model']} | u{r['budget_bits']} ({r['target_weight_bytes']:.0f} B) | {r['strategy']} | "
+        strategy = r["strategy"] + ("" if r["within_budget"] else " (none within budget)")
+        print(f"| {r['model']} | u{r['budget_bits']} ({r['target_weight_bytes']:.0f} B) | {strategy} | "
               f"{','.join(map(str, r['genes']))} | {r['weight_bytes']:.0f} | {r['evaluations']} | {r['wall_seconds']:.0f} | "
               f"{100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% [{100 * r['ci'][0]:.2f}, "
               f"{100 * r['ci'][1]:.2f}] | {p_value} |")
