@@ -46,6 +46,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tfmpq._keras import keras, tf
+from tfmpq.convert import as_tf_keras, tf_keras_loss
 from tfmpq.graph import QuantGroup, quantizable_groups
 from tfmpq.policy import QUANT_BITS, is_float
 from tfmpq.quantize.quantizers import fake_quant_weights
@@ -113,12 +114,13 @@ def folded_kernels(model, groups: Sequence[QuantGroup] | None = None) -> dict[st
     ``model``, before any training.
 
     Args:
-        model: the float tf_keras model.
+        model: the float model (tf_keras, or Keras 3: converted with ``tfmpq.as_tf_keras``).
         groups: its groups (``tfmpq.quantizable_groups(model)``). Defaults to None (computed).
 
     Returns:
         ``{group name: folded kernel}``, in the Keras layout (output channels last).
     """
+    model = as_tf_keras(model)
     groups = quantizable_groups(model) if groups is None else groups
     out = {}
     for g in groups:
@@ -143,7 +145,7 @@ def quantization_error(model, bits: Sequence[int] = QUANT_BITS, *, per_channel: 
     """``||Q_b(W_g) - W_g||^2`` of every group's folded kernel at every bit-width in ``bits``.
 
     Args:
-        model: the float tf_keras model.
+        model: the float model (tf_keras, or Keras 3: converted with ``tfmpq.as_tf_keras``).
         bits: bit-widths (2..8; 16/32 give 0). Defaults to 2..8.
         per_channel: one scale per output channel. Defaults to True (what export writes).
         symmetric: symmetric narrow-range grid. Defaults to True.
@@ -151,6 +153,7 @@ def quantization_error(model, bits: Sequence[int] = QUANT_BITS, *, per_channel: 
     Returns:
         ``{group: {bits: squared error}}``.
     """
+    model = as_tf_keras(model)
     groups = quantizable_groups(model)
     kernels = folded_kernels(model, groups)
     return {g.name: {int(b): float(np.sum((_quantize(kernels[g.name], int(b), g.kind, per_channel, symmetric)
@@ -164,7 +167,7 @@ def omega_table(model, traces: Mapping[str, float] | TraceEstimate, bits: Sequen
     (Yao et al. 2021, HAWQ-V3, eq. 7).
 
     Args:
-        model: the float tf_keras model.
+        model: the float model (tf_keras, or Keras 3: converted with ``tfmpq.as_tf_keras``).
         traces: ``{group: Tr(H_g)}`` (the *total* trace, as :func:`sensitivity` returns by default) or a
             :class:`TraceEstimate`.
         bits: bit-widths of the table. Defaults to 2..8.
@@ -178,6 +181,7 @@ def omega_table(model, traces: Mapping[str, float] | TraceEstimate, bits: Sequen
     """
     if isinstance(traces, TraceEstimate):
         traces = traces.trace
+    model = as_tf_keras(model)
     groups = quantizable_groups(model)
     missing = [g.name for g in groups if g.name not in traces]
     if missing:
@@ -220,7 +224,7 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
     """Hutchinson estimates of the loss Hessian's trace w.r.t. every group's folded kernel.
 
     Args:
-        model: the trained float tf_keras model.
+        model: the trained float model (tf_keras, or Keras 3: converted with ``tfmpq.as_tf_keras``).
         data: ``(x, y)`` arrays (e.g. training samples); the loss is their mean.
         num_probes: Rademacher probes (Hessian-vector products per data batch). Defaults to 64.
         num_samples: use a seeded random subset of this many samples of ``data``; None uses all.
@@ -242,6 +246,9 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
     _check_positive_int("num_probes", num_probes)
     _check_positive_int("num_samples", num_samples, allow_none=True)
     _check_positive_int("batch_size", batch_size)
+    if loss is None:  # the compiled loss, translated to tf_keras if the model is a Keras 3 one
+        loss = tf_keras_loss(getattr(model, "loss", None))
+    model = as_tf_keras(model)  # a Keras 3 model: the same function in tf_keras, same layer names
     x, y = check_data(model, data, name="data")
     groups = quantizable_groups(model)
     if not groups:
@@ -300,7 +307,7 @@ def sensitivity(model, data, method: str = "hessian", *, average: bool = False, 
     (Azizi et al. 2023 sec. III.A; HAWQ-V2, Dong et al. 2020 sec. 3.1): see the module docstring.
 
     Args:
-        model: the trained float tf_keras model.
+        model: the trained float model (tf_keras, or Keras 3: converted with ``tfmpq.as_tf_keras``).
         data: ``(x, y)`` arrays, e.g. a few hundred training samples.
         method: ``"hessian"``. Defaults to "hessian".
         average: divide each trace by the kernel's number of weights (the per-parameter average

@@ -49,6 +49,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from tfmpq.convert import as_tf_keras
 from tfmpq.search.kmeans_tpe import (
     DEFAULT_ALPHA, DEFAULT_C, DEFAULT_K, SCALES, TPEProposer, annealed_k, dual_threshold_split, prune_bits,
 )
@@ -354,6 +355,7 @@ def ctpe(
     if kwargs.get("search_activations"):
         raise ValueError("Invalid value for `search_activations`: clustered TPE here allocates weight bits only.")
     kwargs.pop("search_activations", None)
+    model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the traces and the evaluator
     evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
                                            epochs=epochs, seed=seed, bits=bits, search_activations=False,
                                            kwargs=kwargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping, Sequence
 
+from tfmpq.convert import as_tf_keras
 from tfmpq.search.allocation import LINEAR_BUDGETS, linear_budget, separable_costs, solve_allocation
 from tfmpq.search.strategies.base import Ask, Strategy
 
@@ -342,6 +343,7 @@ def seeds_for(strategy_name: str, model, train, val, *, count: int, metric: str,
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"Invalid value for `seed_ilp`: expected an integer >= 0. Received: seed_ilp={count!r}")
+    model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the traces and the evaluator
     evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
                                            epochs=epochs, seed=seed, bits=bits,
                                            search_activations=search_activations, kwargs=kwargs)
@@ -450,6 +452,7 @@ def ilp(
     if kwargs.get("search_activations"):
         raise ValueError("Invalid value for `search_activations`: the ILP allocates weight bits only.")
     kwargs.pop("search_activations", None)
+    model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the traces and the evaluator
     evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
                                            epochs=epochs, seed=seed, bits=bits, search_activations=False,
                                            kwargs=kwargs)
