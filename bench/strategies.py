@@ -26,7 +26,6 @@ Run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -97,6 +96,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from tfmpq import QuantPolicy, metrics, search
+    from tfmpq._io import write_json_atomic
     from tfmpq.hessian import hessian_trace
     from tfmpq.search import Evaluator
     from tfmpq.stats import mcnemar, wilson_interval
@@ -173,9 +173,9 @@ def main(argv=None) -> int:
                       f"test {k / n:.4f}  evals {evals:3d}  wall {wall:6.0f} s", flush=True)
             print(f"  u{bits}: ilp wall / nsga2 wall = {results['ilp'][2] / nsga_s:.3f}; ilp decision "
                   f"(traces + solve) {ilp_decision:.1f} s", flush=True)
-        with open(os.path.join(out, "bench.json"), "w", encoding="utf-8") as f:
-            json.dump({"rows": [r for r in rows if r["model"] == name], "sensitivity": traces.to_json(),
-                       "sensitivity_seconds": sens_s, "nsga2_seconds": nsga_s, "args": vars(args)}, f, indent=1)
+        write_json_atomic(os.path.join(out, "bench.json"),
+                          {"rows": [r for r in rows if r["model"] == name], "sensitivity": traces.to_json(),
+                           "sensitivity_seconds": sens_s, "nsga2_seconds": nsga_s, "args": vars(args)})
     print("\n| model | budget | strategy | weight bits | weight B | evals | wall s | val | test [95% CI] | McNemar p vs uniform |")
     print("|---|---|---|---|---:|---:|---:|---:|---|---:|")
     for r in rows:
