@@ -106,8 +106,9 @@ def test_tpe_proposals_score_better_than_the_random_start_on_the_fake_problem():
 
     start_means, tpe_means = [], []
     for seed in range(3):
-        result = run(_ctpe(trials=24, startup=6, prune_clusters=1), evaluator=FakeEvaluator(), space=SPACE,
-                     constraint=Constraint("weight_bytes", BUDGET), seed=seed, verbose=0)
+        strategy = _ctpe(trials=24, startup=6, prune_clusters=1, seed=seed)  # the TPE samplers' seeds too
+        result = run(strategy, evaluator=FakeEvaluator(), space=SPACE, constraint=Constraint("weight_bytes", BUDGET),
+                     seed=seed, verbose=0)
         accs = [c.accuracy for c in result.candidates]
         assert len(accs) == 24
         start_means.append(statistics.mean(accs[:6]))
