@@ -9,8 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["tfmpq", "tfmpq.*", "models", "models.*"]),
-    package_data={"tfmpq": ["data/*.npz", "data/*.md"], "models": ["*.keras", "*.json", "*.md"]},
+    packages=find_packages(include=["tfmpq", "tfmpq.*"]),
+    package_data={"tfmpq": ["data/*.npz", "data/*.md", "zoo/checkpoints/*.keras", "zoo/checkpoints/*.json"]},
     # tf-keras X.Y requires TensorFlow X.Y; both ranges are open so that pip can take the tf-keras of the
     # TensorFlow already installed (Colab's is not ours to choose). Pin it in the same command, as the
     # notebooks do ("tf-keras~=X.Y.0"): without a pin and without an installed tf-keras, pip takes the

@@ -82,12 +82,13 @@ def qat_model(model, bits, train, epochs: int, seed: int):
 def measure(name: str, label: str, model, bits, train, test, args) -> list[dict]:
     """Fine-tunes one policy and exports it with every packing; one row per packing."""
     from tfmpq import metrics
+    from tfmpq.accuracy import model_accuracy
     from tfmpq.export import export_tflite, run_tflite
 
     t0 = time.perf_counter()
     qat, policy = qat_model(model, bits, train, args.qat_epochs, args.seed)
     x, y = test
-    keras_acc = float(np.mean(qat.predict(x, batch_size=256, verbose=0).argmax(-1) == y))
+    keras_acc = model_accuracy(qat, x, y)
     summary = metrics.summary(model, policy)
     rows, int8_out = [], None
     for packing in PACKINGS:

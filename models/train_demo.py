@@ -11,7 +11,7 @@ The shipped checkpoints were made by:
 
     python -m models.train_demo                         # small_cnn on the built-in subset -> small_cnn_fmnist.keras
     python -m models.train_demo --model dscnn --dataset fashion_mnist --epochs 30 --augment flip_shift \\
-        --out models/dscnn_fmnist.keras
+        --out tfmpq/zoo/checkpoints/dscnn_fmnist.keras
 
 Other zoo models train the same way (models/README.md); models that need 32x32 inputs get the
 28x28 images zero-padded to 32x32. ``--evaluate PATH`` only measures a saved checkpoint's
@@ -35,7 +35,7 @@ from tfmpq._keras import keras, tf
 from tfmpq import zoo
 
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(MODELS_DIR, "small_cnn_fmnist.keras")
+DEFAULT_OUT = os.path.join(zoo.CHECKPOINT_DIR, "small_cnn_fmnist.keras")
 
 # The one validation rule of every shipped checkpoint (and of the searches that use them).
 VALIDATION = {"fraction": 0.1, "seed": 0}
@@ -43,7 +43,7 @@ BN_MOMENTUM = 0.9
 # The test images the record scores separately, so that a quick test can check the checkpoint exactly.
 NUM_TEST_HEAD = 2000
 
-# Builders whose architecture needs inputs of at least 32x32 (see models/mobilenet.py).
+# Builders whose architecture needs inputs of at least 32x32 (see tfmpq/zoo/mobilenet.py).
 MIN_SIZE_32 = ("mobilenet_v1", "mobilenet_v2")
 # Training-time augmentations: "none", or "flip_shift" (a horizontal flip with probability 1/2, then
 # a shift by up to 2 pixels each way with zero fill; the flips and pad-and-crop of Zhong et al. 2017,
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--augment", default="none", choices=list(AUGMENTATIONS),
                    help="Augmentation of the training images. Defaults to none.")
     p.add_argument("--model-args", default="{}", help="Builder keyword arguments as JSON, e.g. '{\"dropout\": 0.1}'.")
-    p.add_argument("--out", default=None, help="Defaults to models/small_cnn_fmnist.keras for small_cnn on the "
+    p.add_argument("--out", default=None, help="Defaults to tfmpq/zoo/checkpoints/small_cnn_fmnist.keras for small_cnn on the "
                                                  "default dataset, no file otherwise. NAME.json goes next to it.")
     p.add_argument("--evaluate", metavar="PATH", default=None,
                    help="Only print the validation and test accuracy of a saved checkpoint on --dataset.")

@@ -47,3 +47,31 @@ def build_residual_cnn(seed=0, size=12, stem_padding="valid", random_bn=True):
     x = L.Dense(10, activation="softmax", name="head")(x)
     model = keras.Model(i, x, name="residual_cnn")
     return randomize_bn(model, seed) if random_bn else model
+
+
+def build_cnn(seed: int = 0):
+    """Conv2D+BN+ReLU, DepthwiseConv2D+BN+ReLU6, Conv2D(relu, stride 2), Flatten, Dense logits."""
+    keras.utils.set_random_seed(seed)
+    i = L.Input((8, 8, 1), name="image")
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(i)
+    x = L.BatchNormalization(name="conv1_bn")(x)
+    x = L.ReLU(name="conv1_relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.BatchNormalization(name="dw_bn")(x)
+    x = L.ReLU(6.0, name="dw_relu6")(x)
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = L.Flatten(name="flat")(x)
+    x = L.Dense(10, name="logits")(x)
+    return keras.Model(i, x, name="digits_cnn")
+
+
+def build_plain_cnn(seed: int = 0):
+    """BN-free CNN (Conv2D, DepthwiseConv2D, Conv2D, GAP, Dense) for stock-conversion tests."""
+    keras.utils.set_random_seed(seed)
+    i = L.Input((8, 8, 1))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(i)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dense(10, name="logits")(x)
+    return keras.Model(i, x, name="plain_cnn")

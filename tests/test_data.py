@@ -2,14 +2,12 @@
 import gzip
 import os
 import pickle
-import sys
 
 import numpy as np
 import pytest
 
 from tfmpq import data
 
-SUBSET_SCRIPT_DIR = os.path.join(os.path.dirname(data.__file__), "data")
 
 
 @pytest.fixture
@@ -248,11 +246,8 @@ def test_image_folder_rejects_bad_color_mode(tmp_path):
 # ------------------------------------------------------------------ the script that made the subset
 
 def test_make_subset_is_balanced_and_seeded(tmp_path):
-    sys.path.insert(0, SUBSET_SCRIPT_DIR)
-    try:
-        import make_subset
-    finally:
-        sys.path.remove(SUBSET_SCRIPT_DIR)
+    from tfmpq.data import make_subset
+
     _fake_fashion_dir(tmp_path / "src", num_train=100, num_test=50)
     a = make_subset.make_subset(str(tmp_path / "src"), str(tmp_path / "a.npz"), num_train=30, num_test=20, seed=5)
     b = make_subset.make_subset(str(tmp_path / "src"), str(tmp_path / "b.npz"), num_train=30, num_test=20, seed=5)

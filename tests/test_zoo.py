@@ -1,4 +1,4 @@
-"""Tests of the model builders in models/ and of tfmpq.zoo (lookup, checkpoint, path resolution)."""
+"""Tests of the model builders of tfmpq.zoo and of its API (lookup, checkpoint, path resolution)."""
 import collections
 import json
 import os
@@ -90,7 +90,7 @@ def test_invalid_arguments_are_explained(name, kwargs, message):
 
 
 def test_resnet_depth_must_be_6n_plus_2():
-    from models.resnet import build_resnet
+    from tfmpq.zoo.resnet import build_resnet
 
     with pytest.raises(ValueError, match=r"Invalid value for `depth`: expected 6n \+ 2.*Received: depth=21"):
         build_resnet(21)
@@ -118,7 +118,7 @@ def test_shipped_checkpoint_is_small_and_accurate():
     model = zoo.resolve_model("zoo:small_cnn_fmnist")
     ds = data.load("default", num_train=10, num_test=500)
     accuracy = (model.predict(ds.x_test, verbose=0).argmax(axis=1) == ds.y_test).mean()
-    assert accuracy > 0.85  # 0.879 on all 2,000 test images (models/small_cnn_fmnist.json)
+    assert accuracy > 0.85  # 0.879 on all 2,000 test images (tfmpq/zoo/checkpoints/small_cnn_fmnist.json)
 
 
 def test_checkpoint_takes_no_builder_arguments():

@@ -412,15 +412,6 @@ def _check_model_fits_data(model, ds) -> None:
                        "Pick a model and a dataset that fit (zoo builders take the data's shape automatically).")
 
 
-def _accuracy(model, x, y, batch_size: int = 256) -> float:
-    import numpy as np
-
-    pred = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    y = np.asarray(y)
-    labels = y.argmax(-1) if y.ndim >= 2 and y.shape[-1] > 1 else y.reshape(-1)
-    return float(np.mean(pred.reshape(len(pred), -1).argmax(-1) == labels))
-
-
 def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
@@ -494,6 +485,7 @@ def _expand_bits(values: list[int]):
 
 def cmd_quantize(args) -> int:
     import tfmpq
+    from tfmpq.accuracy import model_accuracy
     from tfmpq.evaluate import Evaluator
 
     start = time.perf_counter()
@@ -513,11 +505,11 @@ def cmd_quantize(args) -> int:
     evaluator = Evaluator(model, train, val, evaluation="qat" if args.epochs else "ptq", epochs=max(args.epochs, 1),
                           batch_size=args.batch_size, seed=args.seed, per_channel=not args.per_tensor,
                           learning_rate=args.learning_rate)
-    float_acc = _accuracy(model, x_test, y_test)
+    float_acc = model_accuracy(model, x_test, y_test)
     print(f"training: {len(train[1])} samples, validation: {len(val[1])}, "
           + (f"{args.epochs} QAT epoch(s)" if args.epochs else "calibration only (--epochs 0)"))
     qat, val_acc, info = evaluator.build(policy)
-    test_acc = _accuracy(qat, x_test, y_test)
+    test_acc = model_accuracy(qat, x_test, y_test)
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, "qat.h5")
     with warnings.catch_warnings():  # Keras calls .h5 "legacy"; tfmot's QuantizeLayer cannot reload from .keras
@@ -663,23 +655,11 @@ def _c_name(stem: str) -> str:
     return name if name and not name[0].isdigit() else f"model_{name}"
 
 
-def _export_one(qat, path: str, rep_x, args, x_test, y_test) -> dict:
-    from tfmpq.export import evaluate_tflite, export_tflite
-
-    c_array = None
-    if args.c_array is not None:
-        c_array = args.c_array or _c_name(os.path.splitext(os.path.basename(path))[0])
-    report = export_tflite(qat, path, rep_x, int8_io=not args.float_io, c_array=c_array, packed=args.packed)
-    accuracy = {}
-    runtimes = ("tflm", "litert") if args.runtime == "both" else (args.runtime,)
-    for runtime in runtimes:
-        if runtime == "litert" and runtime not in report.runtimes:
-            continue  # a LUT-packed file runs on TFLite Micro only
-        if runtime == "tflm" and runtime not in report.runtimes:
-            accuracy[runtime] = None
-            continue
-        accuracy[runtime] = evaluate_tflite(report.path, x_test, y_test, runtime=runtime)
-    return {"report": report, "accuracy": accuracy}
+def _export_options(args) -> dict:
+    """``export_models`` keyword arguments from the command line."""
+    return {"runtimes": ("tflm", "litert") if args.runtime == "both" else (args.runtime,),
+            "c_array": False if args.c_array is None else (args.c_array or True),
+            "int8_io": not args.float_io, "packed": args.packed}
 
 
 def _print_export_rows(rows: list[dict]) -> None:
@@ -708,15 +688,6 @@ def _print_export_rows(rows: list[dict]) -> None:
             print("C array: " + ", ".join(r["report"].c_array))
 
 
-def _export_rows_json(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        item = {k: v for k, v in r.items() if k != "report"}
-        item["report"] = r["report"].to_dict()
-        out.append(item)
-    return out
-
-
 def cmd_export(args) -> int:
     source = args.source
     if not os.path.exists(source):
@@ -735,6 +706,7 @@ def cmd_export(args) -> int:
 def _export_model(args, path: str) -> int:
     import tfmpq
     from tfmpq._keras import keras
+    from tfmpq.export.models import export_models
     from tfmpq.quantize import is_qat_model
 
     start = time.perf_counter()
@@ -755,18 +727,16 @@ def _export_model(args, path: str) -> int:
     stem = os.path.splitext(os.path.basename(path))[0]
     if stem == "qat":
         stem = os.path.basename(os.path.dirname(os.path.abspath(path))) or "model"
-    out = os.path.join(args.output, f"{_c_name(stem)}.tflite")
-    row = _export_one(qat, out, roles.train[0][:256], args, x_test, y_test)
-    row["keras_accuracy"] = _accuracy(qat, x_test, y_test)
-    row["source"] = path
-    _print_export_rows([row])
-    _write_json(os.path.join(args.output, "export.json"), _export_rows_json([row]))
+    rows = export_models([(_c_name(stem), qat, {"source": path})], args.output, roles.train[0][:256],
+                         test=(x_test, y_test), **_export_options(args))
+    _print_export_rows(rows)
     print(f"exported in {time.perf_counter() - start:.0f} s; accuracy on {len(y_test)} test samples of {ds.name}")
     return 0
 
 
 def _export_run(args, run_dir: str) -> int:
     from tfmpq.evaluate import Candidate, Evaluator
+    from tfmpq.export.models import export_models, member_file_name
     from tfmpq.search.store import read_json
 
     start = time.perf_counter()
@@ -821,7 +791,7 @@ def _export_run(args, run_dir: str) -> int:
     os.makedirs(args.output, exist_ok=True)
     print(f"exporting {len(chosen)} {'member(s) of the front' if members != 'best' else 'best candidate'} of "
           f"{run_dir} (rebuilt with {'%d epoch(s) of fine-tuning' % args.finetune if args.finetune else evaluator.evaluation})")
-    rows = []
+    items = []
     for i, data in enumerate(chosen):
         cand = Candidate.from_json(data)
         if args.finetune:
@@ -830,19 +800,12 @@ def _export_run(args, run_dir: str) -> int:
         else:
             qat, val_acc, _ = evaluator.build(cand.policy)
         genes = cand.genes if cand.genes is not None else cand.policy.weight_bits
-        name = f"{i:02d}_" + "-".join(str(g) for g in genes)
-        path = os.path.join(args.output, f"{name}.tflite")
-        if args.c_array == "" or args.c_array is None:
-            row = _export_one(qat, path, evaluator.representative_data(), args, x_test, y_test)
-        else:  # one name given for several files: suffix the index
-            sub = argparse.Namespace(**{**vars(args), "c_array": f"{args.c_array}_{i:02d}" if len(chosen) > 1
-                                        else args.c_array})
-            row = _export_one(qat, path, evaluator.representative_data(), sub, x_test, y_test)
-        row.update(genes=list(genes), search_accuracy=cand.accuracy, val_accuracy=val_acc,
-                   keras_accuracy=_accuracy(qat, x_test, y_test), metrics=cand.metrics)
-        rows.append(row)
+        items.append((member_file_name(i, genes), qat,
+                      {"genes": list(genes), "search_accuracy": cand.accuracy, "val_accuracy": val_acc,
+                       "metrics": cand.metrics}))
+    rows = export_models(items, args.output, evaluator.representative_data(), test=(x_test, y_test),
+                         **_export_options(args))
     _print_export_rows(rows)
-    _write_json(os.path.join(args.output, "export.json"), _export_rows_json(rows))
     print(f"exported in {time.perf_counter() - start:.0f} s; accuracy on {len(y_test)} test samples of {ds.name}; "
           f"wrote {os.path.join(args.output, 'export.json')}")
     return 0

@@ -18,7 +18,6 @@ Run: python -m tfmpq.demo [--run-dir runs/demo] [--quick]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,11 +30,12 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh", action="store_true", help="start a new run even if --run-dir holds one")
     args = parser.parse_args(argv)
 
-    import numpy as np
-
     import tfmpq
     from tfmpq import data, search, zoo
-    from tfmpq.export import evaluate_tflite, write_c_array
+    from tfmpq._io import write_json_atomic
+    from tfmpq.accuracy import model_accuracy
+    from tfmpq.export import write_c_array
+    from tfmpq.export.models import export_models
     from tfmpq.stats import wilson_interval
 
     t0 = time.perf_counter()
@@ -46,8 +46,7 @@ def main(argv=None) -> int:
     roles = data.roles(data.load("default"), num_train=num_train, seed=0)
     (x_tr, y_tr), (x_val, y_val), (x_test, y_test) = roles.train, roles.val, roles.test
     model = zoo.resolve_model("zoo:small_cnn_fmnist")
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    float_acc = model.evaluate(x_test, y_test, verbose=0)[1]
+    float_acc = model_accuracy(model, x_test, y_test)
     print(f"float model {model.name}: {model.count_params():,} params, test accuracy {100 * float_acc:.2f}% "
           f"(as shipped); {len(y_tr)} training / {len(y_val)} validation / {len(y_test)} test images")
     print(tfmpq.graph.groups_table(tfmpq.quantizable_groups(model)))
@@ -62,21 +61,19 @@ def main(argv=None) -> int:
 
     cmp = result.compare_with_uniform(test=(x_test, y_test), finetune_epochs=finetune_epochs, keep_models=True)
     export_dir = os.path.join(args.run_dir, "export")
-    os.makedirs(export_dir, exist_ok=True)
-    rows = []
+    items = []
     for role in ("front", "uniform", "uniform8"):
         chosen, qat = cmp[role], cmp["models"].get(role)
-        if chosen is None or qat is None or any(r["genes"] == chosen["genes"] for r in rows):
+        if chosen is None or qat is None or any(d["genes"] == chosen["genes"] for _, _, d in items):
             continue
-        path = os.path.join(export_dir, f"{role}_{'-'.join(map(str, chosen['policy'].weight_bits))}.tflite")
-        report = tfmpq.export_tflite(qat, path, representative_data=x_tr[:256], int8_io=True)
-        lrt = evaluate_tflite(report.path, x_test, y_test, runtime="litert")
-        mcu = evaluate_tflite(report.path, x_test, y_test, runtime="tflm")
-        keras_acc = float(np.mean(np.asarray(qat.predict(x_test, verbose=0)).argmax(-1) == y_test))
-        rows.append({"role": role, "genes": chosen["genes"], "weight_bits": list(chosen["policy"].weight_bits),
-                     "weight_bytes": chosen["cost"], "keras_qat": keras_acc, "litert": lrt,
-                     "tflm": mcu, "file_bytes": report.file_bytes, "packed_weight_bytes": report.packed_weight_bytes,
-                     "path": report.path})
+        items.append((f"{role}_{'-'.join(map(str, chosen['policy'].weight_bits))}", qat,
+                      {"role": role, "genes": chosen["genes"], "weight_bits": list(chosen["policy"].weight_bits),
+                       "weight_bytes": chosen["cost"]}))
+    exported = export_models(items, export_dir, x_tr[:256], test=(x_test, y_test), runtimes=("litert", "tflm"))
+    rows = [{k: v for k, v in r.items() if k not in ("report", "accuracy", "keras_accuracy")}
+            | {"keras_qat": r["keras_accuracy"], "litert": r["accuracy"]["litert"], "tflm": r["accuracy"]["tflm"],
+               "file_bytes": r["report"].file_bytes, "packed_weight_bytes": r["report"].packed_weight_bytes,
+               "path": r["report"].path} for r in exported]
     smallest = min(rows, key=lambda r: r["packed_weight_bytes"])
     write_c_array(smallest["path"], "model_data", export_dir)
 
@@ -90,10 +87,10 @@ def main(argv=None) -> int:
               f"{100 * r['keras_qat']:8.2f}% {ci(r['keras_qat']):>13} {100 * r['litert']:7.2f}% "
               f"{100 * r['tflm']:7.2f}% {r['file_bytes']:10,}")
     print(f"(float model fine-tuned alike: {100 * cmp['float']['test_accuracy']:.2f}% {ci(cmp['float']['test_accuracy'])})")
-    with open(os.path.join(args.run_dir, "demo.json"), "w") as f:
-        json.dump({"float_accuracy": float_acc, "comparison_saving": cmp["saving"],
-                   "mcnemar_p": (cmp["mcnemar"] or {}).get("p_value"), "models": rows,
-                   "seconds": time.perf_counter() - t0}, f, indent=2, default=list)
+    write_json_atomic(os.path.join(args.run_dir, "demo.json"),
+                      {"float_accuracy": float_acc, "comparison_saving": cmp["saving"],
+                       "mcnemar_p": (cmp["mcnemar"] or {}).get("p_value"), "models": rows,
+                       "seconds": time.perf_counter() - t0}, indent=2, default=list)
     print(f"C array of the smallest model: {os.path.join(export_dir, 'model_data.h')} / .cc")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; everything is in {args.run_dir}/")
     return 0

@@ -28,6 +28,7 @@ import numpy as np
 
 from tfmpq.convert import as_tf_keras, tf_keras_loss
 from tfmpq._keras import keras, tf
+from tfmpq.accuracy import hits, model_hits
 from tfmpq.candidate import Candidate, jsonable
 from tfmpq.checks import check_data
 from tfmpq.metrics import summary as metrics_summary
@@ -352,24 +353,19 @@ class Evaluator:
         """
         correct = total = 0
         for xb, yb in self._val:
-            hits = self._hits(np.asarray(model(xb, training=False)), np.asarray(yb))
-            if hits is None:
+            h = self._hits(np.asarray(model(xb, training=False)), np.asarray(yb))
+            if h is None:
                 return float("nan")
-            correct += int(np.sum(hits))
-            total += len(hits)
+            correct += int(np.sum(h))
+            total += len(h)
         return correct / total if total else float("nan")
 
+    def _from_logits(self) -> bool:
+        return bool(getattr(self.loss, "get_config", lambda: {})().get("from_logits"))
+
     def _hits(self, out: np.ndarray, yb: np.ndarray) -> np.ndarray | None:
-        """Per sample, whether the model's output ``out`` is right for labels ``yb`` (None: non-finite output)."""
-        if not np.all(np.isfinite(out)):
-            return None
-        if out.shape[-1] == 1:
-            threshold = 0.0 if getattr(self.loss, "get_config", lambda: {})().get("from_logits") else 0.5
-            pred, truth = (out[..., 0] > threshold).astype(int), yb.reshape(len(yb), -1)[:, 0].astype(int)
-        else:
-            pred = out.argmax(-1)
-            truth = yb.argmax(-1) if yb.ndim == out.ndim and yb.shape[-1] == out.shape[-1] else yb.reshape(pred.shape)
-        return pred == truth
+        """Per sample, whether ``out`` is right for labels ``yb`` (None: non-finite output): ``tfmpq.accuracy.hits``."""
+        return hits(out, yb, self._from_logits())
 
     def correct(self, model, data, name: str = "test", batch_size: int = 512) -> np.ndarray:
         """Per sample of ``data``, whether ``model`` classifies it correctly (the evaluator's notion of
@@ -389,11 +385,7 @@ class Evaluator:
         """
 
         x, y = check_data(self.model, data, name=name)
-        out = []
-        for i in range(0, len(x), batch_size):
-            hits = self._hits(np.asarray(model(x[i:i + batch_size], training=False)), np.asarray(y[i:i + batch_size]))
-            out.append(np.zeros(min(batch_size, len(x) - i), bool) if hits is None else hits)
-        return np.concatenate(out)
+        return model_hits(model, x, y, batch_size, self._from_logits())
 
     def float_accuracy(self) -> float:
         """The float model's validation accuracy (cached): the reference of a budget report

@@ -1,34 +1,21 @@
-"""Fixtures for the export tests: real data (scikit-learn digits), small trained CNNs, QAT variants.
+"""Fixtures for the export tests: small CNNs trained on `digits` (tests/conftest.py), QAT variants.
 
 Everything is seeded. Trained models are cached per session: the float CNN trains once (~8 s on two
 cores), and each QAT variant (bits, per-channel) trains once from a copy of it (~10 s).
 """
-import numpy as np
 import pytest
 
 import tfmpq
 from tfmpq._keras import keras
 
-from export_helpers import bake_grid, build_cnn, build_plain_cnn, compile_model, convert_int8, copy_model
+from export_helpers import bake_grid, compile_model, convert_int8, copy_model
+from models_for_tests import build_cnn, build_plain_cnn
 
 
 @pytest.fixture(scope="session")
-def digits_split():
-    """scikit-learn's bundled digits (1797 real 8x8 images), shuffled with seed 0: train 1400, test 397."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.images / 16.0).astype("float32")[..., None]
-    y = d.target.astype("int64")
-    idx = np.random.default_rng(0).permutation(len(x))
-    x, y = x[idx], y[idx]
-    return (x[:1400], y[:1400]), (x[1400:], y[1400:])
-
-
-@pytest.fixture(scope="session")
-def float_cnn(digits_split):
+def float_cnn(digits):
     """build_cnn trained in float on digits (8 epochs). Shared: copy it before changing it."""
-    (x, y), _ = digits_split
+    (x, y), _ = digits
     model = build_cnn()
     compile_model(model, 3e-3)
     model.fit(x, y, epochs=8, batch_size=32, verbose=0)
@@ -36,12 +23,12 @@ def float_cnn(digits_split):
 
 
 @pytest.fixture(scope="session")
-def train_qat(float_cnn, digits_split):
+def train_qat(float_cnn, digits):
     """A function (weight_bits, per_channel=True, symmetric=True, epochs=2) -> trained QAT model, cached.
 
     epochs=0 calibrates the activation ranges on 256 training samples instead of training.
     """
-    (x, y), _ = digits_split
+    (x, y), _ = digits
     cache = {}
 
     def make(weight_bits, per_channel=True, symmetric=True, epochs=2):
@@ -64,9 +51,9 @@ def train_qat(float_cnn, digits_split):
 
 
 @pytest.fixture(scope="session")
-def plain_cnn(digits_split):
+def plain_cnn(digits):
     """build_plain_cnn trained in float for 6 epochs."""
-    (x, y), _ = digits_split
+    (x, y), _ = digits
     model = build_plain_cnn()
     compile_model(model, 3e-3)
     model.fit(x, y, epochs=6, batch_size=32, verbose=0)
@@ -74,7 +61,7 @@ def plain_cnn(digits_split):
 
 
 @pytest.fixture(scope="session")
-def plain_int8(plain_cnn, digits_split):
+def plain_int8(plain_cnn, digits):
     """(float-weights int8 model, 4-bit-grid int8 model) as bytes: stock converter, int8 I/O."""
-    (x, _), _ = digits_split
+    (x, _), _ = digits
     return convert_int8(plain_cnn, x[:100]), convert_int8(bake_grid(plain_cnn, 4), x[:100])

@@ -1,38 +1,11 @@
-"""Helpers for the export tests (models, stock conversion, grid snapping); fixtures live in conftest.py."""
+"""Helpers for the export tests (stock conversion, grid snapping); models in tests/models_for_tests.py,
+fixtures in conftest.py."""
 import numpy as np
 
 import tfmpq  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfmpq._keras import keras, tf
 
 L = keras.layers
-
-
-def build_cnn(seed: int = 0):
-    """Conv2D+BN+ReLU, DepthwiseConv2D+BN+ReLU6, Conv2D(relu, stride 2), Flatten, Dense logits."""
-    keras.utils.set_random_seed(seed)
-    i = L.Input((8, 8, 1), name="image")
-    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(i)
-    x = L.BatchNormalization(name="conv1_bn")(x)
-    x = L.ReLU(name="conv1_relu")(x)
-    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = L.BatchNormalization(name="dw_bn")(x)
-    x = L.ReLU(6.0, name="dw_relu6")(x)
-    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
-    x = L.Flatten(name="flat")(x)
-    x = L.Dense(10, name="logits")(x)
-    return keras.Model(i, x, name="digits_cnn")
-
-
-def build_plain_cnn(seed: int = 0):
-    """BN-free CNN (Conv2D, DepthwiseConv2D, Conv2D, GAP, Dense) for stock-conversion tests."""
-    keras.utils.set_random_seed(seed)
-    i = L.Input((8, 8, 1))
-    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(i)
-    x = L.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
-    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    x = L.Dense(10, name="logits")(x)
-    return keras.Model(i, x, name="plain_cnn")
 
 
 def compile_model(model, lr: float):

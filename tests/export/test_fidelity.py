@@ -24,8 +24,8 @@ def _values(path, index):
     return next(w.values for w in weight_tensors(path) if w.index == index)
 
 
-def check_fidelity(qat, digits_split, path):
-    (xt, _), (x, y) = digits_split
+def check_fidelity(qat, digits, path):
+    (xt, _), (x, y) = digits
     report = export_tflite(qat, path, representative_data=xt[:200])
     acc_qat = keras_accuracy(qat, x, y)
     acc_litert = evaluate_tflite(report.path, x, y, runtime="litert")
@@ -62,21 +62,21 @@ def check_fidelity(qat, digits_split, path):
 
 
 @pytest.mark.parametrize("bits, per_channel", [(MIXED, True), (4, False)], ids=["mixed-per-channel", "4-per-tensor"])
-def test_fidelity(bits, per_channel, train_qat, digits_split, tmp_path):
-    check_fidelity(train_qat(bits, per_channel=per_channel), digits_split, tmp_path / "m.tflite")
+def test_fidelity(bits, per_channel, train_qat, digits, tmp_path):
+    check_fidelity(train_qat(bits, per_channel=per_channel), digits, tmp_path / "m.tflite")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
 @pytest.mark.parametrize("bits", [8, 6, 4, MIXED], ids=["8", "6", "4", "mixed"])
-def test_fidelity_matrix(bits, per_channel, train_qat, digits_split, tmp_path):
+def test_fidelity_matrix(bits, per_channel, train_qat, digits, tmp_path):
     qat = train_qat(bits, per_channel=per_channel)
-    report, *_ = check_fidelity(qat, digits_split, tmp_path / "m.tflite")
+    report, *_ = check_fidelity(qat, digits, tmp_path / "m.tflite")
     if bits == 4:  # a 4-bit grid has at most 15 values (symmetric, narrow range)
         key = "max_levels_per_channel" if per_channel else "levels_per_tensor"
         assert max(g[key] for g in report.groups) <= 15
     if bits != 8:  # truly packed N-bit weights: bit-exact with the int8 container on TFLite Micro
-        (xt, _), (x, _) = digits_split
+        (xt, _), (x, _) = digits
         packed = export_tflite(qat, tmp_path / "p.tflite", representative_data=xt[:200], packed=True)
         np.testing.assert_array_equal(run_tflite(packed.path, x, "tflm"), run_tflite(report.path, x, "tflm"))
         assert packed.packed and packed.lut_weight_bytes < report.int8_weight_bytes

@@ -15,9 +15,9 @@ BITS = [4, 3, 4, 2]  # conv1 (CONV_2D), dw (DEPTHWISE_CONV_2D), conv2 (CONV_2D),
 
 
 @pytest.fixture(scope="module")
-def int4_pair(train_qat, digits_split, tmp_path_factory):
+def int4_pair(train_qat, digits, tmp_path_factory):
     """(int8-container report, int4 report) of the same calibrated <= 4-bit QAT model."""
-    (xt, _), _ = digits_split
+    (xt, _), _ = digits
     qat = train_qat(BITS, epochs=0)
     out = tmp_path_factory.mktemp("int4")
     int8 = export_tflite(qat, out / "int8.tflite", representative_data=xt[:200])
@@ -25,8 +25,8 @@ def int4_pair(train_qat, digits_split, tmp_path_factory):
     return int8, int4
 
 
-def test_int4_outputs_are_bit_identical_to_the_int8_container_and_litert_equals_tflm(int4_pair, digits_split):
-    _, (x, _) = digits_split
+def test_int4_outputs_are_bit_identical_to_the_int8_container_and_litert_equals_tflm(int4_pair, digits):
+    _, (x, _) = digits
     int8, int4 = int4_pair
     assert int4.storage == {"conv1": "int4", "dw": "int4", "conv2": "int4", "logits": "int4"}
     assert int4.packing == "int4" and int4.packed and int4.runtimes == ["litert", "tflm"]
@@ -60,8 +60,8 @@ def test_int4_tensors_read_from_the_flatbuffer(int4_pair):
         assert g["stored_bytes"] == -(-g["params"] // 2)  # ceil(params / 2) bytes in the file
 
 
-def test_int4_scratch_is_measured_on_tflite_micro(int4_pair, digits_split):
-    _, (x, _) = digits_split
+def test_int4_scratch_is_measured_on_tflite_micro(int4_pair, digits):
+    _, (x, _) = digits
     int8, int4 = int4_pair
     # TFLite Micro's reference conv / depthwise kernels unpack an INT4 filter into arena scratch
     assert int8.scratch_bytes == 0 and int4.scratch_bytes == int4.arena_bytes - int8.arena_bytes > 0
@@ -72,9 +72,9 @@ def test_int4_scratch_is_measured_on_tflite_micro(int4_pair, digits_split):
 
 
 @pytest.fixture(scope="module")
-def fc_pair(train_qat, digits_split, tmp_path_factory):
+def fc_pair(train_qat, digits, tmp_path_factory):
     """int8 / int4 reports of the same model with its Dense deployed as FULLY_CONNECTED."""
-    (xt, _), _ = digits_split
+    (xt, _), _ = digits
     qat = train_qat(BITS, epochs=0)
     out = tmp_path_factory.mktemp("fc")
     int8 = export_tflite(qat, out / "fc8.tflite", representative_data=xt[:200], dense_as_conv=False)
@@ -82,8 +82,8 @@ def fc_pair(train_qat, digits_split, tmp_path_factory):
     return int8, int4
 
 
-def test_fully_connected_keeps_int8_filters_with_a_note(fc_pair, digits_split):
-    _, (x, _) = digits_split
+def test_fully_connected_keeps_int8_filters_with_a_note(fc_pair, digits):
+    _, (x, _) = digits
     int8, int4 = fc_pair
     assert "FULLY_CONNECTED" in int4.operators
     assert int4.storage == {"conv1": "int4", "dw": "int4", "conv2": "int4", "logits": "int8"}
@@ -92,9 +92,9 @@ def test_fully_connected_keeps_int8_filters_with_a_note(fc_pair, digits_split):
     np.testing.assert_array_equal(run_tflite(int4.path, x, "tflm"), run_tflite(int8.path, x, "tflm"))
 
 
-def test_tflite_micro_refuses_a_per_channel_int4_fully_connected_filter(fc_pair, digits_split):
+def test_tflite_micro_refuses_a_per_channel_int4_fully_connected_filter(fc_pair, digits):
     """The evidence behind keeping FULLY_CONNECTED int8: LiteRT runs the INT4 filter, TFLite Micro refuses it."""
-    _, (x, _) = digits_split
+    _, (x, _) = digits
     int8 = fc_pair[0]
     fc = next(w for w in weight_tensors(int8.path) if w.op == "FULLY_CONNECTED")
     assert len(fc.scales) > 1  # per channel
@@ -108,8 +108,8 @@ def test_tflite_micro_refuses_a_per_channel_int4_fully_connected_filter(fc_pair,
         tflm_arena_bytes(forced, x[:1])  # its message carries TFLite Micro's log
 
 
-def test_int4_needs_grid_indices_and_a_sub_5_bit_group(train_qat, plain_int8, digits_split, tmp_path):
-    (xt, _), _ = digits_split
+def test_int4_needs_grid_indices_and_a_sub_5_bit_group(train_qat, plain_int8, digits, tmp_path):
+    (xt, _), _ = digits
     float_weights = plain_int8[0]  # the stock converter's int8 weights: up to +-127
     conv = next(w for w in weight_tensors(float_weights) if w.op == "CONV_2D")
     with pytest.raises(ValueError, match=r"cannot be INT4: its int8 values are not 4-bit grid indices"):
@@ -122,8 +122,8 @@ def test_int4_needs_grid_indices_and_a_sub_5_bit_group(train_qat, plain_int8, di
 
 
 @pytest.mark.parametrize("packed", ["int2", "LUT", 1, 4.0])
-def test_invalid_packed_values(train_qat, digits_split, tmp_path, packed):
-    (xt, _), _ = digits_split
+def test_invalid_packed_values(train_qat, digits, tmp_path, packed):
+    (xt, _), _ = digits
     with pytest.raises(ValueError, match=r"Invalid value for `packed`: expected one of \('int8', 'int4', 'lut', "
                                          r"'auto'\) \(or True for 'lut', False/None for 'int8'\)\. Received: packed="):
         export_tflite(train_qat(BITS, epochs=0), tmp_path / "m.tflite", representative_data=xt[:10], packed=packed)

@@ -11,8 +11,8 @@ def _bits(model, bits):
     return {v["index"]: bits for v in count_levels(model).values()}
 
 
-def test_packed_model_is_bit_exact_on_tflm_and_smaller(plain_int8, digits_split):
-    _, (x, _) = digits_split
+def test_packed_model_is_bit_exact_on_tflm_and_smaller(plain_int8, digits):
+    _, (x, _) = digits
     on_grid = plain_int8[1]
     packed, tensors = lut_compress(on_grid, _bits(on_grid, 4), only_if_smaller=False)
     assert len(tensors) == 4 and all(t.bits == 4 and t.per_channel for t in tensors)
@@ -26,8 +26,8 @@ def test_packed_model_is_bit_exact_on_tflm_and_smaller(plain_int8, digits_split)
     assert conv2.packed_bytes < conv2.int8_bytes
 
 
-def test_7_bit_tables_for_a_tensor_with_240_values(plain_int8, digits_split):
-    _, (x, _) = digits_split
+def test_7_bit_tables_for_a_tensor_with_240_values(plain_int8, digits):
+    _, (x, _) = digits
     float_weights = plain_int8[0]  # converter-quantized: ~70 values per channel, ~240 per tensor
     conv2 = next(v for k, v in count_levels(float_weights).items() if "conv2" in k)
     assert conv2["levels_per_tensor"] > 128 >= conv2["max_levels_per_channel"]
@@ -36,8 +36,8 @@ def test_7_bit_tables_for_a_tensor_with_240_values(plain_int8, digits_split):
     np.testing.assert_array_equal(run_tflite(packed, x, runtime="tflm"), run_tflite(float_weights, x, runtime="tflm"))
 
 
-def test_tensors_that_would_grow_stay_int8(plain_int8, digits_split):
-    _, (x, _) = digits_split
+def test_tensors_that_would_grow_stay_int8(plain_int8, digits):
+    _, (x, _) = digits
     on_grid = plain_int8[1]
     # 4-bit indices + 16 B header + per-channel tables: only the 1152-weight conv2 gets smaller;
     # conv1 (72 weights: 36 + 16 + 8 x 9 > 72), dw and logits would grow

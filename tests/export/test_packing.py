@@ -7,15 +7,15 @@ from tfmpq import metrics
 from tfmpq.export import export_tflite, run_tflite, tflm_arena_bytes, weight_storage
 from tfmpq.export.flatbuffer import read_model
 from tfmpq.export.runtimes import litert_interpreter
-from tfmpq.search.engine import reference_cost
+from tfmpq.search.pareto import reference_cost
 
 AUTO_BITS = [4, 6, 5, 2]  # conv1: INT4; dw: 144 weights, LUT would grow: int8; conv2: LUT; logits: LUT < INT4
 
 
 @pytest.fixture(scope="module")
-def exports(train_qat, digits_split, tmp_path_factory):
+def exports(train_qat, digits, tmp_path_factory):
     """{(bits, packing): report} of calibrated QAT models, exported once per packing."""
-    (xt, _), _ = digits_split
+    (xt, _), _ = digits
     out = tmp_path_factory.mktemp("packing")
     reports = {}
     for bits, packings in ((AUTO_BITS, ("int8", "int4", "lut", "auto")), ([3, 7, 4, 3], ("auto",))):
@@ -27,8 +27,8 @@ def exports(train_qat, digits_split, tmp_path_factory):
     return reports
 
 
-def test_lut_is_tflite_micros_decode_format_identical_to_the_uncompressed_file(exports, digits_split):
-    _, (x, _) = digits_split
+def test_lut_is_tflite_micros_decode_format_identical_to_the_uncompressed_file(exports, digits):
+    _, (x, _) = digits
     lut, int8 = exports[(tuple(AUTO_BITS), "lut")], exports[(tuple(AUTO_BITS), "int8")]
     assert lut.storage == {"conv1": "int8", "dw": "int8", "conv2": "lut", "logits": "lut"}
     assert lut.operators.count("CUSTOM:TFLM_DECODE") == 2 and lut.runtimes == ["tflm"]
@@ -53,8 +53,8 @@ def test_lut_decode_tensor_layout(exports):
     assert stored.kernel_bytes == conv2["stored_bytes"] == 2304 * 5 // 8 + 16 + 16 * stride
 
 
-def test_auto_reports_bits_storage_and_bytes_per_group(exports, digits_split):
-    _, (x, _) = digits_split
+def test_auto_reports_bits_storage_and_bytes_per_group(exports, digits):
+    _, (x, _) = digits
     auto, int8 = exports[(tuple(AUTO_BITS), "auto")], exports[(tuple(AUTO_BITS), "int8")]
     rows = [(g["name"], g["weight_bits"], g["storage"], g["flash_bytes"]) for g in auto.groups]
     assert [r[:3] for r in rows] == [("conv1", 4, "int4"), ("dw", 6, "int8"), ("conv2", 5, "lut"),
@@ -128,8 +128,8 @@ def test_packing_names_and_reference_cost():
     assert reference_cost("flash_bytes_lut", {"flash_bytes_int8": 6776.0}) == 6776.0
 
 
-def test_the_evaluator_scores_flash_bytes(float_cnn, digits_split):
-    (xt, yt), (x, y) = digits_split
+def test_the_evaluator_scores_flash_bytes(float_cnn, digits):
+    (xt, yt), (x, y) = digits
     ev = tfmpq.search.Evaluator(float_cnn, (xt[:100], yt[:100]), (x, y), evaluation="ptq")
     m = ev.metrics(tfmpq.QuantPolicy.from_bits(float_cnn, weight_bits=[8, 4, 4, 2]))
     assert m["flash_bytes"] == m["flash_bytes_int4"] < m["flash_bytes_int8"]
@@ -138,9 +138,9 @@ def test_the_evaluator_scores_flash_bytes(float_cnn, digits_split):
 
 
 @pytest.mark.slow
-def test_most_accurate_policy_that_fits_a_flash_budget(float_cnn, digits_split, tmp_path):
+def test_most_accurate_policy_that_fits_a_flash_budget(float_cnn, digits, tmp_path):
     """BBPSO with budget="flash_bytes": the best candidate fits, and so does its exported file."""
-    (xt, yt), (x, y) = digits_split
+    (xt, yt), (x, y) = digits
     target = 4600
     result = tfmpq.search.bbpso(float_cnn, (xt[:600], yt[:600]), (x, y), budget="flash_bytes", target=target,
                                 swarm=4, iterations=2, evaluation="ptq", bits=(2, 4, 5, 8),

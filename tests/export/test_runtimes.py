@@ -8,8 +8,8 @@ from tfmpq.export.runtimes import dequantize, litert_interpreter
 from export_helpers import bake_grid, convert_int8
 
 
-def test_litert_and_tflm_agree_on_accuracy_and_raw_int8_outputs(plain_int8, plain_cnn, digits_split, tmp_path):
-    _, (x, y) = digits_split
+def test_litert_and_tflm_agree_on_accuracy_and_raw_int8_outputs(plain_int8, plain_cnn, digits, tmp_path):
+    _, (x, y) = digits
     path = tmp_path / "m.tflite"
     path.write_bytes(plain_int8[1])
     acc_lrt = evaluate_tflite(str(path), x, y, runtime="litert", batch_size=64)
@@ -31,15 +31,15 @@ def test_litert_and_tflm_agree_on_accuracy_and_raw_int8_outputs(plain_int8, plai
     assert abs(acc_lrt - np.mean(keras_pred == y)) <= np.mean(keras_pred != lrt_pred) + 1e-12
 
 
-def test_batching_does_not_change_litert_outputs(plain_int8, digits_split):
-    _, (x, _) = digits_split
+def test_batching_does_not_change_litert_outputs(plain_int8, digits):
+    _, (x, _) = digits
     a = run_tflite(plain_int8[0], x[:50], runtime="litert", batch_size=7)
     b = run_tflite(plain_int8[0], x[:50], runtime="litert", batch_size=50)
     np.testing.assert_array_equal(a, b)
 
 
-def test_int8_io_scaling_matches_float_io_model(plain_cnn, digits_split):
-    (xt, _), (x, y) = digits_split
+def test_int8_io_scaling_matches_float_io_model(plain_cnn, digits):
+    (xt, _), (x, y) = digits
     float_io = convert_int8(plain_cnn, xt[:100], int8_io=False)
     int8_io = convert_int8(plain_cnn, xt[:100], int8_io=True)
     assert litert_interpreter(float_io).get_input_details()[0]["dtype"] == np.float32
@@ -57,10 +57,10 @@ def test_dequantize_uses_scale_and_zero_point():
     np.testing.assert_allclose(dequantize(np.array([-3, -1, 7], np.int8), detail), [0.0, 1.0, 5.0])
 
 
-def test_tflm_arena_is_measured_and_sufficient(plain_int8, digits_split):
+def test_tflm_arena_is_measured_and_sufficient(plain_int8, digits):
     from tflite_micro.python.tflite_micro import runtime as tflm
 
-    _, (x, _) = digits_split
+    _, (x, _) = digits
     arena = tflm_arena_bytes(plain_int8[1], x[:1])
     # 8x8x8 int8 activations, double-buffered, plus per-op state: a few KiB, not the 10x-file default
     assert 1024 < arena < 16 * 1024
@@ -70,8 +70,8 @@ def test_tflm_arena_is_measured_and_sufficient(plain_int8, digits_split):
     assert run_tflite(plain_int8[1], x[:3], runtime="tflm", arena_bytes=arena).shape == (3, 10)
 
 
-def test_invalid_runtime(plain_int8, digits_split):
-    _, (x, y) = digits_split
+def test_invalid_runtime(plain_int8, digits):
+    _, (x, y) = digits
     with pytest.raises(ValueError, match=r"Invalid value for `runtime`: expected one of \('litert', 'tflm'\)"):
         evaluate_tflite(plain_int8[0], x, y, runtime="tflite-micro")
 
@@ -81,8 +81,8 @@ def test_inputs_of_wrong_shape(plain_int8):
         run_tflite(plain_int8[0], np.zeros((4, 28, 28, 1), np.float32), runtime="tflm")
 
 
-def test_empty_or_nan_inputs(plain_int8, digits_split):
-    _, (x, y) = digits_split
+def test_empty_or_nan_inputs(plain_int8, digits):
+    _, (x, y) = digits
     bad = x[:8].copy()
     bad[6, 1, 1, 0] = np.inf
     for runtime in ("litert", "tflm"):
@@ -93,8 +93,8 @@ def test_empty_or_nan_inputs(plain_int8, digits_split):
             run_tflite(plain_int8[0], x[:0], runtime=runtime)
 
 
-def test_labels_that_do_not_match(plain_int8, digits_split):
-    _, (x, y) = digits_split
+def test_labels_that_do_not_match(plain_int8, digits):
+    _, (x, y) = digits
     with pytest.raises(ValueError, match=r"Invalid value for `y`: expected one integer label"):
         evaluate_tflite(plain_int8[0], x, y[:-1], runtime="litert")
 

@@ -4,9 +4,9 @@ from tfmpq._keras import keras
 from tfmpq.export import evaluate_tflite, export_tflite
 
 
-def test_sequential_model_with_a_float_lambda(digits_split, tmp_path):
+def test_sequential_model_with_a_float_lambda(digits, tmp_path):
     """A Sequential QAT model (its InputLayer lives only in its config) with a Lambda kept in float."""
-    (x, y), (xt, yt) = digits_split
+    (x, y), (xt, yt) = digits
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, name="c"), keras.layers.BatchNormalization(),

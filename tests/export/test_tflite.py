@@ -15,8 +15,8 @@ from export_helpers import copy_model
 from models_for_tests import build_residual_cnn
 
 
-def test_report_files_and_c_array(train_qat, digits_split, tmp_path):
-    (xt, _), (x, y) = digits_split
+def test_report_files_and_c_array(train_qat, digits, tmp_path):
+    (xt, _), (x, y) = digits
     qat = train_qat([8, 6, 4, 2])
     report = export_tflite(qat, tmp_path / "m.tflite", representative_data=xt[:200], c_array="model_data")
     assert isinstance(report, ExportReport)
@@ -38,8 +38,8 @@ def test_report_files_and_c_array(train_qat, digits_split, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tfmpq-")] == []  # no temp file left
 
 
-def test_float_io(train_qat, digits_split, tmp_path):
-    (xt, _), (x, y) = digits_split
+def test_float_io(train_qat, digits, tmp_path):
+    (xt, _), (x, y) = digits
     qat = train_qat([8, 6, 4, 2])
     report = export_tflite(qat, tmp_path / "f.tflite", representative_data=xt[:100], int8_io=False)
     details = litert_interpreter(report.path)
@@ -49,8 +49,8 @@ def test_float_io(train_qat, digits_split, tmp_path):
     assert evaluate_tflite(report.path, x, y, runtime="tflm") == evaluate_tflite(int8.path, x, y, runtime="tflm")
 
 
-def test_packed_export_is_bit_exact_with_the_int8_container_on_tflm(train_qat, digits_split, tmp_path):
-    (xt, _), (x, _) = digits_split
+def test_packed_export_is_bit_exact_with_the_int8_container_on_tflm(train_qat, digits, tmp_path):
+    (xt, _), (x, _) = digits
     qat = train_qat([8, 6, 4, 2])
     int8 = export_tflite(qat, tmp_path / "int8.tflite", representative_data=xt[:200])
     packed = export_tflite(qat, tmp_path / "packed.tflite", representative_data=xt[:200], packed=True)
@@ -67,8 +67,8 @@ def test_packed_export_is_bit_exact_with_the_int8_container_on_tflm(train_qat, d
     assert any("TFLite Micro only" in n for n in packed.notes)
 
 
-def test_residual_graph_with_add_softmax_and_dense_bn(digits_split, tmp_path):
-    (xt, _), (x, _) = digits_split
+def test_residual_graph_with_add_softmax_and_dense_bn(digits, tmp_path):
+    (xt, _), (x, _) = digits
     model = build_residual_cnn(size=8, stem_padding="same", random_bn=False)
     qat = tfmpq.quantize_model(model, tfmpq.QuantPolicy.from_bits(model, weight_bits=[4, 6, 8, 3, 5]))
     tfmpq.calibrate(qat, xt[:256])
@@ -83,12 +83,12 @@ def test_residual_graph_with_add_softmax_and_dense_bn(digits_split, tmp_path):
     assert np.abs(keras_out - tflite_out).max() <= 1.5 / 256  # TFLite's softmax output step is 1/256
 
 
-def test_sub_8_bit_activations_keep_their_grid_in_int8(float_cnn, digits_split, tmp_path):
+def test_sub_8_bit_activations_keep_their_grid_in_int8(float_cnn, digits, tmp_path):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfmpq.export.runtimes import _quantize_input
 
-    (xt, _), (x, _) = digits_split
+    (xt, _), (x, _) = digits
     base = copy_model(float_cnn)
     qat = tfmpq.quantize_model(base, tfmpq.QuantPolicy.from_bits(base, weight_bits=8, activation_bits=[8, 4, 6, 8]))
     tfmpq.calibrate(qat, xt[:256])
@@ -117,8 +117,8 @@ def test_sub_8_bit_activations_keep_their_grid_in_int8(float_cnn, digits_split, 
     assert all(g["max_levels_per_channel"] <= 255 for g in report.groups)
 
 
-def test_not_a_qat_model(float_cnn, digits_split, tmp_path):
-    (xt, _), _ = digits_split
+def test_not_a_qat_model(float_cnn, digits, tmp_path):
+    (xt, _), _ = digits
     with pytest.raises(ExportError, match=r"Invalid value for `qat_model`: expected a QAT model built by "
                                           r"`tfmpq.quantize_model`.*Received: `digits_cnn` \(Functional\)"):
         export_tflite(float_cnn, tmp_path / "m.tflite", representative_data=xt[:10])
@@ -127,8 +127,8 @@ def test_not_a_qat_model(float_cnn, digits_split, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_asymmetric_weights_are_refused_before_converting(train_qat, digits_split, tmp_path):
-    (xt, _), _ = digits_split
+def test_asymmetric_weights_are_refused_before_converting(train_qat, digits, tmp_path):
+    (xt, _), _ = digits
     qat = train_qat(4, symmetric=False, epochs=0)
     with pytest.raises(ExportError, match=r"Cannot export groups \['conv1', 'dw', 'conv2', 'logits'\]: .*asymmetric"
                                           r".*weight zero point 0.*symmetric=True"):
@@ -146,9 +146,9 @@ def test_representative_data_of_the_wrong_shape(train_qat, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_bad_output_paths_and_nan_data_fail_before_converting_and_write_nothing(train_qat, digits_split, tmp_path,
+def test_bad_output_paths_and_nan_data_fail_before_converting_and_write_nothing(train_qat, digits, tmp_path,
                                                                                  monkeypatch):
-    (xt, _), _ = digits_split
+    (xt, _), _ = digits
     qat = train_qat(8, epochs=0)
     with pytest.raises(ExportError, match=r"Invalid value for `path`: its folder `.*missing` does not exist .*"
                                           r"Create it first\. Nothing was written"):
@@ -176,8 +176,8 @@ def test_bad_output_paths_and_nan_data_fail_before_converting_and_write_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no temporary file either
 
 
-def test_invalid_c_array_name_fails_before_writing(train_qat, digits_split, tmp_path):
-    (xt, _), _ = digits_split
+def test_invalid_c_array_name_fails_before_writing(train_qat, digits, tmp_path):
+    (xt, _), _ = digits
     with pytest.raises(ValueError, match=r"Invalid value for `name`: expected a C identifier.*'model-data'"):
         export_tflite(train_qat(8, epochs=0), tmp_path / "m.tflite", representative_data=xt[:10], c_array="model-data")
     assert not os.listdir(tmp_path)
@@ -191,8 +191,8 @@ class Erf(keras.layers.Layer):
         return tf.math.erf(inputs)
 
 
-def test_unsupported_op_leaves_no_file(digits_split, tmp_path):
-    (xt, _), _ = digits_split
+def test_unsupported_op_leaves_no_file(digits, tmp_path):
+    (xt, _), _ = digits
     keras.utils.set_random_seed(0)
     i = keras.Input((8, 8, 1))
     h = Erf()(keras.layers.Conv2D(4, 3, name="c")(i))
@@ -207,8 +207,8 @@ def test_unsupported_op_leaves_no_file(digits_split, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.tflite"]
 
 
-def test_packed_needs_a_sub_8_bit_group(train_qat, digits_split, tmp_path):
-    (xt, _), _ = digits_split
+def test_packed_needs_a_sub_8_bit_group(train_qat, digits, tmp_path):
+    (xt, _), _ = digits
     with pytest.raises(ExportError, match=r"Invalid value for `packed`: no group was trained at 2\.\.7 bits"):
         export_tflite(train_qat(8, epochs=0), tmp_path / "m.tflite", representative_data=xt[:10], packed=True)
     assert not os.listdir(tmp_path)

@@ -10,7 +10,7 @@ import pytest
 import tfmpq.search
 from search_fakes import PARAMS, SENSITIVITY, FakeEvaluator
 from tfmpq.search import BBPSO, CTPE, GA, ILP, Constraint, Engine, Exhaustive, NSGA2, SearchSpace, run
-from tfmpq.search.engine import non_dominated
+from tfmpq.search.pareto import non_dominated
 
 # Tables of the fake problem by group name (pinned groups are resolved by the strategies): Omega like
 # the fake's accuracy loss, costs its weight bytes, a budget of 6 bits on average.

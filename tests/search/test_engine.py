@@ -6,7 +6,7 @@ import pytest
 
 from search_fakes import FakeEvaluator
 from tfmpq.search import Engine, SearchSpace, hypervolume_2d, nsga2
-from tfmpq.search.engine import non_dominated
+from tfmpq.search.pareto import non_dominated
 
 SPACE = SearchSpace(("a", "b", "c"), bits=(2, 4, 8))
 

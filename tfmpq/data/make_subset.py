@@ -9,7 +9,7 @@ generator. Pixels stay uint8 (0..255); labels are uint8 class ids 0..9.
 
 Usage:
 
-    python tfmpq/data/make_subset.py [--src /usr/share/datasets/fashion-mnist] \
+    python -m tfmpq.data.make_subset [--src /usr/share/datasets/fashion-mnist] \
         [--num-train 10000] [--num-test 2000] [--seed 0] [--out tfmpq/data/fashion_mnist_subset.npz]
 """
 from __future__ import annotations

@@ -24,7 +24,8 @@ from tfmpq import report
 from tfmpq.candidate import Candidate
 from tfmpq.convert import as_tf_keras
 from tfmpq.search.constraints import Constraint, deb_better
-from tfmpq.search.engine import Engine, check_objectives, hypervolume_2d
+from tfmpq.search.engine import Engine
+from tfmpq.search.pareto import check_objectives, hypervolume_2d
 from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
 from tfmpq.search.executors import get as get_executor
 from tfmpq.search.result import Result

@@ -31,8 +31,7 @@ from tfmpq.candidate import Candidate
 from tfmpq.search.constraints import Constraint
 from tfmpq.search.executors import Executor, describe_error
 from tfmpq.search.executors import get as get_executor
-from tfmpq.search.pareto import (COST_METRICS, FAILED_COST, Objectives, check_objectives,  # noqa: F401
-                                 hypervolume_2d, non_dominated, reference_cost)
+from tfmpq.search.pareto import COST_METRICS, Objectives
 from tfmpq.search.space import Chromosome, SearchSpace
 from tfmpq.search.store import RUN, RunStore
 from tfmpq.search.strategies.base import Ask
@@ -189,7 +188,7 @@ class Engine:
         return self.ranking.front(self.candidates if candidates is None else candidates)
 
     def hypervolume(self, candidates: Iterable[Candidate] | None = None) -> float | None:
-        """:func:`hypervolume_2d` of the front with reference (0, float cost); None for != 2 objectives."""
+        """``pareto.hypervolume_2d`` of the front with reference (0, float cost); None for != 2 objectives."""
         return self.ranking.hypervolume(list(self.candidates if candidates is None else candidates))
 
     @property

@@ -1,9 +1,7 @@
-"""The outcome of a search: the front, every candidate, the history, plots and the summary."""
+"""The outcome of a search: the front, every candidate, the history and the summary."""
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
 from typing import Sequence
 
 from tfmpq.candidate import Candidate
@@ -59,7 +57,7 @@ class Result:
 
     @property
     def hypervolume(self) -> float | None:
-        """The final front's normalised hypervolume (see ``engine.hypervolume_2d``)."""
+        """The final front's normalised hypervolume (see ``pareto.hypervolume_2d``)."""
         return self.ranking.hypervolume(self.candidates)
 
     def candidate(self, genes):
@@ -188,16 +186,19 @@ class Result:
             write_json_atomic(self.run_dir / "finetune.json", records)
         return [t for t, _ in self.finetuned]
 
-    def export(self, directory: str | os.PathLike, representative_data=None, **kwargs) -> list:
+    def export(self, directory: str | os.PathLike, representative_data=None, test=None, **kwargs) -> list:
         """Writes one ``.tflite`` per front member (the fine-tuned models when :meth:`finetune` ran,
-        else each member rebuilt by the evaluator) with ``tfmpq.export.export_tflite``, and
-        ``export.json`` with their reports.
+        else each member rebuilt by the evaluator) and ``export.json``, with
+        ``tfmpq.export.models.export_models``: the same files and record as ``tfmpq export RUN_DIR``.
 
         Args:
             directory: where to write ``<i>_<genes>.tflite``.
             representative_data: float inputs for the converter; None uses the evaluator's
                 calibration samples. Defaults to None.
-            **kwargs: passed to ``export_tflite`` (``int8_io``, ``packed``, ``c_array``, ...).
+            test: ``(x, y)`` held-out data to measure each file on (``keras_accuracy`` and the
+                runtimes' accuracy in ``export.json``); None measures nothing. Defaults to None.
+            **kwargs: passed to ``export_models`` (``runtimes``, ``c_array``) and ``export_tflite``
+                (``int8_io``, ``packed``).
 
         Returns:
             The ``ExportReport`` of each file, in front order.
@@ -207,10 +208,10 @@ class Result:
             ValueError: no ``representative_data`` and the evaluator has none.
         """
         try:
-            from tfmpq.export import export_tflite
+            from tfmpq.export.models import export_models, member_file_name
         except ImportError as e:
             raise ImportError(
-                "Result.export needs tfmpq.export.export_tflite, which this installation lacks "
+                "Result.export needs tfmpq.export, which this installation lacks "
                 f"({e}). Export a model yourself from result.finetuned."
             ) from e
         if representative_data is None:
@@ -221,20 +222,15 @@ class Result:
                     "representative_data=x (float model inputs)."
                 )
             representative_data = fn()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         pairs = self.finetuned or [(c, None) for c in self.front]
-        reports = []
+        items = []
         for i, (c, model) in enumerate(pairs):
             if model is None:
                 model, _, _ = self.evaluator.build(c.policy)
-            path = directory / f"{i:02d}_{'-'.join(map(str, c.genes))}.tflite"
-            reports.append(export_tflite(model, str(path), representative_data, **kwargs))
-        write_json_atomic(directory / "export.json", [
-            {"genes": list(c.genes), "accuracy": c.accuracy, "report": r.to_dict() if hasattr(r, "to_dict") else str(r)}
-            for (c, _), r in zip(pairs, reports)
-        ])
-        return reports
+            items.append((member_file_name(i, c.genes), model,
+                          {"genes": list(c.genes), "search_accuracy": c.accuracy, "metrics": c.metrics}))
+        rows = export_models(items, directory, representative_data, test=test, **kwargs)
+        return [row["report"] for row in rows]
 
 
 def _pct(acc: float | None) -> str:

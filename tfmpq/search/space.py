@@ -17,11 +17,8 @@ import random
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from tfmpq.errors import PolicyError
+from tfmpq.policy import FLOAT_BITS, QUANT_BITS  # the bit-width constants' one owner (TensorFlow-free)
 
-#: Quantized bit-widths (the core's ``tfmpq.policy.QUANT_BITS``) and the widths that mean "left in
-#: float" (``tfmpq.policy.FLOAT_BITS``). Repeated here so the space validates without the core.
-QUANT_BITS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
-FLOAT_BITS: tuple[int, ...] = (16, 32)
 _VALID_BITS = frozenset(QUANT_BITS + FLOAT_BITS)
 
 Chromosome = tuple[int, ...]

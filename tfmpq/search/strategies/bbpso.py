@@ -40,6 +40,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tfmpq.convert import as_tf_keras
+from tfmpq.policy import QUANT_BITS
 from tfmpq.search.strategies.base import Ask, Strategy
 from tfmpq.search.strategies.importance import kernels_of, kinds_of, layer_importance
 
@@ -432,7 +433,7 @@ def bbpso(
     gamma: int = 5,
     R: int = 2,
     search_activations: bool = True,
-    bits: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
+    bits: Sequence[int] = QUANT_BITS,
     verbose: int = 1,
     kernels: Mapping[str, np.ndarray] | None = None,
     importance=None,

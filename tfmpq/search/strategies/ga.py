@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tfmpq.policy import QUANT_BITS
 from tfmpq.search.constraints import deb_key
 from tfmpq.search.strategies.base import Ask, Strategy
 from tfmpq.search.strategies.bbpso import run_constrained
@@ -125,7 +126,7 @@ def ga(
     seed: int = 0,
     evaluator=None,
     search_activations: bool = True,
-    bits: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
+    bits: Sequence[int] = QUANT_BITS,
     verbose: int = 1,
     crossover_prob: float = 0.9,
     mutation_gene_prob: float | None = None,

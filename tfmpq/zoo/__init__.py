@@ -1,7 +1,9 @@
 """The model zoo: builders by name, the shipped checkpoint, and ``zoo:NAME`` / path resolution.
 
-The builders live in the top-level ``models`` package (installed with tfmpq); this module only
-looks them up. ``resolve_model`` is what the CLI and the search call with a user's ``--model``.
+The builders live in this package's modules (``cnn``, ``dscnn``, ``mobilenet``, ``resnet``, ``vgg``),
+the trained checkpoints and their JSON records in ``checkpoints/``; the repository's ``models/``
+folder holds the script that trained them (``python -m models.train_demo``) and their description.
+``resolve_model`` is what the CLI and the search call with a user's ``--model``.
 
 Example:
 
@@ -16,27 +18,34 @@ from __future__ import annotations
 import json
 import os
 
-import models
 from tfmpq._keras import keras
 from tfmpq.convert import as_tf_keras, is_keras3_model, keras3_file_version, load_keras3_file
 from tfmpq.errors import ModelLoadError
+from tfmpq.zoo.cnn import build_mlp, build_small_cnn
+from tfmpq.zoo.dscnn import build_dscnn
+from tfmpq.zoo.mobilenet import build_mobilenet_v1, build_mobilenet_v2
+from tfmpq.zoo.resnet import build_resnet, build_resnet20, build_resnet32, build_resnet56
+from tfmpq.zoo.vgg import build_vgg_small
 
-__all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "checkpoint_info", "resolve_model"]
+__all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "checkpoint_info", "resolve_model",
+           "build_small_cnn", "build_mlp", "build_resnet", "build_resnet20", "build_resnet32", "build_resnet56",
+           "build_mobilenet_v1", "build_mobilenet_v2", "build_vgg_small", "build_dscnn"]
 
 _BUILDERS = {
-    "small_cnn": models.build_small_cnn,
-    "mlp": models.build_mlp,
-    "resnet20": models.build_resnet20,
-    "resnet32": models.build_resnet32,
-    "resnet56": models.build_resnet56,
-    "mobilenet_v1": models.build_mobilenet_v1,
-    "mobilenet_v2": models.build_mobilenet_v2,
-    "vgg_small": models.build_vgg_small,
-    "dscnn": models.build_dscnn,
+    "small_cnn": build_small_cnn,
+    "mlp": build_mlp,
+    "resnet20": build_resnet20,
+    "resnet32": build_resnet32,
+    "resnet56": build_resnet56,
+    "mobilenet_v1": build_mobilenet_v1,
+    "mobilenet_v2": build_mobilenet_v2,
+    "vgg_small": build_vgg_small,
+    "dscnn": build_dscnn,
 }
 
-# Trained float checkpoints shipped in models/ (see models/README.md for how each was made). Each
+# Trained float checkpoints shipped in checkpoints/ (see models/README.md for how each was made). Each
 # NAME.keras has a record NAME.json beside it (see `checkpoint_info`).
+CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 _CHECKPOINTS = {"small_cnn_fmnist": "small_cnn_fmnist.keras", "dscnn_fmnist": "dscnn_fmnist.keras"}
 
 ZOO_PREFIX = "zoo:"
@@ -75,11 +84,11 @@ def checkpoint_path(name: str) -> str:
     if name not in _CHECKPOINTS:
         raise ValueError(f"Invalid value for `name`: unknown checkpoint. Received: name={name!r}. "
                          f"Expected one of {checkpoints()}.")
-    return os.path.join(os.path.dirname(os.path.abspath(models.__file__)), _CHECKPOINTS[name])
+    return os.path.join(CHECKPOINT_DIR, _CHECKPOINTS[name])
 
 
 def checkpoint_info(name: str) -> dict:
-    """How a shipped checkpoint was trained and how it scores: its JSON record in models/.
+    """How a shipped checkpoint was trained and how it scores: its JSON record in tfmpq/zoo/checkpoints/.
 
     The record (written by ``python -m models.train_demo``) holds the model and builder arguments,
     the dataset, the validation rule (``{"fraction": 0.1, "seed": 0}``: the split of

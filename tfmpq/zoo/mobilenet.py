@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tfmpq._keras import keras
 
-from models._common import check_input_shape, check_num_classes, classifier, conv_bn_act, depthwise_he
+from tfmpq.zoo._common import check_input_shape, check_num_classes, classifier, conv_bn_act, depthwise_he
 
 layers = keras.layers
 

@@ -30,7 +30,7 @@ from tfmpq.errors import TfmpqError
 __all__ = ["Dataset", "DatasetNotFoundError", "Roles", "load", "names", "roles", "split_validation", "balanced_subset",
            "VALIDATION_FRACTION", "VALIDATION_SEED"]
 
-DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "fashion_mnist_subset.npz")
+DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_subset.npz")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

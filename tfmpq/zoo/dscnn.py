@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tfmpq._keras import keras
 
-from models._common import check_input_shape, check_num_classes, classifier, conv_bn_act, depthwise_he
+from tfmpq.zoo._common import check_input_shape, check_num_classes, classifier, conv_bn_act, depthwise_he
 
 layers = keras.layers
 
@@ -49,7 +49,7 @@ def build_dscnn(input_shape: tuple = (28, 28, 1), num_classes: int = 10, filters
     the first and depthwise convs 2,560. The large classifier overfits Fashion-MNIST: without
     dropout, 95.6% training against 90.4% validation accuracy after 3 of 54,000-image epochs; with
     dropout 0.4 but no augmentation, 99% against 92.1% (90.6% test) after 30. The shipped
-    checkpoint also had flip-and-shift augmentation (models/README.md).
+    checkpoint also had flip-and-shift augmentation (models/README.md in the repository).
 
     Args:
         input_shape: ``(H, W, C)``, at least 8x8. Defaults to ``(28, 28, 1)``.
