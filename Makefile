@@ -14,7 +14,7 @@ COMPAT_TF ?= 2.16.2 2.21.0
 # Creates $(VENV) and installs the pinned requirements and tfmpq (editable, with the dev extras:
 # pytest, nbclient, ...), unless $(VENV) already has them.
 venv:
-	@if [ -x "$(PY)" ] && "$(PY)" -c "import tensorflow, tf_keras, tensorflow_model_optimization, deap, pytest" 2>/dev/null; then \
+	@if [ -x "$(PY)" ] && "$(PY)" -c "import tensorflow, tf_keras, tensorflow_model_optimization, deap, pytest, optuna, scipy.optimize" 2>/dev/null; then \
 		echo "Using the environment in $(VENV)"; \
 	else \
 		set -e; \

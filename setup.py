@@ -27,7 +27,11 @@ setup(
     extras_require={
         "deploy": ["ai-edge-litert", "tflite-micro"],
         "data": ["scikit-learn"],
-        "dev": ["pytest", "scikit-learn", "ai-edge-litert", "tflite-micro", "nbformat", "nbclient", "ipykernel"],
+        # Sensitivity-guided searches: the ILP (scipy.optimize.milp) and clustered TPE (Optuna's TPE,
+        # scikit-learn's k-means). Optuna < 6: TPESampler's `gamma` (deprecated in 4.9) is scheduled for removal.
+        "search": ["scipy>=1.9", "optuna>=4.0,<6", "scikit-learn>=1.4"],
+        "dev": ["pytest", "scikit-learn", "scipy>=1.9", "optuna>=4.0,<6", "ai-edge-litert", "tflite-micro", "nbformat",
+                "nbclient", "ipykernel"],
         "ray": ["ray[default]"],
     },
     entry_points={"console_scripts": ["tfmpq=tfmpq.cli:main"]},

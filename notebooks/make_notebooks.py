@@ -43,9 +43,9 @@ if importlib.util.find_spec("tfmpq") is None:
     tf_minor = ".".join(tf.__version__.split(".")[:2])
     wheels = sorted(glob.glob("tfmpq-*.whl"))
     if wheels:
-        source = f"{{wheels[-1]}}[deploy]"
+        source = f"{{wheels[-1]}}[deploy,search]"
     elif TFMPQ_REPOSITORY:
-        source = f"tfmpq[deploy] @ {{TFMPQ_REPOSITORY}}"
+        source = f"tfmpq[deploy,search] @ {{TFMPQ_REPOSITORY}}"
     else:
         raise RuntimeError("Upload a tfmpq wheel (`make wheel` writes dist/tfmpq-*.whl) next to this notebook, "
                            "or set TFMPQ_REPOSITORY to tfmpq's git repository.")
@@ -383,8 +383,48 @@ uniform = evaluator.evaluate(uniform4)
 print(f"uniform w4a4: {100 * uniform.accuracy:.2f}% at avg_op_bits {uniform.metrics['avg_op_bits']:.2f}")
 print(f"BBPSO best  : {100 * best.accuracy:.2f}% at avg_op_bits {best.metrics['avg_op_bits']:.2f}")'''),
     new_markdown_cell("""\
+## Sensitivity-guided: the Hessian, an integer linear program, clustered TPE
+
+A search can start from what the float model already tells: how curved its loss is around each group's
+weights. `hessian_trace` estimates the trace of the loss Hessian w.r.t. each group's (BN-folded) kernel
+with Hutchinson's method (Rademacher probes, Hessian-vector products by double backprop). Then
+
+- **`ilp`** (HAWQ-V3) minimises `sum_g Tr(H_g) ||Q_b(W_g) - W_g||^2 / n_g` under the budget with an exact
+  integer linear program (seconds), and scores its best few allocations;
+- **`ctpe`** (Azizi et al. 2023) clusters the per-weight traces to prune each group's bit-widths, then runs
+  a TPE whose good / bad densities are the top and bottom k-means clusters of the scores.
+
+Both allocate weight bits (activations stay 8-bit), here within uniform 4-bit's weight bytes."""),
+    new_code_cell('''\
+from tfmpq.hessian import hessian_trace
+from tfmpq.search import ctpe, ilp
+
+traces = hessian_trace(model, (x_train, y_train), num_probes=4 if SMALL else 64, num_samples=256 if SMALL else 512,
+                       seed=0)
+for g in traces.groups:
+    print(f"{g:<12} Tr(H) {traces.trace[g]:9.3g} +- {traces.std_error[g]:<8.2g} per weight "
+          f"{traces.trace[g] / traces.params[g]:.3g}")
+
+u4_bytes = tfmpq.metrics.summary(model, tfmpq.QuantPolicy.uniform(model, 4))["weight_bytes"]
+options = dict(budget="weight_bytes", target=u4_bytes, evaluation="ptq" if SMALL else "qat", epochs=1,
+               sensitivity=traces, overwrite=True, seed=0, verbose=0)
+by_ilp = ilp(model, (x_train, y_train), (x_val, y_val), solutions=2 if SMALL else 4,
+             run_dir=os.path.join(OUT, "ilp"), **options)
+by_tpe = ctpe(model, (x_train, y_train), (x_val, y_val), trials=4 if SMALL else 24,
+              run_dir=os.path.join(OUT, "ctpe"), **options)
+uniform_w4 = by_ilp.evaluator.evaluate(tfmpq.QuantPolicy.uniform(model, 4))
+for name, c in [("uniform 4-bit", uniform_w4), ("ILP", by_ilp.best), ("clustered TPE", by_tpe.best)]:
+    print(f"{name:<14} {c.policy.weight_bits}  {100 * c.accuracy:.2f}%  {c.weight_bytes:.0f} B")
+print("clustered TPE's pruned bits:", by_tpe.pruned)'''),
+    new_markdown_cell("""\
+The ILP's allocations can also seed the evolutionary searches: `nsga2(..., seed_ilp=4)` puts four of them
+(at budgets spread over the cost range) into the initial population, `bbpso(..., seed_ilp=4)` into the
+swarm. Validation scores chose these policies; report a held-out test accuracy before trusting a gap
+(`python -m bench.strategies` does, with McNemar's test against uniform).
+
 **From a shell:** `tfmpq search zoo:small_cnn_fmnist --strategy bbpso --budget avg_op_bits --target 4 -o runs/bbpso4`,
-then `tfmpq export runs/bbpso4 -o runs/bbpso4/export` (a budgeted run exports its best policy)."""),
+then `tfmpq export runs/bbpso4 -o runs/bbpso4/export` (a budgeted run exports its best policy);
+`--strategy ilp --budget weight_bytes --target u4` and `--strategy ctpe ...` likewise."""),
 ]
 
 # ------------------------------------------------------------------------------ 04: deploy

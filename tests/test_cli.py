@@ -153,7 +153,9 @@ def test_unknown_dataset_is_one_line(capsys, tmp_path):
     (["quantize", "zoo:small_cnn_fmnist", "-o", "out"], "the following arguments are required: --bits"),
     (["info", "zoo:small_cnn_fmnist", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["search", "zoo:small_cnn_fmnist", "--strategy", "random", "-o", "run"],
-     "argument --strategy: invalid choice: 'random' (choose from 'nsga2', 'bbpso', 'exhaustive')"),
+     "argument --strategy: invalid choice: 'random' (choose from 'nsga2', 'bbpso', 'ilp', 'ctpe', 'exhaustive')"),
+    (["search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--target", "v4", "-o", "run"],
+     "argument --target: expected a number or uN (e.g. u4). Received: 'v4'"),
     (["search", "zoo:small_cnn_fmnist", "--population", "0", "-o", "run"],
      "argument --population: expected a positive integer. Received: '0'"),
     (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
@@ -406,6 +408,51 @@ def test_bbpso_search_then_export_best(capsys, tmp_path):
     rows = json.loads((run_dir / "export" / "export.json").read_text())
     assert len(rows) == 1  # a budgeted search exports its best policy
     assert rows[0]["metrics"]["avg_op_bits"] <= 6.0
+
+
+def test_ctpe_and_ilp_refuse_searched_activations_and_seed_ilp(capsys, tmp_path):
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ctpe", "--search-activations",
+                       "-o", str(tmp_path / "c"))
+    assert code == 1 and "allocates weight bits only" in error_line(err)
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--seed-ilp", "2",
+                       "-o", str(tmp_path / "d"))
+    assert code == 1 and "--seed-ilp seeds nsga2 or bbpso" in error_line(err)
+
+
+@pytest.mark.slow
+def test_ilp_search_at_uniform_4_bit_bytes_then_resume(capsys, tmp_path):
+    run_dir = tmp_path / "ilp"
+    argv = ["search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--evaluation", "ptq", "--num-train", "300",
+            "--num-val", "100", "--bits", "3,4,8", "--budget", "weight_bytes", "--target", "u4", "--solutions", "2",
+            "--probes", "2", "--quiet", "-o", str(run_dir)]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0, out
+    best = json.loads((run_dir / "best.json").read_text())
+    target = best["report"]["budget"]["target"]
+    assert best["metrics"]["weight_bytes"] <= target
+    import tfmpq
+    from tfmpq import zoo
+
+    model = zoo.resolve_model("zoo:small_cnn_fmnist")
+    assert target == tfmpq.metrics.summary(model, tfmpq.QuantPolicy.uniform(model, 4))["weight_bytes"]
+    assert len(json.loads((run_dir / "sensitivity.json").read_text())["trace"]) == 4
+    assert len((run_dir / "evaluations.jsonl").read_text().splitlines()) == 2
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--resume", "--quiet", "-o", str(run_dir))
+    assert code == 0 and "(0 evaluated here" in out
+
+
+@pytest.mark.slow
+def test_ctpe_search_then_export_best(capsys, tmp_path):
+    run_dir = tmp_path / "ctpe"
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ctpe", "--evaluation", "ptq",
+                       "--num-train", "300", "--num-val", "100", "--budget", "weight_bytes", "--target", "u4",
+                       "--trials", "4", "--probes", "4", "--quiet", "-o", str(run_dir))
+    assert code == 0, out
+    code, out, _ = run(capsys, "export", str(run_dir), "--num-test", "100", "-o", str(run_dir / "export"))
+    assert code == 0
+    rows = json.loads((run_dir / "export" / "export.json").read_text())
+    assert len(rows) == 1 and rows[0]["metrics"]["weight_bytes"] <= json.loads(
+        (run_dir / "best.json").read_text())["report"]["budget"]["target"]
 
 
 @pytest.mark.slow

@@ -404,6 +404,22 @@ def test_bbpso_accepts_keras3(digits_k3):
     assert result.best is not None and result.report["float_accuracy"] is not None
 
 
+def test_sensitivity_and_ilp_accept_keras3(digits_k3):
+    from tfmpq.search import ilp
+
+    model, train, val = digits_k3
+    converted = convert.as_tf_keras(model)
+    traces = tfmpq.sensitivity(model, train, num_probes=2, num_samples=64, seed=0)
+    # the same probes on the same function: the traces of the converted model, to float rounding
+    assert traces == pytest.approx(tfmpq.sensitivity(converted, train, num_probes=2, num_samples=64, seed=0),
+                                   rel=1e-4)
+    assert tfmpq.omega_table(model, traces, bits=(4, 8)) == tfmpq.omega_table(converted, traces, bits=(4, 8))
+    u8 = tfmpq.metrics.summary(model, tfmpq.QuantPolicy.uniform(model, 8))["weight_bytes"]
+    result = ilp(model, train, val, evaluation="ptq", budget="weight_bytes", target=u8, bits=(4, 8), solutions=1,
+                 sensitivity=traces, verbose=0)
+    assert result.best.ok and result.best.weight_bytes <= u8
+
+
 def test_zoo_resolves_keras3_models_and_files(digits_k3, tmp_path):
     model, (x, _), _ = digits_k3
     assert zoo.resolve_model(model) is convert.as_tf_keras(model)

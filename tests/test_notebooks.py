@@ -71,7 +71,7 @@ def test_install_cell_pins_tf_keras_to_the_installed_tensorflow(monkeypatch, tmp
     minor = ".".join(tf.__version__.split(".")[:2])
     calls = _run_install_cell(monkeypatch, tmp_path, wheels=["tfmpq-0.0.9-py3-none-any.whl",
                                                               "tfmpq-0.1.0-py3-none-any.whl"])
-    assert calls == [[sys.executable, "-m", "pip", "install", "-q", "tfmpq-0.1.0-py3-none-any.whl[deploy]",
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", "tfmpq-0.1.0-py3-none-any.whl[deploy,search]",
                       f"tf-keras~={minor}.0"]]
 
 
@@ -80,7 +80,7 @@ def test_install_cell_without_a_wheel_uses_the_repository(monkeypatch, tmp_path)
 
     minor = ".".join(tf.__version__.split(".")[:2])
     calls = _run_install_cell(monkeypatch, tmp_path, repository="git+https://example.org/tfmpq.git")
-    assert calls[0][-2:] == ["tfmpq[deploy] @ git+https://example.org/tfmpq.git", f"tf-keras~={minor}.0"]
+    assert calls[0][-2:] == ["tfmpq[deploy,search] @ git+https://example.org/tfmpq.git", f"tf-keras~={minor}.0"]
     if not _generator().REPOSITORY:  # no address set: a clear error instead of a silent no-op
         with pytest.raises(RuntimeError, match=r"Upload a tfmpq wheel .*or set TFMPQ_REPOSITORY"):
             _run_install_cell(monkeypatch, tmp_path)

@@ -1,4 +1,5 @@
-"""Issue 18: `import tfmpq.search`, `import tfmpq.report` and reading a run directory need no TensorFlow.
+"""Issue 18: `import tfmpq.search`, `import tfmpq.report` and reading a run directory need no TensorFlow; nor do
+the ILP and clustered TPE strategies (issue 15) given their tables.
 
 A subprocess blocks every TensorFlow / Keras / tfmot import (an import hook that raises), then runs a
 search with an evaluator of its own, reads the run back and reports it.
@@ -31,6 +32,16 @@ result = nsga2(evaluator=FakeEvaluator(), space=space, population=4, offspring=4
                run_dir=sys.argv[1] + "/nsga2", verbose=0)
 bbpso(evaluator=FakeEvaluator(), space=SearchSpace(("a", "b", "c"), bits=(2, 4, 8), search_activations=True),
       kernels=None, init="random", swarm=4, iterations=2, run_dir=sys.argv[1] + "/bbpso", verbose=0)
+# the sensitivity-guided strategies (scipy's milp, Optuna's TPE) need no TensorFlow either, given their tables
+from search_fakes import PARAMS, SENSITIVITY
+from tfmpq.search import CTPE, ILP, run as run_strategy
+omega = {g: {b: s / 2 ** b for b in (2, 4, 8)} for g, s in zip("abc", SENSITIVITY)}
+costs = {g: {b: p * b / 8 for b in (2, 4, 8)} for g, p in zip("abc", PARAMS)}
+budget = sum(PARAMS) * 6 / 8
+by_ilp = run_strategy(ILP(omega, costs, budget, solutions=2), evaluator=FakeEvaluator(), space=space, verbose=0)
+by_tpe = run_strategy(CTPE({g: s / p for g, s, p in zip("abc", SENSITIVITY, PARAMS)}, costs, budget, trials=5,
+                           startup=3, prune_clusters=1), evaluator=FakeEvaluator(), space=space, verbose=0)
+guided = [len(by_ilp.candidates), len(by_tpe.candidates)]
 run = load_run(sys.argv[1] + "/nsga2")
 text, files = write_report(run, plots=True)
 try:
@@ -41,7 +52,7 @@ else:
     lazy = None
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in Block.BLOCKED)
 print("RESULT " + __import__("json").dumps({"front": len(result.front), "run_front": len(run.front),
-      "summary": summary_text(run)[:40], "files": len(files), "loaded": loaded, "lazy": lazy}))
+      "summary": summary_text(run)[:40], "files": len(files), "loaded": loaded, "lazy": lazy, "guided": guided}))
 '''
 
 
@@ -56,3 +67,4 @@ def test_search_and_report_work_with_tensorflow_blocked(tmp_path):
     assert out["loaded"] == []  # no TensorFlow, Keras or tfmot module was imported
     assert out["front"] > 0 and out["run_front"] == out["front"] and out["files"] >= 2
     assert out["lazy"] is not None and "blocked for this test" in out["lazy"]  # the Evaluator is the boundary
+    assert out["guided"] == [2, 5]  # the ILP's two best allocations, clustered TPE's five trials

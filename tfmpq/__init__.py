@@ -1,7 +1,7 @@
 """tfmpq: find, train and deploy mixed-precision (per-layer N-bit) quantized Keras models.
 
-Pipeline (imports flow one way): convert -> graph -> policy -> metrics -> quantize -> evaluate -> search -> export
--> report. Everything here loads lazily: ``import tfmpq`` imports no TensorFlow, and neither do
+Pipeline (imports flow one way): convert -> graph -> policy -> metrics -> quantize -> evaluate -> hessian -> search
+-> export -> report. Everything here loads lazily: ``import tfmpq`` imports no TensorFlow, and neither do
 ``tfmpq.graph``, ``tfmpq.policy``, ``tfmpq.metrics``, ``tfmpq.search`` (until it builds an Evaluator)
 and ``tfmpq.report``; ``tfmpq.quantize``, ``tfmpq.evaluate`` and ``tfmpq.export`` do. Every function that takes a float
 model also takes a Keras 3 model (``tfmpq.as_tf_keras``).
@@ -25,8 +25,9 @@ _EXPORTS = {
     "policy_of": "tfmpq.quantize", "quantize_model": "tfmpq.quantize", "quantize_scope": "tfmpq.quantize",
     "count_levels": "tfmpq.export", "evaluate_tflite": "tfmpq.export", "export_tflite": "tfmpq.export",
     "run_tflite": "tfmpq.export", "write_c_array": "tfmpq.export",
+    "sensitivity": "tfmpq.hessian", "omega_table": "tfmpq.hessian",
 }
-_SUBMODULES = ("candidate", "checks", "convert", "data", "evaluate", "export", "graph", "metrics", "policy", "quantize",
+_SUBMODULES = ("candidate", "checks", "convert", "data", "evaluate", "export", "graph", "hessian", "metrics", "policy", "quantize",
                "report", "search", "stats", "zoo", "cli")
 
 
@@ -49,5 +50,5 @@ __all__ = [
     "as_tf_keras", "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
     "UnsupportedModelError", "as_tf_keras", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
     "quantizable_groups", "quantize_model", "quantize_scope", "count_levels", "evaluate_tflite", "export_tflite",
-    "run_tflite", "write_c_array",
+    "run_tflite", "write_c_array", "sensitivity", "omega_table",
 ]

@@ -4,7 +4,7 @@ Commands (``tfmpq COMMAND --help`` for every option)::
 
     tfmpq info MODEL                                   groups, parameters, MACs, what stays float
     tfmpq quantize MODEL --bits 8,4,4,8 --data D --epochs N -o OUT
-    tfmpq search MODEL --strategy nsga2|bbpso --data D [--resume] -o RUN_DIR
+    tfmpq search MODEL --strategy nsga2|bbpso|ilp|ctpe|exhaustive --data D [--resume] -o RUN_DIR
     tfmpq export RUN_DIR|QAT_MODEL --data D [--c-array] [--packed [int4|lut|auto]] -o OUT
     tfmpq report RUN_DIR                               tables and plots of a search run
 
@@ -38,8 +38,11 @@ SEARCH_DEFAULTS = {
     "activation_bits": 8, "search_activations": False, "pin_first_last": False, "objective": "weight_bytes",
     "population": 16, "offspring": 16, "generations": 10, "budget": "avg_op_bits", "target": 4.0,
     "swarm": 15, "iterations": 20, "init": "ligpi", "seed": 0, "per_tensor": False,
+    "solutions": 4, "trials": 40, "probes": 64, "seed_ilp": 0,
 }
-_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "exhaustive": 1}
+_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "exhaustive": 1, "ilp": 1, "ctpe": 1}
+#: Strategies that allocate bits under a budget (--budget / --target).
+CONSTRAINED = ("bbpso", "ilp", "ctpe")
 
 
 class CliError(Exception):
@@ -57,6 +60,32 @@ def _int_list(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one integer. Received: {text!r}")
     return values
+
+
+def _target(text: str):
+    """A budget target: a number, or ``uN`` (uniform N-bit's value of the metric)."""
+    text = text.strip()
+    if text[:1] in ("u", "U") and text[1:].isdigit():
+        return "u" + text[1:]
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or uN (e.g. u4). Received: {text!r}") from None
+
+
+def _resolve_target(model, opts: dict) -> float:
+    """``--target``: a number as given, ``uN`` the budget metric of uniform N-bit weights (and activations
+    when they are searched)."""
+    target = opts["target"]
+    if not isinstance(target, str):
+        return float(target)
+    from tfmpq import QuantPolicy, metrics
+
+    bits = int(target[1:])
+    if bits not in range(2, 9):
+        raise CliError(f"Invalid value for `--target`: expected uN with N in 2..8. Received: {target}.")
+    act = bits if opts["search_activations"] else opts["activation_bits"]
+    return float(metrics.summary(model, QuantPolicy.uniform(model, bits, act))[opts["budget"]])
 
 
 def _positive_int(text: str) -> int:
@@ -163,21 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
     # search
-    p = sub.add_parser("search", parents=[common], allow_abbrev=False, help="mixed-precision policy search (NSGA-II or BBPSO)",
-                       description="Search per-group bit-widths. nsga2: the accuracy / cost Pareto front. bbpso: "
-                                   "the most accurate policy under a budget (e.g. --budget avg_op_bits "
-                                   "--target 4). Everything goes to RUN_DIR; --resume continues a killed run "
-                                   "(options not given are taken from RUN_DIR/cli.json).")
+    p = sub.add_parser("search", parents=[common], allow_abbrev=False,
+                       help="mixed-precision policy search (NSGA-II, BBPSO, Hessian ILP, clustered TPE, exhaustive)",
+                       description="Search per-group bit-widths. nsga2: the accuracy / cost Pareto front. bbpso, "
+                                   "ilp, ctpe: the most accurate policy under a budget (e.g. --budget avg_op_bits "
+                                   "--target 4, or --budget weight_bytes --target u4: uniform 4-bit's bytes). ilp: "
+                                   "Hessian traces + an integer linear program (HAWQ-V3), its best allocations "
+                                   "scored; ctpe: Hessian-pruned bits + k-means TPE (Azizi et al. 2023). Everything "
+                                   "goes to RUN_DIR; --resume continues a killed run (options not given are taken "
+                                   "from RUN_DIR/cli.json).")
     p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
-    p.add_argument("--strategy", choices=("nsga2", "bbpso", "exhaustive"), default=argparse.SUPPRESS,
-                   help="nsga2: the accuracy / cost Pareto front; bbpso: the best policy under --budget; "
+    p.add_argument("--strategy", choices=("nsga2", "bbpso", "ilp", "ctpe", "exhaustive"), default=argparse.SUPPRESS,
+                   help="nsga2: the accuracy / cost Pareto front; bbpso, ilp, ctpe: the best policy under --budget; "
                         "exhaustive: every policy of a small space (--bits). Default: nsga2")
     _add_data_args(p)
     g = p.add_argument_group("evaluation of a candidate")
     g.add_argument("--evaluation", choices=("qat", "ptq"), default=argparse.SUPPRESS,
                    help="qat: train --epochs of QAT, score the best epoch; ptq: calibrate only. Default: qat")
     g.add_argument("--epochs", type=_positive_int, default=argparse.SUPPRESS,
-                   help="QAT epochs per candidate. Default: 1 (nsga2), 2 (bbpso)")
+                   help="QAT epochs per candidate. Default: 1 (nsga2, ilp, ctpe), 2 (bbpso)")
     g.add_argument("--batch-size", type=_positive_int, default=argparse.SUPPRESS, help="Default: 64")
     g.add_argument("--learning-rate", type=float, default=argparse.SUPPRESS, help="Default: 1e-4")
     g.add_argument("--per-tensor", action="store_true", default=argparse.SUPPRESS,
@@ -198,14 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--population", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
     g.add_argument("--offspring", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
     g.add_argument("--generations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 10")
-    g = p.add_argument_group("bbpso")
+    g = p.add_argument_group("budget (bbpso, ilp, ctpe)")
     g.add_argument("--budget", choices=BUDGETS, default=argparse.SUPPRESS,
                    help="the constrained metric (e.g. --budget flash_bytes --target 65536: fits in 64 KiB of "
-                        "flash). Default: avg_op_bits")
-    g.add_argument("--target", type=float, default=argparse.SUPPRESS, help="budget: metric <= target. Default: 4.0")
+                        "flash; ilp and ctpe need a metric linear in each group's bits: not flash_bytes). "
+                        "Default: avg_op_bits")
+    g.add_argument("--target", type=_target, default=argparse.SUPPRESS, metavar="T|uN",
+                   help="budget: metric <= T, or uN: the metric's value for uniform N-bit weights (and "
+                        "N-bit activations when they are searched). Default: 4.0")
+    g = p.add_argument_group("bbpso")
     g.add_argument("--swarm", type=_positive_int, default=argparse.SUPPRESS, help="Default: 15")
     g.add_argument("--iterations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 20")
     g.add_argument("--init", choices=("ligpi", "random"), default=argparse.SUPPRESS, help="Default: ligpi")
+    g = p.add_argument_group("sensitivity-guided (ilp, ctpe, and --seed-ilp for nsga2 / bbpso)")
+    g.add_argument("--solutions", type=_positive_int, default=argparse.SUPPRESS,
+                   help="ilp: the optimal and next-best allocations scored. Default: 4")
+    g.add_argument("--trials", type=_positive_int, default=argparse.SUPPRESS,
+                   help="ctpe: configurations scored (a quarter of them random first). Default: 40")
+    g.add_argument("--probes", type=_positive_int, default=argparse.SUPPRESS,
+                   help="Hutchinson probes of the Hessian traces. Default: 64")
+    g.add_argument("--seed-ilp", type=_non_negative_int, default=argparse.SUPPRESS, metavar="N",
+                   help="nsga2 / bbpso: put N ILP allocations at spread budgets into the initial population. "
+                        "Default: 0")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="Default: 0")
     g.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
@@ -499,6 +546,8 @@ def _search_options(args) -> dict:
         opts["epochs"] = _DEFAULT_EPOCHS[opts["strategy"]]
     if "search_activations" not in given and "search_activations" not in stored:
         opts["search_activations"] = opts["strategy"] == "bbpso"
+    if isinstance(opts["target"], str):
+        opts["target"] = _target(opts["target"])
     return opts
 
 
@@ -548,14 +597,31 @@ def cmd_search(args) -> int:
         os.makedirs(args.output, exist_ok=True)
         _write_json(record_path, record)  # first: a killed run can be resumed and exported
     start = time.perf_counter()
+    if opts["strategy"] in ("ilp", "ctpe") and opts["search_activations"]:
+        raise CliError(f"Invalid flags: --strategy {opts['strategy']} allocates weight bits only; drop "
+                       "--search-activations.")
+    if opts["seed_ilp"] and opts["strategy"] not in ("nsga2", "bbpso"):
+        raise CliError("Invalid flags: --seed-ilp seeds nsga2 or bbpso; ilp and ctpe use the Hessian themselves.")
+    sensitive = dict(num_probes=opts["probes"]) if opts["strategy"] in ("ilp", "ctpe") else {}
+    if opts["strategy"] in CONSTRAINED:
+        target = _resolve_target(model, opts)
     if opts["strategy"] == "nsga2":
         result = search.nsga2(model, train, val, population=opts["population"], offspring=opts["offspring"],
-                              generations=opts["generations"], objectives=("accuracy", opts["objective"]), **common)
+                              generations=opts["generations"], objectives=("accuracy", opts["objective"]),
+                              seed_ilp=opts["seed_ilp"], **common)
     elif opts["strategy"] == "exhaustive":
         result = search.exhaustive(model, train, val, objectives=("accuracy", opts["objective"]), **common)
+    elif opts["strategy"] == "bbpso":
+        result = search.bbpso(model, train, val, budget=opts["budget"], target=target, swarm=opts["swarm"],
+                              iterations=opts["iterations"], init=opts["init"], seed_ilp=opts["seed_ilp"], **common)
+    elif opts["strategy"] == "ilp":
+        common.pop("search_activations")
+        result = search.ilp(model, train, val, budget=opts["budget"], target=target, solutions=opts["solutions"],
+                            **sensitive, **common)
     else:
-        result = search.bbpso(model, train, val, budget=opts["budget"], target=opts["target"], swarm=opts["swarm"],
-                       iterations=opts["iterations"], init=opts["init"], **common)
+        common.pop("search_activations")
+        result = search.ctpe(model, train, val, budget=opts["budget"], target=target, trials=opts["trials"],
+                             **sensitive, **common)
     seconds = time.perf_counter() - start
     _write_json(record_path, {**record, "seconds": seconds})
     if args.quiet:

@@ -8,9 +8,15 @@ import pathlib
 import pytest
 
 import tfmpq.search
-from search_fakes import FakeEvaluator
-from tfmpq.search import BBPSO, GA, Constraint, Engine, Exhaustive, NSGA2, SearchSpace, run
+from search_fakes import PARAMS, SENSITIVITY, FakeEvaluator
+from tfmpq.search import BBPSO, CTPE, GA, ILP, Constraint, Engine, Exhaustive, NSGA2, SearchSpace, run
 from tfmpq.search.pareto import non_dominated
+
+# Tables of the fake problem by group name (pinned groups are resolved by the strategies): Omega like
+# the fake's accuracy loss, costs its weight bytes, a budget of 6 bits on average.
+FAKE_OMEGA = {g: {b: s / 2 ** b for b in (2, 4, 8)} for g, s in zip("abc", SENSITIVITY)}
+FAKE_BYTES = {g: {b: p * b / 8 for b in (2, 4, 8)} for g, p in zip("abc", PARAMS)}
+FAKE_BUDGET = sum(PARAMS) * 6 / 8
 
 STRATEGIES = {
     "nsga2": lambda generations: NSGA2(population=6, offspring=6, generations=generations),
@@ -20,6 +26,9 @@ STRATEGIES = {
     "exhaustive": lambda generations: Exhaustive(batch_size=10),
     "bbpso": lambda generations: BBPSO(swarm=8, iterations=generations, init="random", gamma=2),
     "ga": lambda generations: GA(population=6, generations=generations),
+    "ilp": lambda generations: ILP(FAKE_OMEGA, FAKE_BYTES, FAKE_BUDGET, solutions=2, generations=generations),
+    "ctpe": lambda generations: CTPE({g: s / p for g, s, p in zip("abc", SENSITIVITY, PARAMS)}, FAKE_BYTES,
+                                     FAKE_BUDGET, trials=4 + generations, startup=4, prune_clusters=1),
 }
 SPACE = SearchSpace(("a", "b", "c"), bits=(2, 4, 8))
 

@@ -1,9 +1,12 @@
 """Mixed-precision policy search: a space, an evaluator, a strategy on a shared engine, a result.
 
 The pieces (pymoo's split): :class:`SearchSpace` (chromosome <-> ``QuantPolicy``), :class:`Evaluator`
-(a policy in, a scored :class:`Candidate` out), a strategy (``strategies/``: NSGA-II, exhaustive, ...)
-driven by :class:`~tfmpq.search.engine.Engine` (cache, journal, checkpoint/resume, Deb's rule,
-hypervolume, progress), and a :class:`Result`. Evaluations run in this process or, with
+(a policy in, a scored :class:`Candidate` out), a strategy (``strategies/``: NSGA-II, BBPSO, exhaustive,
+the Hessian ILP, clustered TPE, ...) driven by :class:`~tfmpq.search.engine.Engine` (cache, journal,
+checkpoint/resume, Deb's rule, hypervolume, progress), and a :class:`Result`. The algorithmic cores of
+the sensitivity-guided strategies are pure functions: :mod:`~tfmpq.search.allocation` (the ILP and its
+next-best solutions) and :mod:`~tfmpq.search.kmeans_tpe` (bit pruning, the dual threshold, Optuna's
+TPE). Evaluations run in this process or, with
 ``executor="process"`` / ``"ray"``, on local worker processes or Ray actors (``executors.py``).
 
 Example:
@@ -22,18 +25,18 @@ from tfmpq.candidate import Candidate
 from tfmpq.convert import as_tf_keras
 from tfmpq.search.constraints import Constraint, deb_better
 from tfmpq.search.engine import Engine
-from tfmpq.search.pareto import hypervolume_2d
+from tfmpq.search.pareto import check_objectives, hypervolume_2d
 from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
 from tfmpq.search.executors import get as get_executor
 from tfmpq.search.result import Result
 from tfmpq.search.space import QUANT_BITS, SearchSpace
-from tfmpq.search.strategies import BBPSO, GA, NSGA2, Exhaustive, Strategy
+from tfmpq.search.strategies import BBPSO, CTPE, GA, ILP, NSGA2, Exhaustive, Strategy
 
 __all__ = [
     "nsga2", "exhaustive", "run", "Evaluator", "Candidate", "SearchSpace", "Result", "Constraint",
     "deb_better", "Engine", "Strategy", "NSGA2", "Exhaustive", "hypervolume_2d", "make_space",
     "bbpso", "plain_bbpso", "ga", "BBPSO", "GA", "Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor",
-    "get_executor",
+    "get_executor", "ilp", "ctpe", "ILP", "CTPE", "solve_allocation",
 ]
 
 
@@ -235,25 +238,28 @@ def nsga2(
     evaluator=None,
     objectives: Sequence[str] = ("accuracy", "weight_bytes"),
     verbose: int = 1,
+    seed_ilp: int = 0,
+    sensitivity=None,
     **kwargs,
 ) -> Result:
-    """NSGA-II search for the accuracy / size Pareto front (seed 003, sec. 2.2).
+    """NSGA-II search for the accuracy / size Pareto front (Šafář, "Automated Quantization of
+    Neural Networks", sec. 2.2).
 
     Args:
         model: the trained float Keras model.
         train: training data ``(x, y)`` or a batched ``tf.data.Dataset``.
         val: validation data.
-        evaluation: ``"qat"`` (seed 003) or ``"ptq"`` (seed 001). Defaults to "qat".
+        evaluation: ``"qat"`` (Šafář) or ``"ptq"`` (Santini). Defaults to "qat".
         epochs: QAT epochs per candidate. Defaults to 1.
         population: NSGA-II population size (mu). Defaults to 16.
         offspring: offspring per generation (lambda). Defaults to 16.
         generations: generations after the initial population. Defaults to 10.
-        init: ``"uniform"`` (all uniform policies + their mutants, seed 003) or ``"random"``.
+        init: ``"uniform"`` (all uniform policies + their mutants, Šafář) or ``"random"``.
             Defaults to "uniform".
         crossover: ``"uniform"``, ``"one_point"`` or ``"two_point"``. Defaults to "uniform".
         crossover_prob: probability a pair is crossed. Defaults to 0.9.
-        mutation: ``"one_gene"`` (seed 003) or ``"per_gene"``. Defaults to "one_gene".
-        mutation_prob: probability a child is mutated (seed 003: 10 %). Defaults to 0.1.
+        mutation: ``"one_gene"`` (Šafář) or ``"per_gene"``. Defaults to "one_gene".
+        mutation_prob: probability a child is mutated (Šafář: 10 %). Defaults to 0.1.
         run_dir: run directory (journal, checkpoint, outputs). Defaults to None.
         resume: continue the run in ``run_dir``. Defaults to False.
         seed: random seed of the search and the evaluator. Defaults to 0.
@@ -261,6 +267,12 @@ def nsga2(
         objectives: ``("accuracy", "weight_bytes")`` or e.g. ``("accuracy", "bops")``.
             Defaults to ``("accuracy", "weight_bytes")``.
         verbose: 0 silent, 1 progress. Defaults to 1.
+        seed_ilp: put this many ILP allocations into the initial population (Hessian traces of the
+            float model on ``train``, then :func:`tfmpq.search.ilp`'s Omega-optimal allocation at budgets
+            on ``objectives[1]`` spread evenly between the cheapest and the dearest policy), after the
+            uniform policies. 0 for none. Defaults to 0.
+        sensitivity: precomputed traces for ``seed_ilp`` (``tfmpq.hessian.TraceEstimate`` or
+            ``{group: Tr(H)}``). Defaults to None.
         **kwargs: the other arguments of :func:`run` (``space``, ``bits``, ``search_activations``,
             ``pinned``, ``pin_first_last``, ``overrides``, ``constraint``, ``overwrite``,
             ``batch_size``, ...).
@@ -273,8 +285,18 @@ def nsga2(
     ...                             generations=5, run_dir="runs/digits", seed=0)
     >>> result.front[0].weight_bytes
     """
+    initial = ()
+    if seed_ilp:
+        from tfmpq.search.strategies.ilp import seeds_for
+
+        objectives = check_objectives(objectives)
+        initial, evaluator, kwargs["space"] = seeds_for(
+            NSGA2.name, model, train, val, count=seed_ilp, metric=objectives[1], high=None, run_dir=run_dir,
+            resume=resume, evaluator=evaluator, evaluation=evaluation, epochs=epochs, seed=seed,
+            bits=kwargs.pop("bits", QUANT_BITS), search_activations=kwargs.pop("search_activations", False),
+            kwargs=kwargs, sensitivity=sensitivity)
     strategy = NSGA2(population, offspring, generations, init=init, crossover=crossover,
-                     crossover_prob=crossover_prob, mutation=mutation, mutation_prob=mutation_prob)
+                     crossover_prob=crossover_prob, mutation=mutation, mutation_prob=mutation_prob, initial=initial)
     return run(strategy, model, train, val, evaluation=evaluation, epochs=epochs, evaluator=evaluator,
                objectives=objectives, run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
 
@@ -296,7 +318,7 @@ def exhaustive(
     verbose: int = 1,
     **kwargs,
 ) -> Result:
-    """Scores every policy of a small space (seed 001: a 2-layer space is better enumerated).
+    """Scores every policy of a small space (Santini, sec. V: a 2-layer space is better enumerated).
 
     Args:
         model, train, val, evaluation, epochs, run_dir, resume, seed, evaluator, objectives, verbose:
@@ -316,7 +338,11 @@ def exhaustive(
                objectives=objectives, run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
 
 
-# Constrained single-objective strategies (seed 000): defined with their strategy classes; imported
+# Constrained single-objective strategies (Tmamna et al. 2024): defined with their strategy classes; imported
 # last because they call `run` above.
 from tfmpq.search.strategies.bbpso import bbpso, plain_bbpso  # noqa: E402
 from tfmpq.search.strategies.ga import ga  # noqa: E402
+# Sensitivity-guided searches (HAWQ-V3's ILP; Azizi et al. 2023's clustered TPE).
+from tfmpq.search.allocation import solve_allocation  # noqa: E402
+from tfmpq.search.strategies.ctpe import ctpe  # noqa: E402
+from tfmpq.search.strategies.ilp import ilp  # noqa: E402

@@ -61,7 +61,7 @@ def eq7_continuous(pb: Sequence[float], gb: Sequence[float], np_rng: np.random.G
 
     Each dimension ``j`` is, with probability ``1 - keep_prob``, drawn from a Gaussian with mean
     ``0.5 (pb_j + gb_j)`` and standard deviation ``|pb_j - gb_j|`` (bare-bones PSO, Kennedy 2003;
-    seed 000 eq. 2 and 7); otherwise it keeps ``pb_j``.
+    Tmamna et al. 2024, eq. 2 and 7); otherwise it keeps ``pb_j``.
 
     Args:
         pb: the particle's personal best position.
@@ -87,7 +87,7 @@ def eq7_update(space, pb: Sequence[int], gb: Sequence[int], np_rng: np.random.Ge
 
 
 class BBPSO(Strategy):
-    """BBPSO-Quantizer (seed 000, Algorithm 2) on the shared engine.
+    """BBPSO-Quantizer (Tmamna et al. 2024, Algorithm 2) on the shared engine.
 
     Args:
         swarm: the swarm size N. Defaults to 15 (Table 4).
@@ -105,6 +105,9 @@ class BBPSO(Strategy):
         kinds: ``{group name: layer class name}`` (depthwise kernels). Defaults to None.
         alpha, beta: eq. 5's normalisation range and scale (see :func:`layer_importance`).
             Defaults to 4.0 and 1.0.
+        initial: positions that replace the last particles of the initial swarm (LIGPI's costliest
+            levels), e.g. ILP allocations at budgets up to the target (``bbpso(seed_ilp=...)``).
+            Defaults to ().
 
     Raises:
         ValueError: a size below 1, an unknown ``init``, ``gamma`` or ``R`` below 1.
@@ -127,6 +130,7 @@ class BBPSO(Strategy):
         kinds: Mapping[str, str] | None = None,
         alpha: float = 4.0,
         beta: float = 1.0,
+        initial=(),
     ):
         for arg, value, low in (("swarm", swarm, 1), ("iterations", iterations, 0), ("gamma", gamma, 1), ("R", R, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -146,6 +150,7 @@ class BBPSO(Strategy):
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.importance: list[float] | None = None  # per free group, set in setup()
+        self.initial = [tuple(int(b) for b in g) for g in initial][:swarm]
 
     # -- setup ---------------------------------------------------------------------------------
     def setup(self, view) -> None:
@@ -180,6 +185,7 @@ class BBPSO(Strategy):
             "swarm": self.swarm, "init": self.init, "screening": self.screening,
             "local_search": self.local_search, "gamma": self.gamma, "R": self.R,
             "importance": self.importance, "keep_prob": 0.5,
+            **({"initial": [list(g) for g in self.initial]} if self.initial else {}),
         }
 
     # -- memory (similarity screening, sec. 4.3.4) ---------------------------------------------
@@ -244,6 +250,15 @@ class BBPSO(Strategy):
                     break
             positions.append(x)
             taken.add(x)
+        if self.initial:  # seeds replace the last (costliest-level) particles, duplicates dropped
+            seeds = list(dict.fromkeys(view.space.validate(g) for g in self.initial))
+            keep = [p for p in positions[: self.swarm - len(seeds)] if p not in seeds]
+            positions = keep + seeds
+            tries = 0
+            while len(positions) < self.swarm:  # a kept particle equalled a seed: draw a fresh one
+                x, tries = view.space.random(view.rng), tries + 1
+                if x not in positions or tries > MAX_INIT_TRIES * self.swarm:
+                    positions.append(x)
         return positions
 
     def start(self, view):
@@ -423,9 +438,11 @@ def bbpso(
     kernels: Mapping[str, np.ndarray] | None = None,
     importance=None,
     float_accuracy: float | None = None,
+    seed_ilp: int = 0,
+    sensitivity=None,
     **kwargs,
 ):
-    """BBPSO-Quantizer (seed 000): the most accurate mixed-precision policy with ``budget <= target``.
+    """BBPSO-Quantizer (Tmamna et al. 2024): the most accurate mixed-precision policy with ``budget <= target``.
 
     Args:
         model: the trained float Keras model.
@@ -460,6 +477,12 @@ def bbpso(
         importance: per-group importance overriding eq. 5-6. Defaults to None.
         float_accuracy: the float model's validation accuracy for eq. 8; None computes it from
             ``model`` and ``val`` arrays. Defaults to None.
+        seed_ilp: put this many ILP allocations into the initial swarm, replacing the last particles
+            (Hessian traces of the float model on ``train``, then ``tfmpq.search.ilp``'s Omega-optimal
+            allocation at budgets spread evenly from the cheapest policy up to ``target``; with
+            searched activations, the weights are allocated with 8-bit activations). ``budget`` must be
+            linear (not ``flash_bytes``). 0 for none. Defaults to 0.
+        sensitivity: precomputed traces for ``seed_ilp``. Defaults to None.
         **kwargs: other arguments of ``tfmpq.search.run`` (``space``, ``pinned``, ``pin_first_last``,
             ``activation_bits``, ``overwrite``, ``batch_size``, ``learning_rate``, ...).
 
@@ -476,8 +499,16 @@ def bbpso(
     ...                swarm=8, iterations=5, run_dir="runs/bbpso4")
     >>> result.best.genes, result.report["delta_accuracy"], result.report["compression_ratio_eq9"]
     """
+    initial = ()
+    if seed_ilp:
+        from tfmpq.search.strategies.ilp import seeds_for
+
+        initial, evaluator, kwargs["space"] = seeds_for(
+            BBPSO.name, model, train, val, count=seed_ilp, metric=budget, high=target, run_dir=run_dir,
+            resume=resume, evaluator=evaluator, evaluation=evaluation, epochs=epochs, seed=seed, bits=bits,
+            search_activations=search_activations, kwargs=kwargs, sensitivity=sensitivity)
     strategy = BBPSO(swarm, iterations, init=init, screening=screening, local_search=local_search,
-                     gamma=gamma, R=R, importance=importance, kernels=kernels)
+                     gamma=gamma, R=R, importance=importance, kernels=kernels, initial=initial)
     return run_constrained(strategy, model, train, val, budget=budget, target=target, evaluation=evaluation,
                            epochs=epochs, run_dir=run_dir, resume=resume, seed=seed, evaluator=evaluator,
                            bits=bits, search_activations=search_activations, verbose=verbose,

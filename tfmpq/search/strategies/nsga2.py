@@ -1,15 +1,16 @@
-"""NSGA-II over bit-width chromosomes (Deb et al. 2002), as used by Šafář (seed 003, sec. 2.2).
+"""NSGA-II over bit-width chromosomes (Deb et al. 2002), as used by Šafář
+("Automated Quantization of Neural Networks", sec. 2.2).
 
 * Initial population: every uniform policy of the bit set, filled up with their mutated offspring
-  (seed 003: "all uniform solutions and their offspring"), or random chromosomes (``init="random"``,
-  seed 001 sec. III.B step 1).
+  (Šafář, sec. 2.2: "all uniform solutions and their offspring"), or random chromosomes (``init="random"``,
+  Santini, "NN Quantization Bit Optimization via MOEAs", sec. III.B step 1).
 * Mating selection: binary tournament on (non-domination rank, crowding distance) (Deb et al. 2002
-  sec. III-C, the crowded-comparison operator; seed 001 step 5).
+  sec. III-C, the crowded-comparison operator; Santini, sec. III.B step 5).
 * Variation: uniform crossover, then with probability 0.1 one gene changed to another random
-  bit-width (seed 003: "a 10 % chance for mutation where one gene of the chromosome is changed to a
+  bit-width (Šafář, sec. 2.2: "a 10 % chance for mutation where one gene of the chromosome is changed to a
   random N-bit precision"). Offspring duplicating the population or each other are re-mutated
   (pymoo's ``eliminate_duplicates``), which matters in small spaces.
-* Environmental selection: ``deap.tools.selNSGA2`` on parents + offspring (seed 001, Algorithm 1).
+* Environmental selection: ``deap.tools.selNSGA2`` on parents + offspring (Santini, Algorithm 1).
 
 DEAP supplies the fitness type, non-dominated sorting, crowding distance and ``selNSGA2``; the
 random operators use ``view.rng`` (not the global ``random`` DEAP's own operators draw from), so
@@ -44,17 +45,20 @@ class NSGA2(Strategy):
         population: parents kept per generation (mu). Defaults to 16.
         offspring: children per generation (lambda). Defaults to 16.
         generations: generations after the initial population. Defaults to 10.
-        init: ``"uniform"`` (uniform policies + their mutants, seed 003) or ``"random"``.
+        init: ``"uniform"`` (uniform policies + their mutants, Šafář) or ``"random"``.
             Defaults to "uniform".
         crossover: ``"uniform"``, ``"one_point"`` or ``"two_point"``. Defaults to "uniform".
         crossover_prob: probability a parent pair is crossed. Defaults to 0.9.
         crossover_swap_prob: per-gene swap probability of uniform crossover. Defaults to 0.5.
-        mutation: ``"one_gene"`` (seed 003) or ``"per_gene"`` (each gene redrawn with
+        mutation: ``"one_gene"`` (Šafář) or ``"per_gene"`` (each gene redrawn with
             ``mutation_gene_prob``). Defaults to "one_gene".
-        mutation_prob: probability a child is mutated (seed 003: 10 %). Defaults to 0.1.
+        mutation_prob: probability a child is mutated (Šafář: 10 %). Defaults to 0.1.
         mutation_gene_prob: per-gene probability for ``mutation="per_gene"``; None = 1 / genes.
             Defaults to None.
         unique: re-mutate offspring that duplicate the population or each other. Defaults to True.
+        initial: chromosomes put into the initial population before it is filled up (e.g. ILP
+            allocations at several budgets, ``tfmpq.search.nsga2(seed_ilp=...)``); with ``init="uniform"``
+            they come after the uniform policies and replace mutants. Defaults to ().
 
     Raises:
         ValueError: a size below 1 (population below 2), an unknown option or a probability outside [0, 1].
@@ -76,6 +80,7 @@ class NSGA2(Strategy):
         mutation_prob: float = 0.1,
         mutation_gene_prob: float | None = None,
         unique: bool = True,
+        initial=(),
     ):
         for arg, value, low in (("population", population, 2), ("offspring", offspring, 1), ("generations", generations, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -99,6 +104,7 @@ class NSGA2(Strategy):
         self.mutation_prob = float(mutation_prob)
         self.mutation_gene_prob = mutation_gene_prob
         self.unique = bool(unique)
+        self.initial = [tuple(int(b) for b in g) for g in initial]
 
     def options(self) -> dict:
         return {
@@ -106,7 +112,7 @@ class NSGA2(Strategy):
             "crossover": self.crossover, "crossover_prob": self.crossover_prob,
             "crossover_swap_prob": self.crossover_swap_prob, "mutation": self.mutation,
             "mutation_prob": self.mutation_prob, "mutation_gene_prob": self.mutation_gene_prob,
-            "unique": self.unique,
+            "unique": self.unique, **({"initial": [list(g) for g in self.initial]} if self.initial else {}),
         }
 
     # -- DEAP glue -----------------------------------------------------------------------------
@@ -195,16 +201,18 @@ class NSGA2(Strategy):
     # -- the algorithm -------------------------------------------------------------------------
     def start(self, view):
         rng, space = view.rng, view.space
+        seeds = [space.validate(g) for g in self.initial]
         if self.init == "uniform":
             uniforms = space.uniform_chromosomes()
-            chromosomes = list(uniforms)
+            chromosomes = list(dict.fromkeys(list(uniforms) + seeds))
             taken = set(chromosomes)
             while len(chromosomes) < self.population_size:
                 child = self._make_unique(rng, space, self._mutate_one_gene(rng, space, rng.choice(uniforms)), taken)
                 chromosomes.append(child)
                 taken.add(child)
         else:
-            chromosomes, taken = [], set()
+            chromosomes = list(dict.fromkeys(seeds))
+            taken = set(chromosomes)
             while len(chromosomes) < self.population_size:
                 child = space.random(rng)
                 tries = 0
