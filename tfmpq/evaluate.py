@@ -344,6 +344,12 @@ class Evaluator:
         """
 
         if (evaluation or self.evaluation) == "oneshot":
+            if not reuse:
+                raise ValueError(
+                    "Invalid value for `reuse`: a one-shot evaluator scores candidates on its shared model only "
+                    "(reuse=True). For a standalone QAT model (export), fine-tune: evaluator.finetune(policy, "
+                    "epochs), result.finetune(epochs) or `tfmpq export --finetune EPOCHS`."
+                )
             return self._oneshot_build(policy)
         training = (evaluation or self.evaluation) == "qat"
         if reuse:
@@ -606,7 +612,7 @@ class Evaluator:
             self._shared_model()  # the one-time shared training (or load): not any candidate's cost
         start = time.perf_counter()
         metrics = self.metrics(policy)
-        _, acc, info = self.build(policy, reuse=self.reuse_model)
+        _, acc, info = self.build(policy, reuse=self.reuse_model or self.evaluation == "oneshot")
         self.num_evaluations += 1
         seconds = time.perf_counter() - start
         if not math.isfinite(acc):
