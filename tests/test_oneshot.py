@@ -189,3 +189,22 @@ def test_search_resumes_without_retraining_and_rescores_with_qat(digits_bn_cnn, 
     qat = Evaluator(digits_bn_cnn, train, val, evaluation="qat", epochs=1, learning_rate=1e-3, seed=0)
     assert member.accuracy == qat.evaluate(member.policy).accuracy
     assert "re-scored with stand-alone QAT" in (run_dir / "summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_process_workers_load_the_shipped_shared_model(trained, digits_bn_cnn, digits):
+    """Workers score with the driver's trained weights (info["shared"] == "shipped"), never retrain,
+    and give the driver's scores."""
+    from tfmpq.search import SearchSpace
+    from tfmpq.search.engine import Engine
+    from tfmpq.search.executors import ProcessExecutor
+    from tfmpq.search.strategies import Exhaustive
+
+    space = SearchSpace.from_model(digits_bn_cnn, bits=(2, 8))
+    with ProcessExecutor(workers=1) as executor:
+        engine = Engine(space, trained, executor=executor, verbose=0)
+        engine.run(Exhaustive())
+    assert len(engine.candidates) == 4
+    for c in engine.candidates:
+        assert c.info["shared"] == "shipped"
+        assert c.accuracy == trained.evaluate(c.policy).accuracy

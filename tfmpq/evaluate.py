@@ -594,7 +594,8 @@ class Evaluator:
             # the shared weights are exactly what training left, whatever the candidate did to them
             for v, value in zip(restore, self._oneshot_snapshot):
                 v.assign(value)
-        return vbm.model, acc, {"oneshot": True}
+        # where this process's shared weights came from: "trained", "loaded" (cache_dir) or "shipped" (a worker)
+        return vbm.model, acc, {"oneshot": True, "shared": self.oneshot_info["source"]}
 
     def evaluate(self, policy) -> Candidate:
         """Scores one policy.
