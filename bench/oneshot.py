@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--oneshot-learning-rate", type=float, default=1e-3)
     p.add_argument("--num-random-policies", type=int, default=2, help="random policies per sandwich step")
     p.add_argument("--distill", action="store_true", help="in-place distillation from the highest-bit policy")
+    p.add_argument("--calibration-batches", type=int, default=4, help="training batches of re-calibration")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=os.path.join("runs", "bench_oneshot"))
@@ -88,13 +89,15 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     ev = Evaluator(model, roles.train, roles.val, evaluation="oneshot", epochs=args.oneshot_epochs,
                    learning_rate=args.oneshot_learning_rate, seed=args.seed, distill=args.distill,
-                   num_random_policies=args.num_random_policies, oneshot_bits=bits)
+                   num_random_policies=args.num_random_policies, oneshot_bits=bits,
+                   calibration_batches=args.calibration_batches, cache_dir=args.out_dir)  # a rerun loads it
     oneshot = {}
     for g, policy in zip(genes, policies):
         c = ev.evaluate(policy)
         oneshot[",".join(map(str, g))] = {"accuracy": c.accuracy, "seconds": c.seconds}
     oneshot_total = time.perf_counter() - t0
-    print(f"one-shot: shared training {ev.oneshot_info['seconds']:.1f} s, {len(genes)} candidates scored, "
+    print(f"one-shot: shared training {ev.oneshot_info['seconds']:.1f} s ({ev.oneshot_info['source']}), "
+          f"{len(genes)} candidates scored, "
           f"{oneshot_total:.1f} s in all", flush=True)
 
     # 3. agreement and cost
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
         "shared_training": {k: v for k, v in ev.oneshot_info.items() if k != "path"},
         "break_even_candidates": ev.oneshot_info["seconds"] / max(qat_sec - os_sec, 1e-9),
     }
-    setting = f"e{args.oneshot_epochs}-lr{args.oneshot_learning_rate:g}-r{args.num_random_policies}" + (
+    setting = (f"e{args.oneshot_epochs}-lr{args.oneshot_learning_rate:g}-r{args.num_random_policies}"
+               f"-c{args.calibration_batches}") + (
         "-distill" if args.distill else "")
     path = os.path.join(args.out_dir, f"oneshot-{name}-n{args.num_train}-v{args.num_val}-{setting}-s{args.seed}.json")
     with open(path, "w") as f:
@@ -131,7 +135,8 @@ def markdown_row(out: dict) -> str:
     """| setting | policies | tau (p) | top-10 overlap | QAT s/cand. | one-shot s/cand. | ratio | shared training s |"""
     o = out["options"]
     setting = (f"one-shot {o['oneshot_epochs']} ep, lr {o['oneshot_learning_rate']:g}, "
-               f"sandwich 2+{o['num_random_policies']}{', distill' if o['distill'] else ''}")
+               f"sandwich 2+{o['num_random_policies']}{', distill' if o['distill'] else ''}, "
+               f"{o['calibration_batches']} calibration batches")
     top = o["top"]
     return (f"| {setting} | {len(out['policies'])} | {out['kendall_tau']:.3f} (p={out['kendall_p']:.2g}) | "
             f"{out[f'top{top}_overlap']}/{top} | {out['qat_seconds_per_candidate']:.2f} | "

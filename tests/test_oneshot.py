@@ -126,6 +126,7 @@ def test_resumed_evaluator_loads_instead_of_training(trained, digits_bn_cnn, dig
     assert other.oneshot_path() != trained.oneshot_path()
 
 
+@pytest.mark.slow
 def test_spec_ships_the_trained_weights(trained, digits_bn_cnn):
     spec = trained.spec()
     assert spec.shared is not None

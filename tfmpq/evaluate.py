@@ -589,7 +589,7 @@ class Evaluator:
         try:
             vbm.set_policy(policy)
             _oneshot.recalibrate(vbm, self._calib_x, self.batch_size)
-            acc = self._accuracy(vbm.model)
+            acc = self._accuracy(_oneshot.inference_forward(vbm))
         finally:
             # the shared weights are exactly what training left, whatever the candidate did to them
             for v, value in zip(restore, self._oneshot_snapshot):

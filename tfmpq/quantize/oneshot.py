@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from tfmpq._keras import keras, tf
-from tfmpq.quantize.api import _mode_vars, calibrate
+from tfmpq.quantize.api import _mode_vars
 from tfmpq.quantize.layers import NEVER
 
 
@@ -203,14 +203,43 @@ def recalibrate(vbm, x: np.ndarray, batch_size: int) -> None:
         for inner, (mean_sum, var_sum) in zip(groups, sums):
             inner.moving_mean.assign(mean_sum / n)
             inner.moving_variance.assign(np.maximum(var_sum / n, 0.0))
-    calibrate(model, x, batch_size=batch_size)
+    # tfmpq.calibrate's running min/max, through the traced inference function (the modes are variables)
+    calibrating, seen = _mode_vars(model, "tfmpq_calibrating"), _mode_vars(model, "tfmpq_seen")
+    if not calibrating:
+        return
+    for v in seen:
+        v.assign(0.0)
+    for v in calibrating:
+        v.assign(1.0)
+    try:
+        forward = inference_forward(vbm)
+        for i in range(0, len(x), batch_size):
+            forward(tf.constant(x[i:i + batch_size]))
+    finally:
+        for v in calibrating:
+            v.assign(0.0)
+
+
+def _traced(vbm, training: bool):
+    attr = "_tfmpq_forward_train" if training else "_tfmpq_forward_infer"
+    fn = getattr(vbm, attr, None)
+    if fn is None:
+        model, mode = vbm.model, training
+
+        def forward(x, training=None):  # ``training`` is accepted (model-like calls) and ignored
+            return model(x, training=mode)
+
+        fn = tf.function(forward, reduce_retracing=True)
+        setattr(vbm, attr, fn)
+    return fn
 
 
 def _training_forward(vbm):
-    """``model(x, training=True)`` traced once per model (the recalibration passes)."""
-    fn = getattr(vbm, "_tfmpq_training_forward", None)
-    if fn is None:
-        model = vbm.model
-        fn = tf.function(lambda x: model(x, training=True))
-        vbm._tfmpq_training_forward = fn  # noqa: SLF001
-    return fn
+    """``model(x, training=True)``, traced once per model (the BN re-estimation passes)."""
+    return _traced(vbm, True)
+
+
+def inference_forward(vbm):
+    """``model(x, training=False)``, traced once per model: calibration and validation of a candidate
+    without Keras' eager per-layer overhead (bits and modes are variables, so one trace serves all)."""
+    return _traced(vbm, False)
