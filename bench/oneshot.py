@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     p.add_argument("--num-random-policies", type=int, default=2, help="random policies per sandwich step")
     p.add_argument("--distill", action="store_true", help="in-place distillation from the highest-bit policy")
     p.add_argument("--calibration-batches", type=int, default=4, help="training batches of re-calibration")
+    p.add_argument("--qat-seed2", type=int, default=None,
+                   help="also score QAT with this evaluator seed (another data order): the QAT-vs-QAT tau, the "
+                        "ceiling any cheaper score can reach against noisy QAT scores")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=os.path.join("runs", "bench_oneshot"))
@@ -71,19 +74,25 @@ def main(argv=None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
 
     # 1. stand-alone QAT, cached per (model, sizes, epochs, lr, seed)
-    qat_path = os.path.join(args.out_dir, f"qat-{name}-n{args.num_train}-v{args.num_val}-e{args.qat_epochs}-"
-                                          f"lr{args.qat_learning_rate:g}-s{args.seed}.json")
-    qat = json.load(open(qat_path)) if os.path.exists(qat_path) else {}
-    todo = [g for g in genes if ",".join(map(str, g)) not in qat]
-    if todo:
-        ev = Evaluator(model, roles.train, roles.val, evaluation="qat", epochs=args.qat_epochs,
-                       learning_rate=args.qat_learning_rate, seed=args.seed)
-        for i, g in enumerate(todo):
-            c = ev.evaluate(QuantPolicy.from_bits(model, weight_bits=list(g), activation_bits=8))
-            qat[",".join(map(str, g))] = {"accuracy": c.accuracy, "seconds": c.seconds}
-            with open(qat_path, "w") as f:  # after each: an interrupted bench resumes
-                json.dump(qat, f, indent=1)
-            print(f"qat {i + 1}/{len(todo)} {g}: {c.accuracy:.4f} ({c.seconds:.1f} s)", flush=True)
+    def qat_scores(seed):
+        qat_path = os.path.join(args.out_dir, f"qat-{name}-n{args.num_train}-v{args.num_val}-e{args.qat_epochs}-"
+                                              f"lr{args.qat_learning_rate:g}-s{args.seed}" +
+                                ("" if seed == args.seed else f"-evalseed{seed}") + ".json")
+        qat = json.load(open(qat_path)) if os.path.exists(qat_path) else {}
+        todo = [g for g in genes if ",".join(map(str, g)) not in qat]
+        if todo:
+            ev = Evaluator(model, roles.train, roles.val, evaluation="qat", epochs=args.qat_epochs,
+                           learning_rate=args.qat_learning_rate, seed=seed)
+            for i, g in enumerate(todo):
+                c = ev.evaluate(QuantPolicy.from_bits(model, weight_bits=list(g), activation_bits=8))
+                qat[",".join(map(str, g))] = {"accuracy": c.accuracy, "seconds": c.seconds}
+                with open(qat_path, "w") as f:  # after each: an interrupted bench resumes
+                    json.dump(qat, f, indent=1)
+                print(f"qat (seed {seed}) {i + 1}/{len(todo)} {g}: {c.accuracy:.4f} ({c.seconds:.1f} s)", flush=True)
+        return qat
+
+    qat = qat_scores(args.seed)
+    qat2 = qat_scores(args.qat_seed2) if args.qat_seed2 is not None else None
 
     # 2. one-shot
     t0 = time.perf_counter()
@@ -120,6 +129,13 @@ def main(argv=None) -> int:
         "shared_training": {k: v for k, v in ev.oneshot_info.items() if k != "path"},
         "break_even_candidates": ev.oneshot_info["seconds"] / max(qat_sec - os_sec, 1e-9),
     }
+    if qat2 is not None:
+        tau2, p2 = kendalltau(a_qat, np.array([qat2[k]["accuracy"] for k in keys]))
+        top_qat2 = set(sorted(keys, key=lambda k: (-qat2[k]["accuracy"], k))[:top])
+        out["qat_vs_qat"] = {"seed2": args.qat_seed2, "kendall_tau": float(tau2), "kendall_p": float(p2),
+                             f"top{top}_overlap": len(top_qat & top_qat2)}
+        print(f"QAT seed {args.seed} vs QAT seed {args.qat_seed2}: tau {tau2:.3f} (p={p2:.2g}), "
+              f"top-{top} overlap {len(top_qat & top_qat2)}/{top}")
     setting = (f"e{args.oneshot_epochs}-lr{args.oneshot_learning_rate:g}-r{args.num_random_policies}"
                f"-c{args.calibration_batches}") + (
         "-distill" if args.distill else "")

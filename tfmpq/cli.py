@@ -556,7 +556,8 @@ def cmd_search(args) -> int:
     )
     print(f"{opts['strategy']} search of `{model.name}` on {ds.name}: {len(train[1])} training / {len(val[1])} "
           f"validation samples, {opts['evaluation']} evaluation"
-          + (f" ({opts['epochs']} epoch(s))" if opts["evaluation"] == "qat" else "") + f", run dir {args.output}"
+          + (f" ({opts['epochs']} epoch(s){' of shared training' if opts['evaluation'] == 'oneshot' else ''})"
+             if opts["evaluation"] in ("qat", "oneshot") else "") + f", run dir {args.output}"
           + ("" if args.executor == "serial" else f", {args.executor} executor"
              + (f" with {args.workers} workers" if args.workers else "")))
     record = {"command": "search", "model": args.model, "options": opts, "argv": getattr(args, "_argv", None)}
