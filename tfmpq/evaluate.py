@@ -513,10 +513,13 @@ class Evaluator:
     def oneshot_path(self) -> str | None:
         """``<cache_dir>/oneshot-<fingerprint>.npz``, where the shared weights are saved; None without
         ``cache_dir``. The fingerprint covers the model, its weights, the data and every option that
-        changes the training, so a changed problem never loads stale weights."""
+        changes the training (not ``calibration_batches``), so a changed problem never loads stale
+        weights."""
         if self.cache_dir is None:
             return None
-        key = json.dumps({k: v for k, v in self.signature().items() if k != "num_params"}, sort_keys=True, default=str)
+        # calibration_batches changes the scoring only, not the trained weights
+        key = json.dumps({k: v for k, v in self.signature().items() if k not in ("num_params", "calibration_batches")},
+                         sort_keys=True, default=str)
         return os.path.join(self.cache_dir, f"{ONESHOT_FILE}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz")
 
     def _new_oneshot_model(self):
