@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--qat-seed2", type=int, default=None,
                    help="also score QAT with this evaluator seed (another data order): the QAT-vs-QAT tau, the "
                         "ceiling any cheaper score can reach against noisy QAT scores")
+    p.add_argument("--timing-policies", type=int, default=5,
+                   help="policies timed again with QAT and one-shot alternately in this process (the cost ratio "
+                        "under the same machine load; the first QAT candidate warms up and is not counted)")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=os.path.join("runs", "bench_oneshot"))
@@ -109,6 +112,16 @@ def main(argv=None) -> int:
           f"{len(genes)} candidates scored, "
           f"{oneshot_total:.1f} s in all", flush=True)
 
+    # the cost ratio under the same load: QAT and one-shot candidates alternately
+    timing = {"qat": [], "oneshot": []}
+    if args.timing_policies:
+        qev = Evaluator(model, roles.train, roles.val, evaluation="qat", epochs=args.qat_epochs,
+                        learning_rate=args.qat_learning_rate, seed=args.seed)
+        qev.evaluate(policies[-1])  # build and trace
+        for policy in policies[:args.timing_policies]:
+            timing["qat"].append(qev.evaluate(policy).seconds)
+            timing["oneshot"].append(ev.evaluate(policy).seconds)
+
     # 3. agreement and cost
     keys = [",".join(map(str, g)) for g in genes]
     a_qat = np.array([qat[k]["accuracy"] for k in keys])
@@ -128,7 +141,14 @@ def main(argv=None) -> int:
         "cost_ratio": qat_sec / os_sec, "shared_training_seconds": ev.oneshot_info["seconds"],
         "shared_training": {k: v for k, v in ev.oneshot_info.items() if k != "path"},
         "break_even_candidates": ev.oneshot_info["seconds"] / max(qat_sec - os_sec, 1e-9),
+        "pearson_r": float(np.corrcoef(a_qat, a_os)[0, 1]),
     }
+    if timing["qat"]:
+        q, o = statistics.median(timing["qat"]), statistics.median(timing["oneshot"])
+        out["interleaved"] = {"qat_seconds": timing["qat"], "oneshot_seconds": timing["oneshot"],
+                              "qat_median": q, "oneshot_median": o, "cost_ratio": q / o}
+        print(f"interleaved timing ({len(timing['qat'])} policies): QAT {q:.2f} s, one-shot {o:.3f} s per candidate, "
+              f"ratio {q / o:.1f}x")
     if qat2 is not None:
         tau2, p2 = kendalltau(a_qat, np.array([qat2[k]["accuracy"] for k in keys]))
         top_qat2 = set(sorted(keys, key=lambda k: (-qat2[k]["accuracy"], k))[:top])
