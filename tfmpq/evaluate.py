@@ -100,6 +100,8 @@ class Evaluator:
     >>> ev = Evaluator(model, (x_tr, y_tr), (x_val, y_val), evaluation="ptq")
     >>> c = ev.evaluate(QuantPolicy.uniform(model, weight_bits=4))
     >>> c.accuracy, c.metrics["weight_bytes"]
+    >>> os_ev = Evaluator(model, (x_tr, y_tr), (x_val, y_val), evaluation="oneshot", epochs=4, cache_dir="runs/os")
+    >>> os_ev.evaluate(policy).accuracy, os_ev.oneshot_info["seconds"]   # the shared training: once
     """
 
     def __init__(
