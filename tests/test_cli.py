@@ -464,3 +464,24 @@ def test_python_dash_m_tfmpq(tmp_path):
                           cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1].startswith("tfmpq: error: Invalid value for `spec`: unknown zoo model.")
+
+
+def test_export_of_a_oneshot_run_needs_finetune(capsys, tmp_path):
+    """A one-shot run's scores belong to the shared model: export asks for stand-alone QAT."""
+    run_dir = tmp_path / "os"
+    run_dir.mkdir()
+    (run_dir / "cli.json").write_text(json.dumps({"command": "search", "model": "zoo:small_cnn_fmnist",
+                                                  "options": {"evaluation": "oneshot"}}))
+    (run_dir / "run.json").write_text(json.dumps({"evaluator": {"evaluation": "oneshot", "epochs": 4}}))
+    (run_dir / "front.json").write_text(json.dumps([{"genes": [8, 8, 8, 8], "accuracy": 0.9}]))
+    code, _, err = run(capsys, "export", str(run_dir), "-o", str(tmp_path / "out"))
+    assert code == 1
+    assert "its scores come from a shared one-shot model" in error_line(err)
+    assert "Add --finetune EPOCHS" in error_line(err)
+
+
+def test_search_usage_names_oneshot_and_rescore(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert "oneshot" in out and "--rescore" in out and "--distill" in out

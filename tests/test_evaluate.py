@@ -70,7 +70,7 @@ def test_candidate_json_round_trip(digits_mlp, digits):
 
 
 def test_evaluator_errors(digits_mlp, digits):
-    with pytest.raises(ValueError, match=r"Invalid value for `evaluation`: expected one of \('qat', 'ptq'\). "
+    with pytest.raises(ValueError, match=r"Invalid value for `evaluation`: expected one of \('qat', 'ptq', 'oneshot'\). "
                                          r"Received: evaluation='int8'"):
         Evaluator(digits_mlp, *digits, evaluation="int8")
     with pytest.raises(ValueError, match="Invalid value for `epochs`: expected an integer >= 1 for QAT"):

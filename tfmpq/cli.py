@@ -39,6 +39,7 @@ SEARCH_DEFAULTS = {
     "population": 16, "offspring": 16, "generations": 10, "budget": "avg_op_bits", "target": 4.0,
     "swarm": 15, "iterations": 20, "init": "ligpi", "seed": 0, "per_tensor": False,
     "solutions": 4, "trials": 40, "probes": 64, "seed_ilp": 0,
+    "distill": False, "rescore": None, "rescore_epochs": 2,
 }
 _DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "exhaustive": 1, "ilp": 1, "ctpe": 1}
 #: Strategies that allocate bits under a budget (--budget / --target).
@@ -207,8 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "exhaustive: every policy of a small space (--bits). Default: nsga2")
     _add_data_args(p)
     g = p.add_argument_group("evaluation of a candidate")
-    g.add_argument("--evaluation", choices=("qat", "ptq"), default=argparse.SUPPRESS,
-                   help="qat: train --epochs of QAT, score the best epoch; ptq: calibrate only. Default: qat")
+    g.add_argument("--evaluation", choices=("qat", "ptq", "oneshot"), default=argparse.SUPPRESS,
+                   help="qat: train --epochs of QAT, score the best epoch; ptq: calibrate only; oneshot: train one "
+                        "shared variable-bit model for --epochs once (saved in RUN_DIR), then score each candidate "
+                        "on it after re-calibration. Default: qat")
+    g.add_argument("--distill", action="store_true", default=argparse.SUPPRESS,
+                   help="oneshot: in-place distillation from the highest-bit policy in the shared training")
+    g.add_argument("--rescore", choices=("qat",), default=argparse.SUPPRESS,
+                   help="two-stage search: re-score the final front (bbpso: the best) with stand-alone QAT "
+                        "(--rescore-epochs each; rescored.json). Default: none")
+    g.add_argument("--rescore-epochs", type=_positive_int, default=argparse.SUPPRESS, help="Default: 2")
     g.add_argument("--epochs", type=_positive_int, default=argparse.SUPPRESS,
                    help="QAT epochs per candidate. Default: 1 (nsga2, ilp, ctpe), 2 (bbpso)")
     g.add_argument("--batch-size", type=_positive_int, default=argparse.SUPPRESS, help="Default: 64")
@@ -583,11 +592,13 @@ def cmd_search(args) -> int:
         pin_first_last=opts["pin_first_last"], run_dir=args.output, resume=args.resume,
         overwrite=args.overwrite, seed=opts["seed"], verbose=0 if args.quiet else 1,
         executor=args.executor, workers=args.workers, ray_address=args.ray_address,
-        gpus_per_worker=args.gpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, distill=opts["distill"], rescore=opts["rescore"],
+        rescore_epochs=opts["rescore_epochs"],
     )
     print(f"{opts['strategy']} search of `{model.name}` on {ds.name}: {len(train[1])} training / {len(val[1])} "
           f"validation samples, {opts['evaluation']} evaluation"
-          + (f" ({opts['epochs']} epoch(s))" if opts["evaluation"] == "qat" else "") + f", run dir {args.output}"
+          + (f" ({opts['epochs']} epoch(s){' of shared training' if opts['evaluation'] == 'oneshot' else ''})"
+             if opts["evaluation"] in ("qat", "oneshot") else "") + f", run dir {args.output}"
           + ("" if args.executor == "serial" else f", {args.executor} executor"
              + (f" with {args.workers} workers" if args.workers else "")))
     record = {"command": "search", "model": args.model, "options": opts, "argv": getattr(args, "_argv", None)}
@@ -756,6 +767,12 @@ def _export_run(args, run_dir: str) -> int:
     if hasattr(args, "seed"):
         opts["seed"] = args.seed
     ev_sig = run.get("evaluator") if isinstance(run.get("evaluator"), dict) else {}
+    evaluation = ev_sig.get("evaluation", opts["evaluation"])
+    if evaluation == "oneshot":
+        if not args.finetune:
+            raise CliError(f"Cannot export {run_dir} as searched: its scores come from a shared one-shot model, "
+                           "not a model of each policy. Add --finetune EPOCHS (stand-alone QAT of each member).")
+        evaluation = "qat"  # only fine-tuning is used: never the shared training
     constrained = bool(run.get("constraint"))
     members = args.members or ("best" if constrained else "front")
     if members == "best":
@@ -775,7 +792,7 @@ def _export_run(args, run_dir: str) -> int:
     train, val = roles.train, roles.val
     x_test, y_test = roles.test
     evaluator = Evaluator(
-        model, train, val, evaluation=ev_sig.get("evaluation", opts["evaluation"]),
+        model, train, val, evaluation=evaluation,
         epochs=max(int(ev_sig.get("epochs") or opts["epochs"] or 1), 1),
         batch_size=int(ev_sig.get("batch_size", opts["batch_size"])), seed=int(ev_sig.get("seed", opts["seed"])),
         per_channel=bool(ev_sig.get("per_channel", not opts["per_tensor"])),

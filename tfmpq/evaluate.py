@@ -7,6 +7,10 @@ policies) goes through it. Two evaluation modes:
   epochs of quantization-aware training, score = the best epoch's validation accuracy.
 * ``evaluation="ptq"`` (Santini, sec. II.A and III): calibrate the quantized model's activation
   ranges on a few training batches, no training, score = validation accuracy.
+* ``evaluation="oneshot"`` (Shen et al., AAAI 2021; Bulat & Tzimiropoulos, ICCV 2021): train one
+  shared variable-bit model for ``epochs`` epochs under sampled policies once (the sandwich rule,
+  ``tfmpq.quantize.oneshot``); a candidate then costs setting its bits, re-estimating BN statistics
+  and activation ranges on a few training batches, and one validation pass.
 
 This module is the search's TensorFlow side: :class:`~tfmpq.candidate.Candidate` (what the journal
 reloads) lives in ``tfmpq.candidate``, so ``tfmpq.search`` reads and ranks runs without TensorFlow.
@@ -33,10 +37,13 @@ from tfmpq.candidate import Candidate, jsonable
 from tfmpq.checks import check_data
 from tfmpq.metrics import summary as metrics_summary
 from tfmpq.quantize import VariableBitModel, calibrate, quantize_model
+from tfmpq.quantize import oneshot as _oneshot
+from tfmpq.policy import QUANT_BITS
 
 __all__ = ["Evaluator", "EvaluatorSpec", "Candidate", "configure_tensorflow", "EVALUATIONS"]
 
-EVALUATIONS = ("qat", "ptq")
+EVALUATIONS = ("qat", "ptq", "oneshot")
+ONESHOT_FILE = "oneshot"  # <cache_dir>/oneshot-<fingerprint>.npz (+ .json): the trained shared weights
 
 
 class Evaluator:
@@ -48,8 +55,11 @@ class Evaluator:
         train: training data, ``(x, y)`` arrays or a batched ``tf.data.Dataset``.
         val: validation data, same forms as ``train``.
         evaluation: ``"qat"`` (train ``epochs`` epochs of QAT, score = best epoch's validation
-            accuracy, seed 003) or ``"ptq"`` (calibrate, no training, seed 001). Defaults to "qat".
-        epochs: QAT epochs per candidate. Defaults to 1.
+            accuracy, seed 003), ``"ptq"`` (calibrate, no training, seed 001) or ``"oneshot"`` (score
+            on a shared variable-bit model trained once, after re-calibrating its BN statistics and
+            activation ranges for the policy). Defaults to "qat".
+        epochs: QAT epochs per candidate; for ``"oneshot"``, the epochs of the one-time shared
+            training. Defaults to 1.
         batch_size: batch size for arrays. Defaults to 64.
         seed: seeds Python, NumPy and TensorFlow before each candidate, and the shuffle order, so
             the same policy always gets the same score. Defaults to 0.
@@ -68,6 +78,18 @@ class Evaluator:
             once (``tfmpq.quantize.VariableBitModel``: each candidate assigns its bits, restores the
             initial weights and a fresh optimizer state). False rebuilds a QAT model per candidate
             (the reference approach of seed 003; the same scores, slower). Defaults to True.
+        distill: oneshot: the lower-bit policies of each step learn from the highest-bit policy's
+            output (in-place distillation, Yu & Huang 2019, sec. 3.4). Defaults to False.
+        num_random_policies: oneshot: random policies per training step besides the highest- and
+            the lowest-bit ones (the sandwich rule). Defaults to 2.
+        oneshot_bits: oneshot: the weight bit-widths sampled per group while training (those the
+            search will ask for). Defaults to ``(2, ..., 8)``.
+        oneshot_activation_bits: oneshot: the activation bit-widths sampled per group. Defaults to
+            ``(8,)``.
+        cache_dir: oneshot: where the trained shared weights are saved (``oneshot-<fingerprint>.npz``
+            and ``.json``, the fingerprint covering the model, data and options) and loaded from
+            instead of training again; ``tfmpq.search.run`` sets it to the run directory. None keeps
+            them in memory only. Defaults to None.
 
     Raises:
         ValueError: an unknown ``evaluation`` or ``optimizer``, ``epochs < 1`` for qat; ``train`` or
@@ -79,6 +101,8 @@ class Evaluator:
     >>> ev = Evaluator(model, (x_tr, y_tr), (x_val, y_val), evaluation="ptq")
     >>> c = ev.evaluate(QuantPolicy.uniform(model, weight_bits=4))
     >>> c.accuracy, c.metrics["weight_bytes"]
+    >>> os_ev = Evaluator(model, (x_tr, y_tr), (x_val, y_val), evaluation="oneshot", epochs=4, cache_dir="runs/os")
+    >>> os_ev.evaluate(policy).accuracy, os_ev.oneshot_info["seconds"]   # the shared training: once
     """
 
     def __init__(
@@ -98,6 +122,11 @@ class Evaluator:
         calibration_batches: int = 4,
         bn_freeze_step: int | None = None,
         reuse_model: bool = True,
+        distill: bool = False,
+        num_random_policies: int = 2,
+        oneshot_bits=QUANT_BITS,
+        oneshot_activation_bits=(8,),
+        cache_dir=None,
     ):
 
         if evaluation not in EVALUATIONS:
@@ -108,6 +137,22 @@ class Evaluator:
             raise ValueError(
                 f"Invalid value for `epochs`: expected an integer >= 1 for QAT. Received: epochs={epochs!r}"
             )
+        if evaluation == "oneshot" and (not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(
+                f"Invalid value for `epochs`: expected an integer >= 1 (epochs of the shared one-shot training). "
+                f"Received: epochs={epochs!r}"
+            )
+        if not isinstance(num_random_policies, int) or num_random_policies < 0:
+            raise ValueError(
+                f"Invalid value for `num_random_policies`: expected an integer >= 0. Received: {num_random_policies!r}"
+            )
+        for arg, values in (("oneshot_bits", oneshot_bits), ("oneshot_activation_bits", oneshot_activation_bits)):
+            if (not values or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in values)
+                    or any(b not in QUANT_BITS + (16, 32) for b in values)):
+                raise ValueError(
+                    f"Invalid value for `{arg}`: expected a non-empty sequence of bit-widths in 2..8 or 16/32. "
+                    f"Received: {arg}={values!r}"
+                )
         if optimizer not in ("adam", "sgd", "rmsprop"):
             raise ValueError(
                 f"Invalid value for `optimizer`: expected 'adam', 'sgd' or 'rmsprop'. Received: optimizer={optimizer!r}"
@@ -134,12 +179,25 @@ class Evaluator:
         self.calibration_batches = int(calibration_batches)
         self.bn_freeze_step = bn_freeze_step
         self.reuse_model = bool(reuse_model)
+        self.distill = bool(distill)
+        self.num_random_policies = int(num_random_policies)
+        self.oneshot_bits = tuple(sorted(int(b) for b in set(oneshot_bits)))
+        self.oneshot_activation_bits = tuple(sorted(int(b) for b in set(oneshot_activation_bits)))
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        #: oneshot: how the shared weights came to be (``"trained"``, ``"loaded"`` from ``cache_dir``,
+        #: ``"shipped"`` to a worker), the one-time training cost and its losses; None until first use.
+        self.oneshot_info: dict | None = None
+        self.num_shared_trainings = 0  # shared one-shot trainings run by this evaluator (0 after a load)
+        self._oneshot_model = None  # the shared VariableBitModel (oneshot), apart from the QAT one
+        self._oneshot_snapshot = None
         # What `spec()` needs to rebuild this evaluator in a worker process.
         self._options = dict(
             evaluation=evaluation, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
             per_channel=self.per_channel, symmetric=self.symmetric, optimizer=optimizer,
             learning_rate=self.learning_rate, calibration_batches=self.calibration_batches,
-            bn_freeze_step=bn_freeze_step, reuse_model=self.reuse_model,
+            bn_freeze_step=bn_freeze_step, reuse_model=self.reuse_model, distill=self.distill,
+            num_random_policies=self.num_random_policies, oneshot_bits=self.oneshot_bits,
+            oneshot_activation_bits=self.oneshot_activation_bits,
         )
         self._arrays = (tuple(train), tuple(val)) if isinstance(train, (tuple, list)) and isinstance(val, (tuple, list)) \
             else None
@@ -219,6 +277,7 @@ class Evaluator:
             "optimizer": self.optimizer if self.evaluation == "qat" else None,
             "learning_rate": self.learning_rate if self.evaluation == "qat" else None,
             "calibration_batches": self.calibration_batches,
+            **({"oneshot": self._oneshot_options()} if self.evaluation == "oneshot" else {}),
             "weights_sha1": self._weights_sha1,
             "model_config_sha1": self._config_sha1,
             "data_sha1": self._data_sha1,
@@ -251,7 +310,13 @@ class Evaluator:
                     f"Cannot send this Evaluator to worker processes: its `loss` ({self.loss!r}) cannot be "
                     f"serialized by Keras ({e}). Pass a built-in loss or a registered Loss subclass."
                 ) from None
-        return EvaluatorSpec(_model_bytes(self.model), self._arrays[0], self._arrays[1], loss, dict(self._options))
+        shared = None
+        if self.evaluation == "oneshot":
+            # trained (or loaded) here, once, and shipped: workers load these weights, never retrain
+            vbm = self._shared_model()
+            shared = {"values": [v.numpy() for v in vbm.model.variables], "info": dict(self.oneshot_info)}
+        return EvaluatorSpec(_model_bytes(self.model), self._arrays[0], self._arrays[1], loss, dict(self._options),
+                             shared)
 
     def representative_data(self) -> np.ndarray:
         """The calibration samples (``calibration_batches`` training batches of inputs); also what
@@ -281,6 +346,14 @@ class Evaluator:
             ``step_seconds``: the steady-state time of the training and validation steps).
         """
 
+        if (evaluation or self.evaluation) == "oneshot":
+            if not reuse:
+                raise ValueError(
+                    "Invalid value for `reuse`: a one-shot evaluator scores candidates on its shared model only "
+                    "(reuse=True). For a standalone QAT model (export), fine-tune: evaluator.finetune(policy, "
+                    "epochs), result.finetune(epochs) or `tfmpq export --finetune EPOCHS`."
+                )
+            return self._oneshot_build(policy)
         training = (evaluation or self.evaluation) == "qat"
         if reuse:
             qat = self._reused_model(policy, compile_model=training)
@@ -425,6 +498,102 @@ class Evaluator:
         best.restore(model)
         return max(val_acc), model
 
+    # -- one-shot ------------------------------------------------------------------------------
+    def _oneshot_options(self) -> dict:
+        return {"epochs": self.epochs, "distill": self.distill, "num_random_policies": self.num_random_policies,
+                "bits": list(self.oneshot_bits), "activation_bits": list(self.oneshot_activation_bits),
+                "optimizer": self.optimizer, "learning_rate": self.learning_rate}
+
+    def oneshot_path(self) -> str | None:
+        """``<cache_dir>/oneshot-<fingerprint>.npz``, where the shared weights are saved; None without
+        ``cache_dir``. The fingerprint covers the model, its weights, the data and every option that
+        changes the training (not ``calibration_batches``), so a changed problem never loads stale
+        weights."""
+        if self.cache_dir is None:
+            return None
+        # calibration_batches changes the scoring only, not the trained weights
+        key = json.dumps({k: v for k, v in self.signature().items() if k not in ("num_params", "calibration_batches")},
+                         sort_keys=True, default=str)
+        return os.path.join(self.cache_dir, f"{ONESHOT_FILE}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz")
+
+    def _new_oneshot_model(self):
+        keras.utils.set_random_seed(self.seed)
+        return VariableBitModel(self.model, per_channel=self.per_channel, symmetric=self.symmetric,
+                                bn_freeze_step=self.bn_freeze_step)
+
+    def _load_shared(self, values, info: dict) -> None:
+        """Sets the shared one-shot model's variables to ``values`` (trained elsewhere: a file, the driver)."""
+        vbm = self._oneshot_model or self._new_oneshot_model()
+        variables = vbm.model.variables
+        if len(values) != len(variables) or any(tuple(np.shape(a)) != tuple(v.shape) for a, v in zip(values, variables)):
+            raise ValueError(
+                f"The shared one-shot weights ({len(values)} arrays) do not fit this model's one-shot model "
+                f"({len(variables)} variables): they were trained for another model."
+            )
+        for v, a in zip(variables, values):
+            v.assign(a)
+        self._oneshot_model = vbm
+        self._oneshot_snapshot = None
+        self.oneshot_info = info
+
+    def _shared_model(self):
+        """The trained shared one-shot ``VariableBitModel``: trained on first use (the one-time cost),
+        or loaded from ``cache_dir`` when a previous run saved it."""
+        if self._oneshot_model is not None and self.oneshot_info is not None:
+            return self._oneshot_model
+        path = self.oneshot_path()
+        if path is not None and os.path.exists(path):
+            with np.load(path) as f:
+                values = [f[f"arr_{i}"] for i in range(len(f.files))]
+            with open(path[:-4] + ".json") as f:
+                info = json.load(f)
+            self._load_shared(values, dict(info, source="loaded", path=path))
+            return self._oneshot_model
+        vbm = self._new_oneshot_model()
+        self._seed_everything()
+        info = _oneshot.train_shared(
+            vbm, self._train_data, epochs=self.epochs, optimizer=self._make_optimizer(), loss=self.loss,
+            weight_choices=self.oneshot_bits, activation_choices=self.oneshot_activation_bits,
+            num_random=self.num_random_policies, distill=self.distill,
+            from_logits=not ends_in_probabilities(self.model), seed=self.seed,
+        )
+        self.num_shared_trainings += 1
+        info = dict(info, options=self._oneshot_options(), source="trained")
+        if path is not None:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            tmp = path[:-4] + ".tmp.npz"
+            np.savez(tmp, *[v.numpy() for v in vbm.model.variables])
+            with open(path[:-4] + ".json.tmp", "w") as f:
+                json.dump(info, f, indent=1)
+            os.replace(path[:-4] + ".json.tmp", path[:-4] + ".json")  # the .npz last: it marks a finished save
+            os.replace(tmp, path)
+            info["path"] = path
+        self._oneshot_model = vbm
+        self.oneshot_info = info
+        return vbm
+
+    def _oneshot_build(self, policy):
+        """Sets ``policy`` on the shared model, re-calibrates it, scores it; restores the shared state.
+
+        Returns:
+            ``(model, accuracy, info)``; the model holds the re-calibrated policy until the next candidate.
+        """
+        vbm = self._shared_model()
+        restore = _oneshot.recalibration_variables(vbm)
+        if self._oneshot_snapshot is None:
+            self._oneshot_snapshot = [v.numpy() for v in restore]
+        self._seed_everything(tensorflow=False)
+        try:
+            vbm.set_policy(policy)
+            _oneshot.recalibrate(vbm, self._calib_x, self.batch_size)
+            acc = self._accuracy(_oneshot.inference_forward(vbm))
+        finally:
+            # the shared weights are exactly what training left, whatever the candidate did to them
+            for v, value in zip(restore, self._oneshot_snapshot):
+                v.assign(value)
+        # where this process's shared weights came from: "trained", "loaded" (cache_dir) or "shipped" (a worker)
+        return vbm.model, acc, {"oneshot": True, "shared": self.oneshot_info["source"]}
+
     def evaluate(self, policy) -> Candidate:
         """Scores one policy.
 
@@ -437,9 +606,11 @@ class Evaluator:
         Raises:
             tfmpq.errors.PolicyError: the policy does not fit the model.
         """
+        if self.evaluation == "oneshot":
+            self._shared_model()  # the one-time shared training (or load): not any candidate's cost
         start = time.perf_counter()
         metrics = self.metrics(policy)
-        _, acc, info = self.build(policy, reuse=self.reuse_model)
+        _, acc, info = self.build(policy, reuse=self.reuse_model or self.evaluation == "oneshot")
         self.num_evaluations += 1
         seconds = time.perf_counter() - start
         if not math.isfinite(acc):
@@ -493,6 +664,8 @@ class EvaluatorSpec:
         train, val: the ``(x, y)`` arrays.
         loss: a Keras loss name, or ``{"keras_config": ...}`` from ``keras.losses.serialize``.
         options: the other :class:`Evaluator` arguments.
+        shared: oneshot: the trained shared model's variable values and its ``oneshot_info``, loaded
+            by the rebuilt evaluator instead of training again. None otherwise.
     """
 
     model_bytes: bytes
@@ -500,6 +673,7 @@ class EvaluatorSpec:
     val: tuple
     loss: Any
     options: dict
+    shared: dict | None = None
 
     def __call__(self) -> Evaluator:
 
@@ -507,7 +681,10 @@ class EvaluatorSpec:
         loss = self.loss
         if isinstance(loss, dict):
             loss = keras.losses.deserialize(loss["keras_config"])
-        return Evaluator(model, self.train, self.val, loss=loss, **self.options)
+        evaluator = Evaluator(model, self.train, self.val, loss=loss, **self.options)
+        if self.shared is not None:
+            evaluator._load_shared(self.shared["values"], dict(self.shared["info"], source="shipped"))
+        return evaluator
 
 
 def _model_bytes(model) -> bytes:

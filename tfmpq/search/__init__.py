@@ -120,6 +120,9 @@ def run(
     workers: int | None = None,
     ray_address: str | None = None,
     gpus_per_worker: float = 0.0,
+    distill: bool = False,
+    rescore: str | None = None,
+    rescore_epochs: int = 2,
 ) -> Result:
     """Runs any strategy on the shared engine; :func:`nsga2`, :func:`exhaustive` (and BBPSO) call it.
 
@@ -129,8 +132,10 @@ def run(
             ``tfmpq.convert.as_tf_keras``). Needed unless both ``space`` and ``evaluator`` are given.
         train: training data, ``(x, y)`` or a batched ``tf.data.Dataset``; unused with ``evaluator``.
         val: validation data, same forms; unused with ``evaluator``.
-        evaluation: ``"qat"`` or ``"ptq"`` (see :class:`Evaluator`). Defaults to "qat".
-        epochs: QAT epochs per candidate. Defaults to 1.
+        evaluation: ``"qat"``, ``"ptq"`` or ``"oneshot"`` (see :class:`Evaluator`; oneshot trains its
+            shared model for the space's bit-widths, saves it in ``run_dir`` and a resumed run loads it).
+            Defaults to "qat".
+        epochs: QAT epochs per candidate (oneshot: of the shared training). Defaults to 1.
         space: a prebuilt :class:`SearchSpace`; else built from ``model`` with ``bits``,
             ``search_activations``, ``activation_bits``, ``overrides``, ``pinned``,
             ``pin_first_last``. Defaults to None.
@@ -163,6 +168,12 @@ def run(
         ray_address: the Ray cluster to join (e.g. ``"auto"``); None starts a local Ray.
             Defaults to None.
         gpus_per_worker: GPUs each Ray actor reserves (fractions share a GPU). Defaults to 0.
+        distill: oneshot: in-place distillation in the shared training (see :class:`Evaluator`).
+            Defaults to False.
+        rescore: ``"qat"``: a two-stage search: after the search, re-score the front (a constrained
+            search: the best) with stand-alone QAT (:meth:`Result.rescore`; ``rescored.json``). None:
+            no second stage. Defaults to None.
+        rescore_epochs: QAT epochs per re-scored member. Defaults to 2.
 
     Returns:
         A :class:`Result`; its outputs are written to ``run_dir``.
@@ -172,6 +183,10 @@ def run(
         another problem (``resume=True``) or any run (``resume=False``, ``overwrite=False``).
     """
     model = as_tf_keras(model)  # once here; the evaluator and the space then share the tf_keras model
+    if rescore not in (None, "qat"):
+        raise ValueError(f"Invalid value for `rescore`: expected None or 'qat'. Received: rescore={rescore!r}")
+    if rescore is not None and (not isinstance(rescore_epochs, int) or rescore_epochs < 1):
+        raise ValueError(f"Invalid value for `rescore_epochs`: expected an integer >= 1. Received: {rescore_epochs!r}")
     if evaluator is None:
         if model is None or train is None or val is None:
             raise ValueError(
@@ -179,11 +194,24 @@ def run(
                 f"Received: model={'set' if model is not None else None}, train={'set' if train is not None else None}, "
                 f"val={'set' if val is not None else None}."
             )
+        oneshot = {}
+        if evaluation == "oneshot":
+            # the shared model is trained for the bit-widths this space will ask for
+            if space is not None:
+                weight_bits = set(space.bits) | {b for v in space.overrides.values() for b in v}
+                act = space.activation_choices if space.search_activations else (space.activation_bits,)
+            else:
+                weight_bits = set(bits) | {b for v in (overrides or {}).values() for b in v}
+                act = tuple(activation_choices or bits) if search_activations else (activation_bits,)
+            oneshot = dict(distill=distill, oneshot_bits=tuple(sorted(weight_bits)), oneshot_activation_bits=act,
+                           cache_dir=run_dir)
         evaluator = _evaluator_class()(
             model, train, val, evaluation=evaluation, epochs=epochs, batch_size=batch_size, seed=seed,
             per_channel=per_channel, symmetric=symmetric, learning_rate=learning_rate,
-            calibration_batches=calibration_batches,
+            calibration_batches=calibration_batches, **oneshot,
         )
+    elif getattr(evaluator, "evaluation", None) == "oneshot" and getattr(evaluator, "cache_dir", "") is None:
+        evaluator.cache_dir = None if run_dir is None else str(run_dir)  # a resumed run loads the shared model
     if space is None:
         space = make_space(
             model, evaluator=evaluator, bits=bits, search_activations=search_activations,
@@ -209,6 +237,8 @@ def run(
         if runner is not executor:  # made here from a name: stop its workers
             runner.close()
     result = Result(engine, strategy, state)
+    if rescore == "qat":
+        result.rescore(rescore_epochs, verbose=verbose)
     result.save()
     if result.run_dir is not None:
         report.write_plots(result)

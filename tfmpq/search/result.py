@@ -54,6 +54,10 @@ class Result:
         #: a budgeted search's report of its best policy (``bbpso`` / ``ga``: Tmamna et al. 2024, sec. 5.3)
         self.report: dict | None = None
         self.float_accuracy: float | None = None
+        #: the two-stage search's second stage (:meth:`rescore`): the members re-scored with stand-alone QAT
+        self.rescored: list[Candidate] = []
+        #: the front (a constrained search: the Deb-best) of the re-scored members
+        self.rescored_front: list[Candidate] = []
 
     @property
     def hypervolume(self) -> float | None:
@@ -139,6 +143,15 @@ class Result:
         if self.uniform:
             lines.append("uniform policies: " + ", ".join(
                 f"{k} {_pct(c.accuracy)} @ {format_cost(cost, c.metrics.get(cost))}" for k, c in self.uniform.items()))
+        info = getattr(self.evaluator, "oneshot_info", None)
+        if info:
+            lines.append(f"one-shot scores: a shared model trained once ({info.get('source')}; one-time cost "
+                         f"{info.get('seconds', float('nan')):.1f} s, {info.get('epochs')} epochs, "
+                         f"{info.get('policies_per_step')} policies per step)")
+        if self.rescored:
+            lines.append("re-scored with stand-alone QAT (genes: search -> QAT accuracy): " + ", ".join(
+                f"{c.genes}: {_pct(self.candidate(c.genes).accuracy if self.candidate(c.genes) else None)} -> "
+                f"{_pct(c.accuracy)}" for c in self.rescored))
         if self.comparison is not None:
             from tfmpq.search.compare import comparison_text
 
@@ -147,6 +160,59 @@ class Result:
             lines.append("(validation scores only: they chose the front, so they cannot show it beats uniform "
                          "quantization; run result.compare_with_uniform(test=...) for the held-out comparison)")
         return "\n".join(lines)
+
+    def rescore(self, epochs: int = 2, members: Sequence[Candidate] | None = None, verbose: int = 0) -> list[Candidate]:
+        """The second stage of a two-stage search: re-scores the front (a constrained search: the best)
+        with stand-alone QAT, each member trained ``epochs`` epochs from the float weights exactly as
+        ``Evaluator(evaluation="qat", epochs=epochs)`` scores a candidate (one-shot scores rank policies;
+        stand-alone QAT says what each reaches on its own). Written to ``rescored.json``.
+
+        Args:
+            epochs: QAT epochs per member. Defaults to 2.
+            members: the candidates to re-score. Defaults to the front (a constrained search: ``[best]``).
+            verbose: 1 prints a line per member. Defaults to 0.
+
+        Returns:
+            The re-scored candidates (also ``result.rescored``); ``result.rescored_front`` is their
+            front under the run's objectives (a constrained search: the Deb-best of them).
+
+        Raises:
+            TypeError: the evaluator has no ``finetune(policy, epochs, reuse)`` (a custom evaluator).
+            ValueError: ``epochs < 1``.
+        """
+        if not hasattr(self.evaluator, "finetune"):
+            raise TypeError(
+                f"Cannot re-score: the evaluator {type(self.evaluator).__name__} has no `finetune(policy, epochs)`. "
+                "Use tfmpq.search.Evaluator."
+            )
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"Invalid value for `rescore_epochs`: expected an integer >= 1. Received: {epochs!r}")
+        if members is None:
+            members = self.front if self.constraint is None else [c for c in [self.best] if c is not None]
+        self.rescored = []
+        records = []
+        for c in members:
+            # reuse=True: the shared QAT search model, reset to the float weights: a stand-alone QAT score
+            scored, _ = self.evaluator.finetune(c.policy, epochs, reuse=True)
+            scored.genes = c.genes
+            self.rescored.append(scored)
+            records.append({"genes": list(c.genes), "search_accuracy": c.accuracy, "epochs": int(epochs),
+                            "rescored": scored.to_json()})
+            if verbose:
+                print(f"rescore {c.genes}: search {_pct(c.accuracy)} -> QAT ({epochs} epochs) {_pct(scored.accuracy)}",
+                      flush=True)
+        ok = [c for c in self.rescored if c.ok]
+        if self.constraint is None:
+            self.rescored_front = self.ranking.front(ok)
+        else:
+            best = self.ranking.best(ok)
+            self.rescored_front = [] if best is None else [best]
+        if self.run_dir is not None:
+            write_json_atomic(self.run_dir / "rescored.json", {
+                "epochs": int(epochs), "members": records,
+                "front": [list(c.genes) for c in self.rescored_front]})
+            write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
+        return self.rescored
 
     def __repr__(self) -> str:
         return (f"Result(strategy={self.strategy!r}, candidates={len(self.candidates)}, front={len(self.front)}, "

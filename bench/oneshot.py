@@ -1,0 +1,184 @@
+"""Does one-shot scoring rank policies like stand-alone QAT does, and how much cheaper is it?
+
+On one model and one set of random policies (issue 14, item 3):
+  1. stand-alone QAT scores: `Evaluator(evaluation="qat", epochs=--qat-epochs)` per policy (cached in
+     OUT_DIR/qat-*.json, so a second one-shot setting reuses them);
+  2. one-shot scores: `Evaluator(evaluation="oneshot", epochs=--oneshot-epochs)`: the shared model is
+     trained once (the one-time cost, reported apart), then each policy is re-calibrated and scored;
+  3. Kendall's tau-b (scipy.stats.kendalltau) and the top-10 overlap between the two rankings, the
+     per-candidate cost of each (median seconds) and their ratio.
+
+The data are the demo roles (`tfmpq.data.roles`): a class-balanced training subset of --num-train
+images, the fixed validation split (or --num-val of it). Writes OUT_DIR/oneshot-<setting>.json and
+prints one Markdown row for the README.
+
+Run:
+  python -m bench.oneshot --num-train 2000 --num-val 1000 --policies 40 --qat-epochs 2 --oneshot-epochs 4
+  python -m bench.oneshot ... --distill      # in-place distillation (the QAT scores are reused)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.oneshot", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="zoo:small_cnn_fmnist")
+    p.add_argument("--data", default="default")
+    p.add_argument("--num-train", type=int, default=2000, help="training images (a fixed class-balanced subset)")
+    p.add_argument("--num-val", type=int, default=1000, help="validation images")
+    p.add_argument("--policies", type=int, default=40, help="random policies scored both ways")
+    p.add_argument("--bits", default="2,3,4,5,6,7,8", help="weight bit-widths of the policies")
+    p.add_argument("--qat-epochs", type=int, default=2)
+    p.add_argument("--qat-learning-rate", type=float, default=1e-4)
+    p.add_argument("--oneshot-epochs", type=int, default=4)
+    p.add_argument("--oneshot-learning-rate", type=float, default=1e-3)
+    p.add_argument("--num-random-policies", type=int, default=2, help="random policies per sandwich step")
+    p.add_argument("--distill", action="store_true", help="in-place distillation from the highest-bit policy")
+    p.add_argument("--calibration-batches", type=int, default=4, help="training batches of re-calibration")
+    p.add_argument("--qat-seed2", type=int, default=None,
+                   help="also score QAT with this evaluator seed (another data order): the QAT-vs-QAT tau, the "
+                        "ceiling any cheaper score can reach against noisy QAT scores")
+    p.add_argument("--timing-policies", type=int, default=5,
+                   help="policies timed again with QAT and one-shot alternately in this process (the cost ratio "
+                        "under the same machine load; the first QAT candidate warms up and is not counted)")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", default=os.path.join("runs", "bench_oneshot"))
+    args = p.parse_args(argv)
+
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from tfmpq import QuantPolicy, data, zoo
+    from tfmpq.search import Evaluator
+
+    name = args.model.split(":")[-1]
+    ds = data.load(args.data)
+    info = zoo.checkpoint_info(name) if name in zoo.checkpoints() else None
+    val_fraction = info["validation"]["fraction"] if info and info["data"] == ds.name else data.VALIDATION_FRACTION
+    roles = data.roles(ds, val_fraction=val_fraction, num_train=args.num_train, num_val=args.num_val, seed=args.seed)
+    model = zoo.resolve_model(args.model)
+    bits = tuple(int(b) for b in args.bits.split(","))
+    num_groups = len(QuantPolicy.uniform(model, 8).group_names)
+    rng = np.random.default_rng(args.seed)
+    genes = []
+    while len(genes) < args.policies:  # distinct random policies
+        g = tuple(int(b) for b in rng.choice(bits, size=num_groups))
+        if g not in genes:
+            genes.append(g)
+    policies = [QuantPolicy.from_bits(model, weight_bits=list(g), activation_bits=8) for g in genes]
+    print(f"{args.model} on {ds.name}: {len(roles.train[1])} training / {len(roles.val[1])} validation images, "
+          f"{num_groups} groups, {len(policies)} random policies", flush=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    # 1. stand-alone QAT, cached per (model, sizes, epochs, lr, seed)
+    def qat_scores(seed):
+        qat_path = os.path.join(args.out_dir, f"qat-{name}-n{args.num_train}-v{args.num_val}-e{args.qat_epochs}-"
+                                              f"lr{args.qat_learning_rate:g}-s{args.seed}" +
+                                ("" if seed == args.seed else f"-evalseed{seed}") + ".json")
+        qat = json.load(open(qat_path)) if os.path.exists(qat_path) else {}
+        todo = [g for g in genes if ",".join(map(str, g)) not in qat]
+        if todo:
+            ev = Evaluator(model, roles.train, roles.val, evaluation="qat", epochs=args.qat_epochs,
+                           learning_rate=args.qat_learning_rate, seed=seed)
+            for i, g in enumerate(todo):
+                c = ev.evaluate(QuantPolicy.from_bits(model, weight_bits=list(g), activation_bits=8))
+                qat[",".join(map(str, g))] = {"accuracy": c.accuracy, "seconds": c.seconds}
+                with open(qat_path, "w") as f:  # after each: an interrupted bench resumes
+                    json.dump(qat, f, indent=1)
+                print(f"qat (seed {seed}) {i + 1}/{len(todo)} {g}: {c.accuracy:.4f} ({c.seconds:.1f} s)", flush=True)
+        return qat
+
+    qat = qat_scores(args.seed)
+    qat2 = qat_scores(args.qat_seed2) if args.qat_seed2 is not None else None
+
+    # 2. one-shot
+    t0 = time.perf_counter()
+    ev = Evaluator(model, roles.train, roles.val, evaluation="oneshot", epochs=args.oneshot_epochs,
+                   learning_rate=args.oneshot_learning_rate, seed=args.seed, distill=args.distill,
+                   num_random_policies=args.num_random_policies, oneshot_bits=bits,
+                   calibration_batches=args.calibration_batches, cache_dir=args.out_dir)  # a rerun loads it
+    oneshot = {}
+    for g, policy in zip(genes, policies):
+        c = ev.evaluate(policy)
+        oneshot[",".join(map(str, g))] = {"accuracy": c.accuracy, "seconds": c.seconds}
+    oneshot_total = time.perf_counter() - t0
+    print(f"one-shot: shared training {ev.oneshot_info['seconds']:.1f} s ({ev.oneshot_info['source']}), "
+          f"{len(genes)} candidates scored, "
+          f"{oneshot_total:.1f} s in all", flush=True)
+
+    # the cost ratio under the same load: QAT and one-shot candidates alternately
+    timing = {"qat": [], "oneshot": []}
+    if args.timing_policies:
+        qev = Evaluator(model, roles.train, roles.val, evaluation="qat", epochs=args.qat_epochs,
+                        learning_rate=args.qat_learning_rate, seed=args.seed)
+        qev.evaluate(policies[-1])  # build and trace
+        for policy in policies[:args.timing_policies]:
+            timing["qat"].append(qev.evaluate(policy).seconds)
+            timing["oneshot"].append(ev.evaluate(policy).seconds)
+
+    # 3. agreement and cost
+    keys = [",".join(map(str, g)) for g in genes]
+    a_qat = np.array([qat[k]["accuracy"] for k in keys])
+    a_os = np.array([oneshot[k]["accuracy"] for k in keys])
+    tau, p_value = kendalltau(a_qat, a_os)
+    top = args.top
+    # ties broken by the key (deterministic)
+    top_qat = set(sorted(keys, key=lambda k: (-qat[k]["accuracy"], k))[:top])
+    top_os = set(sorted(keys, key=lambda k: (-oneshot[k]["accuracy"], k))[:top])
+    qat_sec = statistics.median(qat[k]["seconds"] for k in keys)
+    os_sec = statistics.median(oneshot[k]["seconds"] for k in keys)
+    out = {
+        "model": args.model, "data": ds.name, "roles": roles.description, "options": vars(args),
+        "policies": keys, "qat": {k: qat[k] for k in keys}, "oneshot": oneshot,
+        "kendall_tau": float(tau), "kendall_p": float(p_value), f"top{top}_overlap": len(top_qat & top_os),
+        "qat_seconds_per_candidate": qat_sec, "oneshot_seconds_per_candidate": os_sec,
+        "cost_ratio": qat_sec / os_sec, "shared_training_seconds": ev.oneshot_info["seconds"],
+        "shared_training": {k: v for k, v in ev.oneshot_info.items() if k != "path"},
+        "break_even_candidates": ev.oneshot_info["seconds"] / max(qat_sec - os_sec, 1e-9),
+        "pearson_r": float(np.corrcoef(a_qat, a_os)[0, 1]),
+    }
+    if timing["qat"]:
+        q, o = statistics.median(timing["qat"]), statistics.median(timing["oneshot"])
+        out["interleaved"] = {"qat_seconds": timing["qat"], "oneshot_seconds": timing["oneshot"],
+                              "qat_median": q, "oneshot_median": o, "cost_ratio": q / o}
+        print(f"interleaved timing ({len(timing['qat'])} policies): QAT {q:.2f} s, one-shot {o:.3f} s per candidate, "
+              f"ratio {q / o:.1f}x")
+    if qat2 is not None:
+        tau2, p2 = kendalltau(a_qat, np.array([qat2[k]["accuracy"] for k in keys]))
+        top_qat2 = set(sorted(keys, key=lambda k: (-qat2[k]["accuracy"], k))[:top])
+        out["qat_vs_qat"] = {"seed2": args.qat_seed2, "kendall_tau": float(tau2), "kendall_p": float(p2),
+                             f"top{top}_overlap": len(top_qat & top_qat2)}
+        print(f"QAT seed {args.seed} vs QAT seed {args.qat_seed2}: tau {tau2:.3f} (p={p2:.2g}), "
+              f"top-{top} overlap {len(top_qat & top_qat2)}/{top}")
+    setting = (f"e{args.oneshot_epochs}-lr{args.oneshot_learning_rate:g}-r{args.num_random_policies}"
+               f"-c{args.calibration_batches}") + (
+        "-distill" if args.distill else "")
+    path = os.path.join(args.out_dir, f"oneshot-{name}-n{args.num_train}-v{args.num_val}-{setting}-s{args.seed}.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"\nwrote {path}")
+    print(markdown_row(out))
+    return 0
+
+
+def markdown_row(out: dict) -> str:
+    """| setting | policies | tau (p) | top-10 overlap | QAT s/cand. | one-shot s/cand. | ratio | shared training s |"""
+    o = out["options"]
+    setting = (f"one-shot {o['oneshot_epochs']} ep, lr {o['oneshot_learning_rate']:g}, "
+               f"sandwich 2+{o['num_random_policies']}{', distill' if o['distill'] else ''}, "
+               f"{o['calibration_batches']} calibration batches")
+    top = o["top"]
+    return (f"| {setting} | {len(out['policies'])} | {out['kendall_tau']:.3f} (p={out['kendall_p']:.2g}) | "
+            f"{out[f'top{top}_overlap']}/{top} | {out['qat_seconds_per_candidate']:.2f} | "
+            f"{out['oneshot_seconds_per_candidate']:.3f} | {out['cost_ratio']:.0f}x | "
+            f"{out['shared_training_seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
