@@ -32,6 +32,7 @@ from tfmpq.candidate import Candidate, jsonable
 from tfmpq.checks import check_data
 from tfmpq.metrics import summary as metrics_summary
 from tfmpq.quantize import VariableBitModel, calibrate, quantize_model
+from tfmpq.quantize.layers import BN_FOLDS
 
 __all__ = ["Evaluator", "EvaluatorSpec", "Candidate", "configure_tensorflow", "EVALUATIONS"]
 
@@ -63,13 +64,17 @@ class Evaluator:
         calibration_batches: training batches used to calibrate activation ranges (ptq).
             Defaults to 4.
         bn_freeze_step: passed to ``tfmpq.quantize_model``. Defaults to None.
+        bn_fold: the QAT training forward of folded BatchNormalization, passed to
+            ``tfmpq.quantize_model``: ``"one_conv"`` (one convolution per step, Krishnamoorthi 2018,
+            sec. 3.2) or ``"two_conv"`` (an extra float convolution for the batch statistics, Jacob et
+            al. 2018, sec. 3.2). Defaults to "one_conv".
         reuse_model: score every candidate on one variable-bit QAT model, built, compiled and traced
             once (``tfmpq.quantize.VariableBitModel``: each candidate assigns its bits, restores the
             initial weights and a fresh optimizer state). False rebuilds a QAT model per candidate
             (the reference approach of seed 003; the same scores, slower). Defaults to True.
 
     Raises:
-        ValueError: an unknown ``evaluation`` or ``optimizer``, ``epochs < 1`` for qat; ``train`` or
+        ValueError: an unknown ``evaluation``, ``optimizer`` or ``bn_fold``, ``epochs < 1`` for qat; ``train`` or
             ``val`` that cannot be trained or scored on (``tfmpq.checks.check_data``: empty, NaN/Inf,
             a sample shape other than the model's, labels outside its classes, x and y of different
             lengths): the message names the argument.
@@ -97,8 +102,8 @@ class Evaluator:
         calibration_batches: int = 4,
         bn_freeze_step: int | None = None,
         reuse_model: bool = True,
+        bn_fold: str = "one_conv",
     ):
-
         if evaluation not in EVALUATIONS:
             raise ValueError(
                 f"Invalid value for `evaluation`: expected one of {EVALUATIONS}. Received: evaluation={evaluation!r}"
@@ -110,6 +115,10 @@ class Evaluator:
         if optimizer not in ("adam", "sgd", "rmsprop"):
             raise ValueError(
                 f"Invalid value for `optimizer`: expected 'adam', 'sgd' or 'rmsprop'. Received: optimizer={optimizer!r}"
+            )
+        if bn_fold not in BN_FOLDS:
+            raise ValueError(
+                f"Invalid value for `bn_fold`: expected one of {BN_FOLDS}. Received: bn_fold={bn_fold!r}"
             )
         if calibration_batches < 1:
             raise ValueError(
@@ -133,12 +142,13 @@ class Evaluator:
         self.calibration_batches = int(calibration_batches)
         self.bn_freeze_step = bn_freeze_step
         self.reuse_model = bool(reuse_model)
+        self.bn_fold = bn_fold
         # What `spec()` needs to rebuild this evaluator in a worker process.
         self._options = dict(
             evaluation=evaluation, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
             per_channel=self.per_channel, symmetric=self.symmetric, optimizer=optimizer,
             learning_rate=self.learning_rate, calibration_batches=self.calibration_batches,
-            bn_freeze_step=bn_freeze_step, reuse_model=self.reuse_model,
+            bn_freeze_step=bn_freeze_step, reuse_model=self.reuse_model, bn_fold=bn_fold,
         )
         self._arrays = (tuple(train), tuple(val)) if isinstance(train, (tuple, list)) and isinstance(val, (tuple, list)) \
             else None
@@ -206,7 +216,7 @@ class Evaluator:
 
     def signature(self) -> dict:
         """A JSON-able description of what a score means; stored in search checkpoints."""
-        return {
+        sig = {
             "model": self.model.name,
             "num_params": int(self.model.count_params()),
             "evaluation": self.evaluation,
@@ -223,6 +233,9 @@ class Evaluator:
             "data_sha1": self._data_sha1,
             "data_shapes": self._data_shapes,
         }
+        if self.evaluation == "qat":  # ptq never trains: its scores (and signatures) do not depend on it
+            sig["bn_fold"] = self.bn_fold
+        return sig
 
     def spec(self) -> "EvaluatorSpec":
         """A picklable recipe that rebuilds this evaluator in another process (see ``tfmpq.search.executors``).
@@ -288,7 +301,7 @@ class Evaluator:
             keras.utils.set_random_seed(self.seed)
             qat = quantize_model(
                 self.model, policy, per_channel=self.per_channel, symmetric=self.symmetric,
-                bn_freeze_step=self.bn_freeze_step,
+                bn_freeze_step=self.bn_freeze_step, bn_fold=self.bn_fold,
             )
         self._seed_everything(tensorflow=not reuse)
         info: dict = {}
@@ -336,7 +349,8 @@ class Evaluator:
         if self._search_model is None:
             keras.utils.set_random_seed(self.seed)
             self._search_model = VariableBitModel(
-                self.model, per_channel=self.per_channel, symmetric=self.symmetric, bn_freeze_step=self.bn_freeze_step
+                self.model, per_channel=self.per_channel, symmetric=self.symmetric, bn_freeze_step=self.bn_freeze_step,
+                bn_fold=self.bn_fold,
             )
         if (self.evaluation == "qat" or compile_model) and getattr(self._search_model.model, "optimizer", None) is None:
             self._search_model.model.compile(optimizer=self._make_optimizer(), loss=self.loss, metrics=["accuracy"])
