@@ -347,11 +347,11 @@ def test_fake_quant_at_bits_is_tensorflows_kernel_at_a_variable_width():
     bits.assign(32.0)
     np.testing.assert_array_equal(traced().numpy(), x.numpy())
     bits.assign(4.0)
+    upstream = tf.constant(np.linspace(-1.0, 1.0, 4096, dtype="float32"))
     with tf.GradientTape() as tape:
         tape.watch([x, lo, hi])
-        y = fake_quant_at_bits(x, lo, hi, bits)
-    upstream = tf.constant(np.linspace(-1.0, 1.0, 4096, dtype="float32"))
-    grad_x, grad_lo, grad_hi = tape.gradient(tf.reduce_sum(y * upstream), [x, lo, hi])
+        loss = tf.reduce_sum(fake_quant_at_bits(x, lo, hi, bits) * upstream)
+    grad_x, grad_lo, grad_hi = tape.gradient(loss, [x, lo, hi])
     want = tf.quantization.fake_quant_with_min_max_vars_gradient(upstream, x, lo, hi, num_bits=4)[0]
     np.testing.assert_array_equal(grad_x.numpy(), want.numpy())  # straight through inside, 0 outside
     assert 0 < np.count_nonzero(grad_x.numpy()) < x.shape[0]
