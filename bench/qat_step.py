@@ -17,13 +17,13 @@ seed, data order, optimizer and epochs, the epoch of best validation accuracy ke
 images where the two modes disagree (same policy and seed), the paired test of "the modes differ".
 
 Run: python -m bench.qat_step [--models small_cnn,mobilenet_v1,NAME] [--repeats 5] [--num-train 10000]
-     [--batch-size 128] [--epochs 3] [--seeds 0,1] [--skip-timing] [--skip-accuracy] [--json out.json]
+     [--batch-size 128] [--breakdown] [--epochs 3] [--seeds 0,1] [--skip-timing] [--skip-accuracy]
+     [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -32,27 +32,6 @@ import numpy as np
 
 MODES = ("one_conv", "two_conv")
 TIMING_BITS = (4, 3, 6, 8)
-
-
-def wilson(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion correct / n (Wilson 1927)."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = correct / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return center - half, center + half
-
-
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of only_a successes in only_a + only_b at 1/2."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
-    return min(1.0, 2 * tail)
 
 
 def _load_average() -> float:
@@ -82,13 +61,24 @@ def _mixed_policy(model, bits=TIMING_BITS, activation_bits=8):
     return QuantPolicy.from_bits(model, [bits[i % len(bits)] for i in range(n)], activation_bits)
 
 
-def time_model(name: str, x: np.ndarray, y: np.ndarray, repeats: int, batch_size: int) -> dict:
-    """Epoch seconds of the float model and of its QAT models in both modes, interleaved repeats."""
-    from tfmpq import quantize_model
+def time_model(name: str, x: np.ndarray, y: np.ndarray, repeats: int, batch_size: int,
+               breakdown: bool = False) -> dict:
+    """Epoch seconds of the float model and of its QAT models in both modes, interleaved repeats.
+
+    With `breakdown`, also one_conv with float weights ("w32": what activation fake-quant and the BN fold
+    cost), with float activations ("a32": what weight fake-quant costs) and with both float ("w32a32":
+    the fold and the wrappers alone)."""
+    from tfmpq import QuantPolicy, quantize_model
     from tfmpq._keras import keras, tf
 
     model, x = _timing_model(name, x)
     policy = _mixed_policy(model)
+    extra = {}
+    if breakdown:
+        n = len(policy.group_names)
+        extra = {"one_conv w32": QuantPolicy.from_bits(model, [32] * n, 8),
+                 "one_conv a32": QuantPolicy.from_bits(model, list(policy.weight_bits), 32),
+                 "one_conv w32a32": QuantPolicy.from_bits(model, [32] * n, 32)}
     data = tf.data.Dataset.from_tensor_slices((x, y)).cache().batch(batch_size)
 
     def compiled(m):
@@ -101,6 +91,8 @@ def time_model(name: str, x: np.ndarray, y: np.ndarray, repeats: int, batch_size
     variants = {"float": compiled(float_model)}
     for mode in MODES:
         variants[mode] = compiled(quantize_model(model, policy, bn_fold=mode))
+    for label, p in extra.items():
+        variants[label] = compiled(quantize_model(model, p, bn_fold="one_conv"))
     loads = [_load_average()]
     for m in variants.values():  # trace and fill the dataset cache: not timed
         m.fit(data, epochs=1, verbose=0)
@@ -134,21 +126,22 @@ def print_timing(res: dict) -> None:
     la = res["load_average"]
     print(f"\n{res['model']}: {res['groups']} groups, {res['images']} images {tuple(res['input_shape'])}, batch "
           f"{res['batch_size']}, {res['repeats']} repeats, load average {la['min']:.1f}-{la['max']:.1f}")
-    print(f"  {'variant':9s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'x float':>8s} {'x per rep':>9s} "
+    print(f"  {'variant':15s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'x float':>8s} {'x per rep':>9s} "
           f"{'cpu x':>6s}")
     for k, v in res["variants"].items():
-        print(f"  {k:9s} {v['median_s']:9.2f} {v['min_s']:7.2f} {v['max_s']:7.2f} {v['ratio_of_medians']:8.2f} "
+        print(f"  {k:15s} {v['median_s']:9.2f} {v['min_s']:7.2f} {v['max_s']:7.2f} {v['ratio_of_medians']:8.2f} "
               f"{v['median_ratio_per_repeat']:9.2f} {v['cpu_ratio']:6.2f}")
 
 
 def accuracy(epochs: int, seeds: list[int], batch_size: int = 64) -> dict:
     """Fine-tunes 4 policies x 2 modes from the float checkpoint and scores them on the test images."""
-    from tfmpq import QuantPolicy, data, zoo
+    from tfmpq import QuantPolicy, data, stats, zoo
     from tfmpq.evaluate import Evaluator
 
-    ds = data.load("default")
-    train, val = data.split_validation(ds, 0.1, seed=0)
-    x_test, y_test = ds.x_test, ds.y_test
+    # The checkpoint's own roles: val is the split it was not trained on, test is only reported.
+    r = data.roles(data.load("default"))
+    train, val = r.train, r.val
+    x_test, y_test = r.test
     model = zoo.resolve_model("zoo:small_cnn_fmnist")
     policies = {
         "uniform 8": QuantPolicy.uniform(model, 8, 8),
@@ -174,13 +167,13 @@ def accuracy(epochs: int, seeds: list[int], batch_size: int = 64) -> dict:
                                        for i in range(0, len(x_test), 500)])
                 correct[mode] = pred == y_test
                 k = int(correct[mode].sum())
-                lo, hi = wilson(k, len(y_test))
+                lo, hi = stats.wilson_interval(k, len(y_test))
                 row[mode] = {"test_accuracy": k / len(y_test), "wilson95": [lo, hi], "val_accuracy": cand.accuracy,
                              "seconds": time.perf_counter() - start}
-            only_one = int(np.sum(correct["one_conv"] & ~correct["two_conv"]))
-            only_two = int(np.sum(correct["two_conv"] & ~correct["one_conv"]))
+            paired = stats.mcnemar(correct["one_conv"], correct["two_conv"])
+            only_one, only_two = paired["a_only"], paired["b_only"]
             row["difference_pp"] = 100 * (row["one_conv"]["test_accuracy"] - row["two_conv"]["test_accuracy"])
-            row["mcnemar_p"] = mcnemar_exact(only_one, only_two)
+            row["mcnemar_p"] = paired["p_value"]
             row["disagreements"] = [only_one, only_two]
             out["rows"].append(row)
             a, b = row["one_conv"], row["two_conv"]
@@ -204,6 +197,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="timing batch size. Default 128.")
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (accuracy). Default 3.")
     parser.add_argument("--seeds", default="0,1", help="fine-tuning seeds (accuracy). Default 0,1.")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time one_conv with float weights, float activations, and both float")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
@@ -224,7 +219,7 @@ def main(argv=None) -> int:
         ds = data.load("default")
         x, y = ds.x_train[: args.num_train], ds.y_train[: args.num_train]
         for name in names:
-            res = time_model(name, x, y, args.repeats, args.batch_size)
+            res = time_model(name, x, y, args.repeats, args.batch_size, args.breakdown)
             print_timing(res)
             results["timing"].append(res)
     if not args.skip_accuracy:
