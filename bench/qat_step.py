@@ -5,10 +5,11 @@ repeated over the groups, 8-bit activations) are built, compiled (Adam) and trac
 repeat times one epoch of each, in an order rotated every repeat, all in this one process, so that the
 load of a shared machine falls on every variant alike. Reported: median, min and max epoch seconds,
 the ratio of the medians to the float epoch, the median of the per-repeat ratios, CPU seconds per epoch
-and the load average while the model ran. Models: zoo builder names; ``small_cnn`` is the trained demo
-checkpoint (``zoo:small_cnn_fmnist``), the others are built untrained (the cost of a step does not
-depend on the weights) on the Fashion-MNIST images of ``tfmpq.data.load("default")``, zero-padded to
-32x32 for the models that need it (``mobilenet_v1``: MobileNet v1, alpha 0.25).
+(process time, both cores: on a loaded machine the steadier measure of the work a step does) with
+their min and max, and the load average while the model ran. Models: zoo builder names; ``small_cnn``
+is the trained demo checkpoint (``zoo:small_cnn_fmnist``), the others are built untrained (the cost of
+a step does not depend on the weights) on the Fashion-MNIST images of ``tfmpq.data.load("default")``,
+zero-padded to 32x32 for the models that need it (``mobilenet_v1``: MobileNet v1, alpha 0.25).
 
 Accuracy: uniform 8-, 4- and 3-bit weights and a mixed policy (8-bit activations), each fine-tuned from
 the float checkpoint ``zoo:small_cnn_fmnist`` with both modes alike (``Evaluator.finetune``: the same
@@ -116,7 +117,8 @@ def time_model(name: str, x: np.ndarray, y: np.ndarray, repeats: int, batch_size
             "wall_s": w.tolist(), "median_s": float(np.median(w)), "min_s": float(w.min()), "max_s": float(w.max()),
             "ratio_of_medians": float(np.median(w) / np.median(wall["float"])),
             "median_ratio_per_repeat": float(np.median(per_repeat)),
-            "cpu_s_median": float(np.median(cpu[k])),
+            "cpu_s": list(cpu[k]), "cpu_s_median": float(np.median(cpu[k])),
+            "cpu_s_min": float(min(cpu[k])), "cpu_s_max": float(max(cpu[k])),
             "cpu_ratio": float(np.median(cpu[k]) / np.median(cpu["float"])),
         }
     return out
@@ -127,10 +129,12 @@ def print_timing(res: dict) -> None:
     print(f"\n{res['model']}: {res['groups']} groups, {res['images']} images {tuple(res['input_shape'])}, batch "
           f"{res['batch_size']}, {res['repeats']} repeats, load average {la['min']:.1f}-{la['max']:.1f}")
     print(f"  {'variant':15s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'x float':>8s} {'x per rep':>9s} "
-          f"{'cpu x':>6s}")
+          f"{'cpu s':>6s} {'cpu min-max':>12s} {'cpu x':>6s}")
     for k, v in res["variants"].items():
         print(f"  {k:15s} {v['median_s']:9.2f} {v['min_s']:7.2f} {v['max_s']:7.2f} {v['ratio_of_medians']:8.2f} "
-              f"{v['median_ratio_per_repeat']:9.2f} {v['cpu_ratio']:6.2f}")
+              f"{v['median_ratio_per_repeat']:9.2f} {v['cpu_s_median']:6.2f} "
+              f"{v['cpu_s_min']:5.2f}-{v['cpu_s_max']:<6.2f} "
+              f"{v['cpu_ratio']:6.2f}")
 
 
 def accuracy(epochs: int, seeds: list[int], batch_size: int = 64) -> dict:

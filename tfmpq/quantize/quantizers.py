@@ -130,11 +130,14 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
 
     def __call__(self, inputs, training, weights, **kwargs):
         x = inputs
-        bmin = tf.minimum(tf.reduce_min(x), 0.0)
-        bmax = tf.maximum(tf.reduce_max(x), 0.0)
         vmin, vmax, seen, calibrating = (weights[k] for k in ("min_var", "max_var", "seen", "calibrating"))
         first = tf.equal(seen, 0.0)
+
+        def batch_range():  # two passes over x: only where the range is updated (not in inference)
+            return tf.minimum(tf.reduce_min(x), 0.0), tf.maximum(tf.reduce_max(x), 0.0)
+
         if training:
+            bmin, bmax = batch_range()
             d = self.ema_decay
             new_min = tf.where(first, bmin, vmin * d + bmin * (1 - d))
             new_max = tf.where(first, bmax, vmax * d + bmax * (1 - d))
@@ -142,6 +145,7 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
                 return self._quantize(x, new_min, new_max, weights)
 
         def calibrate():
+            bmin, bmax = batch_range()
             new_min = tf.where(first, bmin, tf.minimum(vmin, bmin))
             new_max = tf.where(first, bmax, tf.maximum(vmax, bmax))
             with tf.control_dependencies([vmin.assign(new_min), vmax.assign(new_max), seen.assign(1.0)]):
