@@ -137,7 +137,7 @@ def print_timing(res: dict) -> None:
               f"{v['cpu_ratio']:6.2f}")
 
 
-def accuracy(epochs: int, seeds: list[int], batch_size: int = 64) -> dict:
+def accuracy(epochs: int, seeds: list[int], batch_size: int = 64, only: list[str] | None = None) -> dict:
     """Fine-tunes 4 policies x 2 modes from the float checkpoint and scores them on the test images."""
     from tfmpq import QuantPolicy, data, stats, zoo
     from tfmpq.evaluate import Evaluator
@@ -153,6 +153,8 @@ def accuracy(epochs: int, seeds: list[int], batch_size: int = 64) -> dict:
         "uniform 3": QuantPolicy.uniform(model, 3, 8),
         "mixed 4,3,6,8": _mixed_policy(model),
     }
+    if only:
+        policies = {k: v for k, v in policies.items() if k in only or k.split()[0] in only}
     float_pred = np.asarray(model(x_test, training=False)).argmax(-1)
     out = {"float_test_accuracy": float(np.mean(float_pred == y_test)), "epochs": epochs, "seeds": seeds,
            "num_train": int(len(train[0])), "num_val": int(len(val[0])), "num_test": int(len(y_test)), "rows": []}
@@ -203,6 +205,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1", help="fine-tuning seeds (accuracy). Default 0,1.")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time one_conv with float weights, float activations, and both float")
+    parser.add_argument("--policies", default="",
+                        help="accuracy: comma-separated subset of 'uniform 8', 'uniform 4', 'uniform 3', 'mixed'. "
+                             "Default all.")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
@@ -227,7 +232,8 @@ def main(argv=None) -> int:
             print_timing(res)
             results["timing"].append(res)
     if not args.skip_accuracy:
-        results["accuracy"] = accuracy(args.epochs, [int(s) for s in args.seeds.split(",")])
+        only = [p.strip() for p in args.policies.split(",") if p.strip()]
+        results["accuracy"] = accuracy(args.epochs, [int(s) for s in args.seeds.split(",")], only=only)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
