@@ -77,6 +77,9 @@ def test_evaluator_errors(digits_mlp, digits):
         Evaluator(digits_mlp, *digits, epochs=0)
     with pytest.raises(ValueError, match="Invalid value for `optimizer`"):
         Evaluator(digits_mlp, *digits, optimizer="lion")
+    with pytest.raises(ValueError, match=r"Invalid value for `bn_fold`: expected one of \('one_conv', 'two_conv'\). "
+                                         r"Received: bn_fold='fused'"):
+        Evaluator(digits_mlp, *digits, bn_fold="fused")
     ev = Evaluator(digits_mlp, *digits, evaluation="ptq")
     other = QuantPolicy(("a", "b", "c"), (8, 8, 8), (8, 8, 8))
     with pytest.raises(PolicyError, match="made for another model"):
@@ -87,6 +90,19 @@ def test_signature_is_json(digits_mlp, digits):
     sig = Evaluator(digits_mlp, *digits, evaluation="ptq", seed=3).signature()
     assert json.loads(json.dumps(sig)) == sig
     assert sig["evaluation"] == "ptq" and sig["seed"] == 3 and sig["model"] == "digits_mlp"
+
+
+def test_bn_fold_option_reaches_the_models_and_the_signature(digits_mlp, digits):
+    from tfmpq.quantize import group_layers
+
+    ev = Evaluator(digits_mlp, *digits, evaluation="qat", bn_fold="two_conv")
+    assert ev.signature()["bn_fold"] == "two_conv"
+    assert Evaluator(digits_mlp, *digits, evaluation="qat").signature()["bn_fold"] == "one_conv"
+    # ptq never trains: its signature (and old ptq checkpoints) do not depend on the option
+    assert "bn_fold" not in Evaluator(digits_mlp, *digits, evaluation="ptq", bn_fold="two_conv").signature()
+    assert ev.spec().options["bn_fold"] == "two_conv"
+    policy = QuantPolicy.uniform(digits_mlp, 4)
+    assert {la.bn_fold for la in group_layers(ev._reused_model(policy)).values()} == {"two_conv"}
 
 
 @pytest.mark.parametrize("evaluation", ["qat", "ptq"])

@@ -39,6 +39,7 @@ from tfmpq.metrics import summary as metrics_summary
 from tfmpq.quantize import VariableBitModel, calibrate, quantize_model
 from tfmpq.quantize import oneshot as _oneshot
 from tfmpq.policy import QUANT_BITS
+from tfmpq.quantize.layers import BN_FOLDS
 
 __all__ = ["Evaluator", "EvaluatorSpec", "Candidate", "configure_tensorflow", "EVALUATIONS"]
 
@@ -74,6 +75,10 @@ class Evaluator:
         calibration_batches: training batches used to calibrate activation ranges (ptq).
             Defaults to 4.
         bn_freeze_step: passed to ``tfmpq.quantize_model``. Defaults to None.
+        bn_fold: the QAT training forward of folded BatchNormalization, passed to
+            ``tfmpq.quantize_model``: ``"one_conv"`` (one convolution per step, Krishnamoorthi 2018,
+            sec. 3.2) or ``"two_conv"`` (an extra float convolution for the batch statistics, Jacob et
+            al. 2018, sec. 3.2). Defaults to "one_conv".
         reuse_model: score every candidate on one variable-bit QAT model, built, compiled and traced
             once (``tfmpq.quantize.VariableBitModel``: each candidate assigns its bits, restores the
             initial weights and a fresh optimizer state). False rebuilds a QAT model per candidate
@@ -92,7 +97,7 @@ class Evaluator:
             them in memory only. Defaults to None.
 
     Raises:
-        ValueError: an unknown ``evaluation`` or ``optimizer``, ``epochs < 1`` for qat; ``train`` or
+        ValueError: an unknown ``evaluation``, ``optimizer`` or ``bn_fold``, ``epochs < 1`` for qat; ``train`` or
             ``val`` that cannot be trained or scored on (``tfmpq.checks.check_data``: empty, NaN/Inf,
             a sample shape other than the model's, labels outside its classes, x and y of different
             lengths): the message names the argument.
@@ -127,8 +132,8 @@ class Evaluator:
         oneshot_bits=QUANT_BITS,
         oneshot_activation_bits=(8,),
         cache_dir=None,
+        bn_fold: str = "one_conv",
     ):
-
         if evaluation not in EVALUATIONS:
             raise ValueError(
                 f"Invalid value for `evaluation`: expected one of {EVALUATIONS}. Received: evaluation={evaluation!r}"
@@ -156,6 +161,10 @@ class Evaluator:
         if optimizer not in ("adam", "sgd", "rmsprop"):
             raise ValueError(
                 f"Invalid value for `optimizer`: expected 'adam', 'sgd' or 'rmsprop'. Received: optimizer={optimizer!r}"
+            )
+        if bn_fold not in BN_FOLDS:
+            raise ValueError(
+                f"Invalid value for `bn_fold`: expected one of {BN_FOLDS}. Received: bn_fold={bn_fold!r}"
             )
         if calibration_batches < 1:
             raise ValueError(
@@ -190,12 +199,13 @@ class Evaluator:
         self.num_shared_trainings = 0  # shared one-shot trainings run by this evaluator (0 after a load)
         self._oneshot_model = None  # the shared VariableBitModel (oneshot), apart from the QAT one
         self._oneshot_snapshot = None
+        self.bn_fold = bn_fold
         # What `spec()` needs to rebuild this evaluator in a worker process.
         self._options = dict(
             evaluation=evaluation, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
             per_channel=self.per_channel, symmetric=self.symmetric, optimizer=optimizer,
             learning_rate=self.learning_rate, calibration_batches=self.calibration_batches,
-            bn_freeze_step=bn_freeze_step, reuse_model=self.reuse_model, distill=self.distill,
+            bn_freeze_step=bn_freeze_step, reuse_model=self.reuse_model, bn_fold=bn_fold, distill=self.distill,
             num_random_policies=self.num_random_policies, oneshot_bits=self.oneshot_bits,
             oneshot_activation_bits=self.oneshot_activation_bits,
         )
@@ -265,7 +275,7 @@ class Evaluator:
 
     def signature(self) -> dict:
         """A JSON-able description of what a score means; stored in search checkpoints."""
-        return {
+        sig = {
             "model": self.model.name,
             "num_params": int(self.model.count_params()),
             "evaluation": self.evaluation,
@@ -283,6 +293,9 @@ class Evaluator:
             "data_sha1": self._data_sha1,
             "data_shapes": self._data_shapes,
         }
+        if self.evaluation in ("qat", "oneshot"):  # ptq never trains: its scores (and signatures) do not depend on it
+            sig["bn_fold"] = self.bn_fold
+        return sig
 
     def spec(self) -> "EvaluatorSpec":
         """A picklable recipe that rebuilds this evaluator in another process (see ``tfmpq.search.executors``).
@@ -362,7 +375,7 @@ class Evaluator:
             keras.utils.set_random_seed(self.seed)
             qat = quantize_model(
                 self.model, policy, per_channel=self.per_channel, symmetric=self.symmetric,
-                bn_freeze_step=self.bn_freeze_step,
+                bn_freeze_step=self.bn_freeze_step, bn_fold=self.bn_fold,
             )
         self._seed_everything(tensorflow=not reuse)
         info: dict = {}
@@ -410,7 +423,8 @@ class Evaluator:
         if self._search_model is None:
             keras.utils.set_random_seed(self.seed)
             self._search_model = VariableBitModel(
-                self.model, per_channel=self.per_channel, symmetric=self.symmetric, bn_freeze_step=self.bn_freeze_step
+                self.model, per_channel=self.per_channel, symmetric=self.symmetric, bn_freeze_step=self.bn_freeze_step,
+                bn_fold=self.bn_fold,
             )
         if (self.evaluation == "qat" or compile_model) and getattr(self._search_model.model, "optimizer", None) is None:
             self._search_model.model.compile(optimizer=self._make_optimizer(), loss=self.loss, metrics=["accuracy"])
@@ -502,7 +516,7 @@ class Evaluator:
     def _oneshot_options(self) -> dict:
         return {"epochs": self.epochs, "distill": self.distill, "num_random_policies": self.num_random_policies,
                 "bits": list(self.oneshot_bits), "activation_bits": list(self.oneshot_activation_bits),
-                "optimizer": self.optimizer, "learning_rate": self.learning_rate}
+                "optimizer": self.optimizer, "learning_rate": self.learning_rate, "bn_fold": self.bn_fold}
 
     def oneshot_path(self) -> str | None:
         """``<cache_dir>/oneshot-<fingerprint>.npz``, where the shared weights are saved; None without
@@ -519,7 +533,7 @@ class Evaluator:
     def _new_oneshot_model(self):
         keras.utils.set_random_seed(self.seed)
         return VariableBitModel(self.model, per_channel=self.per_channel, symmetric=self.symmetric,
-                                bn_freeze_step=self.bn_freeze_step)
+                                bn_freeze_step=self.bn_freeze_step, bn_fold=self.bn_fold)
 
     def _load_shared(self, values, info: dict) -> None:
         """Sets the shared one-shot model's variables to ``values`` (trained elsewhere: a file, the driver)."""

@@ -11,7 +11,7 @@ from tfmpq.checks import check_inputs
 from tfmpq.convert import as_tf_keras
 from tfmpq.graph import check_model
 from tfmpq.policy import QuantPolicy
-from tfmpq.quantize.layers import NEVER, QuantGroupLayer
+from tfmpq.quantize.layers import BN_FOLDS, NEVER, QuantGroupLayer
 from tfmpq.quantize.registry import PerLayerQuantizeRegistry
 from tfmpq.quantize.transforms import PerLayerQuantizeScheme, custom_objects
 
@@ -42,6 +42,7 @@ def quantize_model(
     symmetric: bool = True,
     bn_freeze_step: int | None = None,
     variable_bits: bool = False,
+    bn_fold: str = "one_conv",
 ):
     """Build the quantization-aware-training model of `model` under `policy`.
 
@@ -61,6 +62,10 @@ def quantize_model(
             changing). None: never freeze. Defaults to None.
         variable_bits: keep every bit-width in a variable instead of the graph, so that one traced model
             serves a whole search (see `VariableBitModel`). Defaults to False.
+        bn_fold: how a group with BatchNormalization trains before the freeze step: "one_conv" (one
+            convolution of the folded, quantized kernel per step; Krishnamoorthi 2018, sec. 3.2) or
+            "two_conv" (an extra float convolution for the batch statistics; Jacob et al. 2018, sec. 3.2).
+            Inference and export are the same in both (see `QuantGroupLayer`). Defaults to "one_conv".
 
     Returns:
         A tf_keras Model; compile and fit it like any Keras model.
@@ -68,6 +73,7 @@ def quantize_model(
     Raises:
         UnsupportedModelError: for subclassed models, and Keras 3 models with a layer tfmpq cannot convert.
         PolicyError: if `policy` was made for another model.
+        ValueError: a negative `bn_freeze_step` or an unknown `bn_fold`.
 
     Example:
         >>> policy = tfmpq.QuantPolicy.from_bits(model, weight_bits=[8, 4, 4, 8], activation_bits=8)
@@ -81,6 +87,8 @@ def quantize_model(
         raise ValueError(f"Model `{model.name}` has no quantizable layer (Conv1D, Conv2D, DepthwiseConv2D, Dense).")
     if bn_freeze_step is not None and int(bn_freeze_step) < 0:
         raise ValueError(f"Invalid value for `bn_freeze_step`: expected >= 0 or None. Received: {bn_freeze_step}.")
+    if bn_fold not in BN_FOLDS:
+        raise ValueError(f"Invalid value for `bn_fold`: expected one of {BN_FOLDS}. Received: bn_fold={bn_fold!r}.")
     registry = PerLayerQuantizeRegistry(
         {n: (w, a) for n, w, a in zip(policy.group_names, policy.weight_bits, policy.activation_bits)},
         per_channel=per_channel,
@@ -88,7 +96,8 @@ def quantize_model(
         variable_bits=variable_bits,
     )
     scheme = PerLayerQuantizeScheme(
-        groups, registry, per_channel=per_channel, symmetric=symmetric, bn_freeze_step=bn_freeze_step
+        groups, registry, per_channel=per_channel, symmetric=symmetric, bn_freeze_step=bn_freeze_step,
+        bn_fold=bn_fold,
     )
     # Cloning re-creates every layer from its config; a Lambda (kept in float) holds Python code, which
     # Keras refuses to deserialize in safe mode. The code is the user's own model's, not a file's.

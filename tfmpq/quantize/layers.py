@@ -4,14 +4,25 @@ tfmot's per-layer configs switch off its Conv+BN handling, and tfmot never truly
 weights, so a "4-bit" conv followed by BN trains one thing and deploys another. This layer trains what
 is deployed: it fake-quantizes the *folded* kernel W * gamma / sigma, the tensor TFLite will hold.
 
-BN folding with batch statistics and a correction factor (Jacob et al. 2018, sec. 3.2, and
-Krishnamoorthi 2018, sec. 3.2, fig. 10), with sigma = sqrt(moving_var + eps), sigma_B = sqrt(var_B + eps):
-    training, before the freeze step:
-        y = conv(x, Q(W * gamma / sigma)) * (sigma / sigma_B) + beta - gamma * (mu_B - b) / sigma_B
-        moving statistics <- EMA of the batch statistics of the float conv(x, W) + b
-    inference, or after the freeze step (moving statistics no longer change):
-        y = conv(x, Q(W * gamma / sigma)) + beta - gamma * (mu - b) / sigma
-With quantization off (16/32 bits) the inference path equals conv -> BN of the float model.
+Notation: sigma = sqrt(moving_var + eps), read once per step *before* the step's moving-statistics
+update and used everywhere in that step; s = gamma / sigma (per output channel); Q the weight
+fake-quantizer; b the conv bias; mu_B, sigma_B = sqrt(var_B + eps) batch statistics.
+
+Inference, or training after the freeze step (moving statistics no longer change), in both modes:
+    y = conv(x, Q(W * s)) + beta - gamma * (mu - b) / sigma
+Training before the freeze step, ``bn_fold="one_conv"`` (the default; Krishnamoorthi 2018, sec. 3.2,
+the "approximate" forward of PyTorch's fused QAT ConvBn): one convolution per step,
+    y_c = conv(x, Q(W * s)) / s + b              (the conv outputs, recovered per channel)
+    y   = gamma * (y_c - mu_B) / sigma_B + beta  (mu_B, var_B: batch statistics of y_c)
+``bn_fold="two_conv"`` (Jacob et al. 2018, sec. 3.2 and fig. C.8): a float convolution for the batch
+statistics, a quantized one for the output, with the sigma / sigma_B correction,
+    y_f = conv(x, W) + b                         (mu_B, var_B: batch statistics of y_f)
+    y   = conv(x, Q(W * s)) * (sigma / sigma_B) + beta - gamma * (mu_B - b) / sigma_B
+Both update the moving statistics from their batch statistics as Keras's BatchNormalization does
+(the variance with Bessel's correction for 4-D outputs, where Keras uses its fused kernel), and with
+quantization off (16/32 bits) both equal Keras's conv -> BN(training=True) outputs, moving statistics
+and gradients. They differ only in what the batch statistics are of (the quantized or the float conv)
+and in the cost: two_conv runs two convolutions forward and two backward.
 The freeze step lives in a variable, so changing it (``tfmpq.freeze_bn``) works after tracing.
 """
 from __future__ import annotations
@@ -25,7 +36,11 @@ _ACTIVATIONS = {
     "relu6": tf.nn.relu6,
 }
 KINDS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
+BN_FOLDS = ("one_conv", "two_conv")
 NEVER = 2**62  # freeze step meaning "never freeze"
+# one_conv: a channel whose folded kernel max|W * s| is below this (gamma ~ 0) cannot be recovered by
+# dividing by s; its batch statistics come from the float kernel instead (see `_one_conv`).
+_VANISHING = 1e-8
 
 
 @keras.utils.register_keras_serializable(package="tfmpq")
@@ -44,6 +59,15 @@ class QuantGroupLayer(keras.layers.Layer):
         variable_bits: the bit-width always lives in `weight_bits_var` (so fixed and variable-bit models
             share one graph); with True, a group built at 16/32 bits keeps its quantizer too, so the
             variable can switch it between float and 2..8 bits after tracing. Defaults to False.
+        bn_fold: the training forward of a group with BatchNormalization before the freeze step:
+            "one_conv" (one convolution of the folded, quantized kernel; batch statistics of its
+            outputs divided back by gamma / sigma; Krishnamoorthi 2018, sec. 3.2) or "two_conv" (a
+            float convolution for the batch statistics and a quantized one for the output; Jacob et
+            al. 2018, sec. 3.2). Inference and export are the same folded model in both. Defaults to
+            "one_conv".
+
+    Raises:
+        ValueError: an unknown `kind`, `activation` or `bn_fold`.
     """
 
     def __init__(
@@ -57,6 +81,7 @@ class QuantGroupLayer(keras.layers.Layer):
         symmetric: bool = True,
         bn_freeze_step: int | None = None,
         variable_bits: bool = False,
+        bn_fold: str = "one_conv",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,6 +90,10 @@ class QuantGroupLayer(keras.layers.Layer):
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"Invalid value for `activation`: expected one of {tuple(_ACTIVATIONS)}. Received: {activation!r}."
+            )
+        if bn_fold not in BN_FOLDS:
+            raise ValueError(
+                f"Invalid value for `bn_fold`: expected one of {BN_FOLDS}. Received: bn_fold={bn_fold!r}."
             )
         self.kind = kind
         self.layer_config = dict(layer_config)
@@ -75,6 +104,7 @@ class QuantGroupLayer(keras.layers.Layer):
         self.symmetric = bool(symmetric)
         self.bn_freeze_step = None if bn_freeze_step is None else int(bn_freeze_step)
         self.variable_bits = bool(variable_bits)
+        self.bn_fold = bn_fold
 
     # ---- construction ----------------------------------------------------------------------------
     @property
@@ -176,12 +206,20 @@ class QuantGroupLayer(keras.layers.Layer):
         beta = self.beta if self.beta is not None else tf.zeros((self.out_channels,))
         return gamma, beta, float(bn.get("epsilon", 1e-3)), float(bn.get("momentum", 0.99))
 
-    def folded(self):
-        """(folded kernel, folded bias) with moving statistics, before weight quantization."""
+    def _sigma(self, eps):
+        return tf.sqrt(self.moving_variance + eps)
+
+    def folded(self, sigma=None):
+        """(folded kernel, folded bias) with moving statistics, before weight quantization.
+
+        Args:
+            sigma: sqrt(moving_variance + eps) as read at the start of a training step; None reads it now.
+        """
         if self.bn_config is None:
             return self.kernel, self._bias()
         gamma, beta, eps, _ = self._bn_params()
-        sigma = tf.sqrt(self.moving_variance + eps)
+        if sigma is None:
+            sigma = self._sigma(eps)
         kernel = self._scale_kernel(self.kernel, gamma / sigma)
         bias = beta - gamma * (self.moving_mean - self._bias()) / sigma
         return kernel, bias
@@ -189,35 +227,96 @@ class QuantGroupLayer(keras.layers.Layer):
     def call(self, inputs, training=None):
         if training is None:
             training = keras.backend.learning_phase()
-        kernel, bias = self.folded()
-        qkernel = self._quantize_kernel(kernel)
         static_training = tf.get_static_value(training) if tf.is_tensor(training) else training
         if self.bn_config is None or static_training is False or static_training == 0:
-            y = self._op(inputs, qkernel) + bias
+            kernel, bias = self.folded()
+            y = self._op(inputs, self._quantize_kernel(kernel)) + bias
             return _ACTIVATIONS[self.activation](y)
 
+        gamma, beta, eps, momentum = self._bn_params()
+        # One sigma for the whole step, read before this step's update of the moving variance: the folded
+        # kernel and the sigma / sigma_B correction must use the same one, or the output is off by
+        # sigma_old / sigma_new (29% at momentum 0.5 in the first steps).
+        sigma = self._sigma(eps)
+        kernel = self._scale_kernel(self.kernel, gamma / sigma)
+
         def batch_stats_branch():
-            gamma, beta, eps, momentum = self._bn_params()
-            y_float = self._op(inputs, self.kernel) + self._bias()
-            axes = list(range(y_float.shape.rank - 1))
-            mean_b, var_b = tf.nn.moments(y_float, axes=axes)
+            fold = self._one_conv if self.bn_fold == "one_conv" else self._two_conv
+            y, mean_b, var_b = fold(inputs, kernel, gamma, beta, sigma, eps)
             with tf.control_dependencies([
                 self.moving_mean.assign(self.moving_mean * momentum + tf.stop_gradient(mean_b) * (1 - momentum)),
                 self.moving_variance.assign(
                     self.moving_variance * momentum + tf.stop_gradient(var_b) * (1 - momentum)),
             ]):
-                sigma = tf.sqrt(self.moving_variance + eps)
-                sigma_b = tf.sqrt(var_b + eps)
-                y = self._op(inputs, qkernel) * (sigma / sigma_b)  # correction factor (Jacob et al., sec. 3.2)
-                return y + beta - gamma * (mean_b - self._bias()) / sigma_b
+                return tf.identity(y)
 
         def frozen_branch():
-            return self._op(inputs, qkernel) + bias
+            bias = beta - gamma * (self.moving_mean - self._bias()) / sigma
+            return self._op(inputs, self._quantize_kernel(kernel)) + bias
 
         in_training = tf.logical_and(tf.cast(training, tf.bool), self.train_step < self.freeze_step)
         with tf.control_dependencies([self.train_step.assign_add(tf.cast(tf.cast(training, tf.bool), tf.int64))]):
             y = tf.cond(in_training, batch_stats_branch, frozen_branch)
         return _ACTIVATIONS[self.activation](y)
+
+    def _moving_variance_update(self, var_b, y):
+        """The batch variance that goes into the moving average: with Bessel's correction n / (n - 1)
+        for 4-D outputs, where Keras's BatchNormalization runs its fused kernel (which returns it so),
+        as is (biased) otherwise, as Keras's non-fused path does."""
+        if y.shape.rank != 4:
+            return var_b
+        n = tf.cast(tf.size(y) // tf.shape(y)[-1], var_b.dtype)
+        return var_b * n / tf.maximum(n - 1.0, 1.0)
+
+    def _beta_and_bias_mean(self, beta):
+        """The conv bias b shifts the batch mean (and so the moving mean) but cancels in the normalized
+        output, so it is added to the per-channel mean, not to the (much larger) conv output. Returns
+        (beta + 0 * b, the function adding b to a mean): `0 * b` keeps b in the gradient graph with
+        Keras's gradient for it, 0, instead of none ("gradients do not exist" warnings)."""
+        if self.bias is None:
+            return beta, lambda mean: mean
+        return beta + 0.0 * self.bias, lambda mean: mean + tf.stop_gradient(self.bias)
+
+    def _two_conv(self, inputs, kernel, gamma, beta, sigma, eps):
+        """Jacob et al. 2018, sec. 3.2: batch statistics of the float conv, output of the quantized one.
+
+        The sigma / sigma_B correction multiplies the (small) kernel instead of the conv's output:
+        conv(x, K) * c = conv(x, K * c) per output channel.
+        """
+        y_float = self._op(inputs, self.kernel)  # without b: mu_B - b is the mean of conv(x, W)
+        mean_conv, var_b = tf.nn.moments(y_float, axes=list(range(y_float.shape.rank - 1)))
+        sigma_b = tf.sqrt(var_b + eps)
+        beta, add_bias = self._beta_and_bias_mean(beta)
+        corrected = self._scale_kernel(self._quantize_kernel(kernel), sigma / sigma_b)
+        y = self._op(inputs, corrected) + (beta - gamma * mean_conv / sigma_b)
+        return y, add_bias(mean_conv), self._moving_variance_update(var_b, y_float)
+
+    def _one_conv(self, inputs, kernel, gamma, beta, sigma, eps):
+        """Krishnamoorthi 2018, sec. 3.2: one conv of the folded, quantized kernel; its outputs divided
+        by s = gamma / sigma per channel are the conv outputs, normalized with their own batch statistics.
+
+        conv(x, Q(W * s)) / s is computed as conv(x, Q(W * s) / s): the division touches the kernel,
+        not the (much larger) outputs, and the rest is Keras's own BatchNormalization arithmetic (the
+        fused kernel for 4-D outputs), so a step costs the float model's conv and BN plus kernel-sized
+        work. A channel whose folded kernel vanishes (max|W * s| < 1e-8, e.g. gamma = 0) cannot be
+        divided back; it keeps its float kernel W, so its statistics, its output gamma * x_hat + beta
+        and gamma's gradient x_hat are Keras's, not 0 / 0 (its deployed kernel is ~0, its output ~beta).
+        """
+        s = gamma / sigma
+        reduce_axes = list(range(2 if self.kind == "DepthwiseConv2D" else kernel.shape.rank - 1))
+        folded_max = tf.reduce_max(tf.abs(kernel), axis=reduce_axes)  # per output channel
+        vanishing = tf.reshape(folded_max, (-1,)) < _VANISHING
+        divisor = tf.where(vanishing, tf.ones_like(s), s)
+        unfolded = self._scale_kernel(self._quantize_kernel(kernel), 1.0 / divisor)
+        mask = tf.reshape(vanishing, kernel.shape[2:]) if self.kind == "DepthwiseConv2D" else vanishing
+        y_c = self._op(inputs, tf.where(mask, self.kernel, unfolded))  # without b: it cancels in y
+        beta, add_bias = self._beta_and_bias_mean(beta)
+        if y_c.shape.rank == 4:  # Keras's fused kernel: one pass for the statistics, Bessel-corrected variance
+            y, mean_c, var_b = tf.compat.v1.nn.fused_batch_norm(y_c, gamma, beta, epsilon=eps, is_training=True)
+        else:
+            mean_c, var_b = tf.nn.moments(y_c, axes=list(range(y_c.shape.rank - 1)))
+            y = tf.nn.batch_normalization(y_c, mean_c, var_b, beta, gamma, eps)
+        return y, add_bias(mean_c), var_b
 
     # ---- what export needs -------------------------------------------------------------------------
     def deployed_weights(self):
@@ -248,5 +347,6 @@ class QuantGroupLayer(keras.layers.Layer):
             symmetric=self.symmetric,
             bn_freeze_step=self.bn_freeze_step,
             variable_bits=self.variable_bits,
+            bn_fold=self.bn_fold,
         )
         return config

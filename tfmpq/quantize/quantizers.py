@@ -9,7 +9,10 @@ with the range held constant.
 Activations keep a [min, max] range in layer variables: set from the first training batch, then an
 exponential moving average (Jacob et al. 2018, sec. 3.1); in calibration mode (``tfmpq.calibrate``)
 they record the running min/max of the data without quantizing. Modes are variables, not Python flags,
-so switching them takes effect in already-traced functions.
+so switching them takes effect in already-traced functions. Activations go through TensorFlow's own
+FakeQuantWithMinMaxVars kernel (one pass forward, one backward, the op the deployment graph uses too;
+`fake_quant_at_bits`), not through `fake_quant`'s dozen element-wise ops: on activations, which are far
+larger than kernels, those passes cost about as much as the convolutions of a small CNN.
 """
 from __future__ import annotations
 
@@ -40,6 +43,33 @@ def fake_quant(x: tf.Tensor, lo, hi, bits, narrow_range: bool) -> tf.Tensor:
     inside = tf.logical_and(x >= nudged_min, x <= nudged_max)
     x_ste = tf.where(inside, x, tf.stop_gradient(x))
     return x_ste + tf.stop_gradient(q - x_ste)
+
+
+def fake_quant_at_bits(x: tf.Tensor, lo, hi, bits, narrow_range: bool = False) -> tf.Tensor:
+    """TensorFlow's FakeQuantWithMinMaxVars on [lo, hi] at a bit-width held in a tensor.
+
+    The op takes its bit-width as an attribute, so there is one branch per width 2..8 (a `tf.switch_case`
+    on `bits`, lowered to a switch by TensorFlow's graph runtime) and a pass-through above 8. Same
+    grid as `fake_quant` (the values may differ by float rounding, a few units in the last place); the
+    gradient is straight-through inside the nudged range, zero outside, and none reaches `lo`/`hi`.
+
+    Args:
+        x: the tensor to quantize.
+        lo, hi: scalar range, lo <= 0 <= hi.
+        bits: a scalar tensor (2..8, or above 8 to pass `x` through).
+        narrow_range: quantize to [1, 2^bits - 1] instead of [0, 2^bits - 1]. Defaults to False.
+
+    Returns:
+        A tensor of `x`'s shape and dtype.
+    """
+    lo, hi = tf.stop_gradient(lo), tf.stop_gradient(hi)
+    index = tf.cast(tf.clip_by_value(bits, 2.0, 9.0), tf.int32) - 2  # 0..6: 2..8 bits, 7: float
+
+    def at(num_bits):
+        return lambda: tf.quantization.fake_quant_with_min_max_vars(
+            x, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
+
+    return tf.switch_case(index, [at(b) for b in range(2, 9)] + [lambda: tf.identity(x)])
 
 
 def fake_quant_weights(w: tf.Tensor, bits, per_channel: bool, symmetric: bool) -> tf.Tensor:
@@ -100,11 +130,14 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
 
     def __call__(self, inputs, training, weights, **kwargs):
         x = inputs
-        bmin = tf.minimum(tf.reduce_min(x), 0.0)
-        bmax = tf.maximum(tf.reduce_max(x), 0.0)
         vmin, vmax, seen, calibrating = (weights[k] for k in ("min_var", "max_var", "seen", "calibrating"))
         first = tf.equal(seen, 0.0)
+
+        def batch_range():  # two passes over x: only where the range is updated (not in inference)
+            return tf.minimum(tf.reduce_min(x), 0.0), tf.maximum(tf.reduce_max(x), 0.0)
+
         if training:
+            bmin, bmax = batch_range()
             d = self.ema_decay
             new_min = tf.where(first, bmin, vmin * d + bmin * (1 - d))
             new_max = tf.where(first, bmax, vmax * d + bmax * (1 - d))
@@ -112,6 +145,7 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
                 return self._quantize(x, new_min, new_max, weights)
 
         def calibrate():
+            bmin, bmax = batch_range()
             new_min = tf.where(first, bmin, tf.minimum(vmin, bmin))
             new_max = tf.where(first, bmax, tf.maximum(vmax, bmax))
             with tf.control_dependencies([vmin.assign(new_min), vmax.assign(new_max), seen.assign(1.0)]):
@@ -123,8 +157,7 @@ class ActivationQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
         hi = tf.maximum(hi, lo + _EPS)
         if not self.variable_bits and self.num_bits > 8:
             return tf.identity(x)
-        bits = weights["bits"]
-        return tf.cond(bits > 8.5, lambda: tf.identity(x), lambda: fake_quant(x, lo, hi, bits, narrow_range=False))
+        return fake_quant_at_bits(x, lo, hi, weights["bits"])
 
     def get_config(self):
         return {"num_bits": self.num_bits, "ema_decay": self.ema_decay, "variable_bits": self.variable_bits}

@@ -21,7 +21,7 @@ class VariableBitModel:
 
     Args:
         model: the float tf_keras or Keras 3 model (converted with `tfmpq.convert.as_tf_keras`).
-        per_channel, symmetric, bn_freeze_step: as in `quantize_model`.
+        per_channel, symmetric, bn_freeze_step, bn_fold: as in `quantize_model`.
 
     Example:
         >>> vbm = VariableBitModel(model)
@@ -30,7 +30,8 @@ class VariableBitModel:
         >>> vbm.model.fit(...)
     """
 
-    def __init__(self, model, per_channel: bool = True, symmetric: bool = True, bn_freeze_step: int | None = None):
+    def __init__(self, model, per_channel: bool = True, symmetric: bool = True, bn_freeze_step: int | None = None,
+                 bn_fold: str = "one_conv"):
         model = as_tf_keras(model)
         self.float_model = model
         base = QuantPolicy.uniform(model, 8, 8)
@@ -43,7 +44,7 @@ class VariableBitModel:
         tf_random_generator.enable_tf_random_generator()
         try:
             self.model = quantize_model(model, base, per_channel=per_channel, symmetric=symmetric,
-                                        bn_freeze_step=bn_freeze_step, variable_bits=True)
+                                        bn_freeze_step=bn_freeze_step, variable_bits=True, bn_fold=bn_fold)
         finally:
             if not was_enabled:
                 tf_random_generator.disable_tf_random_generator()
