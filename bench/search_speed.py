@@ -3,7 +3,7 @@
 Times, on the same model, data and epochs, in one run:
   (a) float training of the same steps (the floor: what training alone costs),
   (b) the per-candidate rebuild approach (quantize_apply + compile + trace for every policy, the
-      reference approach of seed 003),
+      reference approach of Šafář),
   (c) tfmpq's evaluator (one variable-bit QAT model, built and traced once per search),
 over the same policies, and prints the ratios (c)/(a) and (b)/(c). Also: ptq seconds per candidate,
 the per-candidate overhead on Keras Applications MobileNet (alpha 0.25, 32x32), and peak RSS at the

@@ -30,7 +30,7 @@ def test_qat_scores_the_best_epoch(digits_mlp, digits):
     ev = Evaluator(digits_mlp, *digits, evaluation="qat", epochs=2, seed=0, learning_rate=1e-3)
     c = ev.evaluate(QuantPolicy.uniform(digits_mlp, 2))
     assert len(c.info["val_accuracy"]) == 2
-    assert c.accuracy == max(c.info["val_accuracy"])  # seed 003: best epoch's validation accuracy
+    assert c.accuracy == max(c.info["val_accuracy"])  # Šafář: best epoch's validation accuracy
     again = ev.evaluate(QuantPolicy.uniform(digits_mlp, 2))
     assert again.accuracy == c.accuracy  # seeded: same policy, same score, whatever came before
 

@@ -1,4 +1,4 @@
-"""Cost metrics against hand-computed values (seed 000 eq. 9-11)."""
+"""Cost metrics against hand-computed values (Tmamna et al. eq. 9-11)."""
 import math
 
 import pytest

@@ -82,7 +82,7 @@ def test_each_gene_changes_its_group_and_no_other(residual_cnn):
 
 
 def test_dense_genes_are_not_silently_8_bit():
-    """The trap of seed 003's reference: registries sharing class-level state left Dense genes at 8 bits."""
+    """The trap of Šafář's reference: registries sharing class-level state left Dense genes at 8 bits."""
     keras.utils.set_random_seed(0)
     i = L.Input((20,))
     x = L.Dense(200, name="d1")(i)

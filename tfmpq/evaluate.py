@@ -56,7 +56,7 @@ class Evaluator:
         train: training data, ``(x, y)`` arrays or a batched ``tf.data.Dataset``.
         val: validation data, same forms as ``train``.
         evaluation: ``"qat"`` (train ``epochs`` epochs of QAT, score = best epoch's validation
-            accuracy, seed 003), ``"ptq"`` (calibrate, no training, seed 001) or ``"oneshot"`` (score
+            accuracy, Šafář), ``"ptq"`` (calibrate, no training, Santini) or ``"oneshot"`` (score
             on a shared variable-bit model trained once, after re-calibrating its BN statistics and
             activation ranges for the policy). Defaults to "qat".
         epochs: QAT epochs per candidate; for ``"oneshot"``, the epochs of the one-time shared
@@ -82,7 +82,7 @@ class Evaluator:
         reuse_model: score every candidate on one variable-bit QAT model, built, compiled and traced
             once (``tfmpq.quantize.VariableBitModel``: each candidate assigns its bits, restores the
             initial weights and a fresh optimizer state). False rebuilds a QAT model per candidate
-            (the reference approach of seed 003; the same scores, slower). Defaults to True.
+            (the reference approach of Šafář; the same scores, slower). Defaults to True.
         distill: oneshot: the lower-bit policies of each step learn from the highest-bit policy's
             output (in-place distillation, Yu & Huang 2019, sec. 3.4). Defaults to False.
         num_random_policies: oneshot: random policies per training step besides the highest- and
@@ -399,7 +399,7 @@ class Evaluator:
         if not val_acc or not all(math.isfinite(v) for v in losses + val_acc):
             return qat, float("nan"), info
         best.restore(qat)
-        return qat, max(val_acc), info  # seed 003, 2.2: "validation accuracy after each [epoch], best taken"
+        return qat, max(val_acc), info  # Šafář, sec. 2.2: "validation accuracy after each [epoch], best taken"
 
     def _seed_everything(self, tensorflow: bool = True) -> None:
         """Seeds Python and NumPy, and TensorFlow when `tensorflow`.
@@ -649,7 +649,7 @@ class Evaluator:
             raise ValueError(f"Invalid value for `epochs`: expected >= 1. Received: epochs={epochs!r}")
         start = time.perf_counter()
         metrics = self.metrics(policy)
-        # fine-tuning always trains (seed 003), whatever the search scored with
+        # fine-tuning always trains (Šafář), whatever the search scored with
         model, acc, info = self.build(policy, epochs=epochs, evaluation="qat", reuse=reuse)
         seconds = time.perf_counter() - start
         if not math.isfinite(acc):

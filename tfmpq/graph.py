@@ -3,8 +3,8 @@
 A *group* is what one gene of a mixed-precision policy controls: a weighted layer (Conv2D, Dense, ...)
 plus the BatchNormalization that directly follows it (its only consumer) and a ReLU/ReLU6/linear
 activation after that. Groups are found by a breadth-first walk over the layer graph from the inputs
-(the `PerLayerQuantizeModelTransformer` of Šafář, seed 003 sec. 2.1), so gene order is the network's
-topological order, never the alphabetical order of layer names.
+(the `PerLayerQuantizeModelTransformer` of Šafář, Automated Quantization of Neural Networks, sec. 2.1),
+so gene order is the network's topological order, never the alphabetical order of layer names.
 
 The graph is read from ``model.get_config()``, the same description tfmot's ``ModelTransformer`` works
 on, so the groups found here are exactly the chains the quantize transform folds.

@@ -5,9 +5,9 @@ Formulas and their sources:
   TFLite stores them) + QPARAM_BYTES per quantization channel (a float32 scale and an int32 zero point),
   plus every float weight outside the groups at 4 bytes. Float groups (16/32 bits) count
   params * bits / 8 and no quantization parameters.
-- compression_ratio: float_weight_bytes / weight_bytes (seed 000 sec. 5.3: original size over
-  quantized size); compression_ratio_eq9 = 32 / avg_weight_bits (seed 000 eq. 9), which ignores biases.
-- avg_weight_bits: sum_j n_j * nbr(j) / sum_j nbr(j), parameter-weighted (seed 000 eq. 10).
+- compression_ratio: float_weight_bytes / weight_bytes (Tmamna et al. sec. 5.3: original size over
+  quantized size); compression_ratio_eq9 = 32 / avg_weight_bits (Tmamna et al. eq. 9), which ignores biases.
+- avg_weight_bits: sum_j n_j * nbr(j) / sum_j nbr(j), parameter-weighted (Tmamna et al. eq. 10).
 - bops: sum_j MACs_j * n_j * m_j (bit operations; Rakka et al. 2022's survey of mixed-precision
   methods, and Baskin et al. 2021), with n_j the weight bits of group j and m_j the bits of the
   tensor that *feeds* its multiplies: 8 for the model's input; the activation bits of the group

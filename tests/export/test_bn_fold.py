@@ -26,9 +26,9 @@ def _qat(float_cnn, bn_fold):
 
 
 @pytest.fixture(scope="module")
-def trained(float_cnn, digits_split):
+def trained(float_cnn, digits):
     """Both modes fine-tuned 2 epochs from the float CNN, same seed and data order."""
-    (x, y), _ = digits_split
+    (x, y), _ = digits
     out = {}
     for mode in MODES:
         qat = _qat(float_cnn, mode)
@@ -39,14 +39,14 @@ def trained(float_cnn, digits_split):
 
 
 @pytest.mark.slow
-def test_both_modes_train_as_well(trained, float_cnn, digits_split):
+def test_both_modes_train_as_well(trained, float_cnn, digits):
     """3-bit QAT from the float CNN on 1,400 digits, scored on the 397 held-out ones.
 
     Margin: 4 standard deviations of the difference of two accuracies measured on n = 397 images,
     4 * sqrt(2 p (1 - p) / n) at the float accuracy p (5.8 pp at p = 0.957), a bound that training
     noise between two correct forwards stays under, while a broken forward (wrong statistics, no
     gradient) loses tens of points."""
-    _, (xt, yt) = digits_split
+    _, (xt, yt) = digits
     p = keras_accuracy(float_cnn, xt, yt)
     margin = 4 * math.sqrt(2 * p * (1 - p) / len(yt))
     acc = {mode: keras_accuracy(trained[mode], xt, yt) for mode in MODES}
@@ -56,10 +56,10 @@ def test_both_modes_train_as_well(trained, float_cnn, digits_split):
         assert acc[mode] >= p - margin, (mode, acc, p, margin)
 
 
-def test_both_modes_are_the_same_folded_model(float_cnn, digits_split, tmp_path):
+def test_both_modes_are_the_same_folded_model(float_cnn, digits, tmp_path):
     """one_conv-trained weights (10 steps: kernels and moving statistics moved) in a two_conv model:
     bit-equal inference, deployed weights and exported file."""
-    (x, y), (xt, _) = digits_split
+    (x, y), (xt, _) = digits
     one = _qat(float_cnn, "one_conv")
     keras.utils.set_random_seed(1)
     one.fit(x[:320], y[:320], epochs=1, batch_size=32, verbose=0)

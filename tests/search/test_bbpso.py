@@ -1,4 +1,4 @@
-"""BBPSO-Quantizer (seed 000): eq. 5-7, Deb's rule in the swarm, screening, local search, resume, GA."""
+"""BBPSO-Quantizer (Tmamna et al.): eq. 5-7, Deb's rule in the swarm, screening, local search, resume, GA."""
 import json
 
 import numpy as np

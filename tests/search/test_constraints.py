@@ -1,4 +1,4 @@
-"""Deb's rule (seed 000, Algorithm 1) and constrained domination."""
+"""Deb's rule (Tmamna et al., Algorithm 1) and constrained domination."""
 import pytest
 
 from tfmpq.search import Constraint, deb_better

@@ -1,4 +1,4 @@
-"""NSGA-II: seed-003 initialisation, exactness against exhaustive enumeration, resume, golden front."""
+"""NSGA-II: Šafář's initialisation, exactness against exhaustive enumeration, resume, golden front."""
 import json
 
 import pytest
@@ -16,7 +16,7 @@ def test_initial_population_holds_every_uniform_policy():
     result = nsga2(evaluator=ev, space=SPACE3, population=8, offspring=8, generations=0, verbose=0)
     first = ev.evaluated[:8]
     assert [g[:3] for g in first[:5]] == [(b, b, b) for b in (2, 3, 4, 6, 8)]
-    # the fill: mutants of a uniform policy (exactly one gene changed, seed 003)
+    # the fill: mutants of a uniform policy (exactly one gene changed, Šafář)
     for genes in first[5:]:
         assert any(sum(x != b for x in genes[:3]) == 1 for b in (2, 3, 4, 6, 8))
     assert set(result.uniform) == {"2-bit", "3-bit", "4-bit", "6-bit", "8-bit"}

@@ -1,4 +1,4 @@
-"""End to end on real data: an MLP on scikit-learn's digits (2 groups), ptq evaluation (seed 001)."""
+"""End to end on real data: an MLP on scikit-learn's digits (2 groups), ptq evaluation (Santini)."""
 import json
 
 import pytest
@@ -25,7 +25,7 @@ def test_nsga2_front_equals_exhaustive_front_small_space(digits_mlp, digits, mem
 
 @pytest.mark.slow
 def test_nsga2_front_equals_exhaustive_front_full_space(digits_mlp, digits, memo_evaluator):
-    """The 2-group, 2..8-bit space (49 policies, seed 001's "better enumerated" case)."""
+    """The 2-group, 2..8-bit space (49 policies, Santini's "better enumerated" case)."""
     ev = Evaluator(digits_mlp, *digits, evaluation="ptq", seed=0)
     memo = {}
     truth = exhaustive(digits_mlp, evaluator=memo_evaluator(ev, memo), verbose=0)

@@ -1,7 +1,7 @@
 """PerLayerQuantizeRegistry: which layers are quantized, and each group's own N-bit QuantizeConfig.
 
 tfmot's ``DefaultNBitQuantizeRegistry`` keeps its per-layer quantize info in class-level objects, so
-two registries with different bits overwrite each other (in seed 003's reference implementation every
+two registries with different bits overwrite each other (in Šafář's reference implementation every
 Dense gene silently ended at 8 bits). Here every registry holds its own instance state and hands each
 layer a fresh config instance: one group's bits can never leak into another's.
 """

@@ -4,7 +4,7 @@ The groups come from `tfmpq.graph.quantizable_groups` (a breadth-first walk over
 tfmot's ``ModelTransformer`` reads); the transforms below match the chains weighted -> BN -> activation,
 weighted -> BN, weighted -> activation and weighted alone, and replace exactly the chains that are groups
 (anything else is returned unchanged, which ModelTransformer treats as "no match"). One transform pass
-folds every group; seed 003's reference ran one pass per group (~30 s per MobileNet-0.25 candidate).
+folds every group; Šafář's reference ran one pass per group (~30 s per MobileNet-0.25 candidate).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Resource constraints and Deb's constraint-handling rule, shared by every strategy.
 
-Deb's rule (BBPSO-Quantizer, seed 000, Algorithm 1; K. Deb, "An efficient constraint handling method
+Deb's rule (Tmamna et al., BBPSO-Quantizer, Algorithm 1; K. Deb, "An efficient constraint handling method
 for genetic algorithms", 2000) compares two solutions:
 
 1. both feasible: the better objective wins;
@@ -26,7 +26,7 @@ INFEASIBLE_COST = 2e30
 
 @dataclass(frozen=True)
 class Constraint:
-    """``metric <= target`` on one of the candidate's metrics (seed 000, eq. 3).
+    """``metric <= target`` on one of the candidate's metrics (Tmamna et al., eq. 3).
 
     Args:
         metric: a key of ``Candidate.metrics``, e.g. ``"weight_bytes"``, ``"avg_weight_bits"``,
@@ -72,7 +72,7 @@ class Constraint:
 
 
 def deb_better(a: tuple[float, float], b: tuple[float, float], *, maximize: bool = True) -> bool:
-    """Whether ``a`` beats ``b`` by Deb's rule (seed 000, Algorithm 1).
+    """Whether ``a`` beats ``b`` by Deb's rule (Tmamna et al., Algorithm 1).
 
     Args:
         a: ``(objective, violation)`` of the challenger; violation >= 0, 0 means feasible.

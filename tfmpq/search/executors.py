@@ -1,6 +1,6 @@
 """Where candidate evaluations run: in this process, in local worker processes, or on Ray actors.
 
-Candidate evaluations are independent (seed 003 spread them over 8 GPUs), so the engine hands a batch
+Candidate evaluations are independent (Šafář spread them over 8 GPUs), so the engine hands a batch
 of new policies to an :class:`Executor` — the role of DEAP's ``toolbox.map`` — and records each
 result as it comes back. Three executors share one contract:
 

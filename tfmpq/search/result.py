@@ -220,7 +220,7 @@ class Result:
 
     # -- after the search ----------------------------------------------------------------------
     def finetune(self, epochs: int, members: Sequence[Candidate] | None = None) -> list[Candidate]:
-        """Fully fine-tunes the front with QAT (seed 003 sec. 2.2: 50 epochs) and records the result
+        """Fully fine-tunes the front with QAT (Šafář sec. 2.2: 50 epochs) and records the result
         in ``finetune.json``.
 
         Args:

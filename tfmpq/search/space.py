@@ -191,7 +191,7 @@ class SearchSpace:
         return min(self.choices[index], key=lambda b: (abs(b - value), -b))
 
     def uniform_chromosomes(self) -> list[Chromosome]:
-        """One chromosome per bit-width in the bit set: every gene at that width (seed 003, 2.2).
+        """One chromosome per bit-width in the bit set: every gene at that width (Šafář, sec. 2.2).
 
         A gene whose allowed set lacks the width takes its nearest allowed value; with
         ``search_activations=True`` the activation genes take the same width (uniform ``wNaN``).

@@ -1,4 +1,4 @@
-"""The genetic-algorithm baseline of BBPSO-Quantizer's Table 10 (seed 000, sec. 6.4).
+"""The genetic-algorithm baseline of BBPSO-Quantizer's Table 10 (Tmamna et al., sec. 6.4).
 
 A steady, elitist single-objective GA for eq. 3 (max accuracy s.t. budget <= target), on the shared
 engine and with the same Deb's rule (Algorithm 1) as BBPSO, so the comparison isolates the search

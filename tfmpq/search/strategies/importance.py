@@ -1,4 +1,4 @@
-"""Layer importance from pre-trained weights, for BBPSO-Quantizer's LIGPI (seed 000, sec. 4.3.1).
+"""Layer importance from pre-trained weights, for BBPSO-Quantizer's LIGPI (Tmamna et al., sec. 4.3.1).
 
 Pure NumPy: the caller hands in each group's float kernel as an array (:func:`kernels_of` reads them
 from a Keras model by duck typing, without importing TensorFlow), so strategies stay TF-free.
