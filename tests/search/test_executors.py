@@ -190,9 +190,15 @@ def test_ctrl_c_stops_the_workers_and_leaves_a_resumable_run(tmp_path):
         pids.extend(p.pid for p in multiprocessing.active_children())  # the search's worker processes
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=press_ctrl_c, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        nsga2(evaluator=evaluator, executor="process", workers=2, run_dir=run_dir, **kw)
+    # A shell that starts a job in the background (`cmd &`, nohup) hands it SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: install it, as a terminal's Ctrl-C would find it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=press_ctrl_c, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            nsga2(evaluator=evaluator, executor="process", workers=2, run_dir=run_dir, **kw)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     (tmp_path / "release").touch()  # (had a worker survived, it would now finish and be seen below)
     assert len(pids) == 2
     wait_for(lambda: not any(alive(p) for p in pids), timeout=300)  # no orphaned workers
