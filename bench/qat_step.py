@@ -24,7 +24,6 @@ Run: python -m bench.qat_step [--models small_cnn,mobilenet_v1,NAME] [--repeats 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -235,8 +234,9 @@ def main(argv=None) -> int:
         only = [p.strip() for p in args.policies.split(",") if p.strip()]
         results["accuracy"] = accuracy(args.epochs, [int(s) for s in args.seeds.split(",")], only=only)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        from tfmpq._io import write_json_atomic
+
+        write_json_atomic(args.json, results, indent=2)
     return 0
 
 

@@ -14,7 +14,6 @@ Run: python -m bench.search_speed [--policies 8] [--num-train 10000] [--memory-e
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -164,8 +163,9 @@ def main(argv=None) -> int:
               f"after the last")
         results["rss_mib"] = {"start": rss_start, "end": rss_end, "evaluations": len(many)}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        from tfmpq._io import write_json_atomic
+
+        write_json_atomic(args.json, results, indent=2)
     return 0
 
 
