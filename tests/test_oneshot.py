@@ -136,6 +136,20 @@ def test_resumed_evaluator_loads_instead_of_training(trained, digits_bn_cnn, dig
     assert other.oneshot_path() != trained.oneshot_path()
 
 
+def test_shared_training_has_its_own_learning_rate(trained, digits_bn_cnn, digits):
+    """oneshot_learning_rate trains the shared model; learning_rate is the QAT one (fine-tunes, re-scores)."""
+    policy = QuantPolicy.from_bits(digits_bn_cnn, [3, 8], [8, 2])
+    # the fixture trained with learning_rate=1e-3 (and no oneshot_learning_rate): the same shared training
+    same = _evaluator(digits_bn_cnn, digits, cache_dir=trained.cache_dir, learning_rate=1e-4,
+                      oneshot_learning_rate=1e-3)
+    assert same.oneshot_path() == trained.oneshot_path()
+    assert same.evaluate(policy).accuracy == trained.evaluate(policy).accuracy
+    assert same.num_shared_trainings == 0 and same.oneshot_info["options"]["learning_rate"] == 1e-3
+    assert float(same._make_optimizer().learning_rate) == pytest.approx(1e-4)  # what finetune/rescore train with
+    other = _evaluator(digits_bn_cnn, digits, cache_dir=trained.cache_dir, oneshot_learning_rate=1e-4)
+    assert other.oneshot_path() != trained.oneshot_path()
+
+
 @pytest.mark.slow
 def test_spec_ships_the_trained_weights(trained, digits_bn_cnn):
     spec = trained.spec()
@@ -184,8 +198,9 @@ def test_search_resumes_without_retraining_and_rescores_with_qat(digits_bn_cnn, 
 
     train, val = digits
     run_dir = tmp_path / "run"
-    common = dict(evaluation="oneshot", epochs=1, learning_rate=1e-3, population=4, offspring=4, run_dir=run_dir,
-                  seed=0, verbose=0, bits=(2, 4, 8))
+    # the shared training at 1e-3, the re-scores at the QAT learning rate 3e-4
+    common = dict(evaluation="oneshot", epochs=1, learning_rate=3e-4, oneshot_learning_rate=1e-3, population=4,
+                  offspring=4, run_dir=run_dir, seed=0, verbose=0, bits=(2, 4, 8))
     first = search.nsga2(digits_bn_cnn, train, val, generations=1, **common)
     assert first.evaluator.num_shared_trainings == 1
     saved = [p for p in os.listdir(run_dir) if p.startswith("oneshot-")]
@@ -197,7 +212,8 @@ def test_search_resumes_without_retraining_and_rescores_with_qat(digits_bn_cnn, 
     assert [m["genes"] for m in record["members"]] == [list(c.genes) for c in second.front]
     # the second stage is a stand-alone QAT score: what a QAT evaluator gives the same policy
     member = second.rescored[0]
-    qat = Evaluator(digits_bn_cnn, train, val, evaluation="qat", epochs=1, learning_rate=1e-3, seed=0)
+    assert second.evaluator.oneshot_info["options"]["learning_rate"] == 1e-3
+    qat = Evaluator(digits_bn_cnn, train, val, evaluation="qat", epochs=1, learning_rate=3e-4, seed=0)
     assert member.accuracy == qat.evaluate(member.policy).accuracy
     assert "re-scored with stand-alone QAT" in (run_dir / "summary.txt").read_text()
 

@@ -39,7 +39,7 @@ SEARCH_DEFAULTS = {
     "population": 16, "offspring": 16, "generations": 10, "budget": "avg_op_bits", "target": 4.0,
     "swarm": 15, "iterations": 20, "init": "ligpi", "seed": 0, "per_tensor": False,
     "solutions": 4, "trials": 40, "probes": 64, "seed_ilp": 0,
-    "distill": False, "rescore": None, "rescore_epochs": 2,
+    "distill": False, "oneshot_learning_rate": None, "rescore": None, "rescore_epochs": 2,
 }
 _DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "exhaustive": 1, "ilp": 1, "ctpe": 1}
 #: Strategies that allocate bits under a budget (--budget / --target).
@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "on it after re-calibration. Default: qat")
     g.add_argument("--distill", action="store_true", default=argparse.SUPPRESS,
                    help="oneshot: in-place distillation from the highest-bit policy in the shared training")
+    g.add_argument("--oneshot-learning-rate", type=float, default=argparse.SUPPRESS,
+                   help="oneshot: learning rate of the shared training (--learning-rate stays the QAT one of the "
+                        "re-scores and fine-tunes). Default: --learning-rate")
     g.add_argument("--rescore", choices=("qat",), default=argparse.SUPPRESS,
                    help="two-stage search: re-score the final front (bbpso: the best) with stand-alone QAT "
                         "(--rescore-epochs each; rescored.json). Default: none")
@@ -592,7 +595,8 @@ def cmd_search(args) -> int:
         pin_first_last=opts["pin_first_last"], run_dir=args.output, resume=args.resume,
         overwrite=args.overwrite, seed=opts["seed"], verbose=0 if args.quiet else 1,
         executor=args.executor, workers=args.workers, ray_address=args.ray_address,
-        gpus_per_worker=args.gpus_per_worker, distill=opts["distill"], rescore=opts["rescore"],
+        gpus_per_worker=args.gpus_per_worker, distill=opts["distill"],
+        oneshot_learning_rate=opts["oneshot_learning_rate"], rescore=opts["rescore"],
         rescore_epochs=opts["rescore_epochs"],
     )
     print(f"{opts['strategy']} search of `{model.name}` on {ds.name}: {len(train[1])} training / {len(val[1])} "

@@ -60,3 +60,26 @@ def test_bad_test_data_is_refused_before_any_finetuning(searched):
         result.compare_with_uniform(test=(xt, yt[:-1]), verbose=0)
     with pytest.raises(ValueError, match=r"Invalid value for `finetune_epochs`"):
         result.compare_with_uniform(test=(xt, yt), finetune_epochs=0, verbose=0)
+
+
+def test_a_rescored_front_is_compared_on_its_rescores(searched):
+    """A two-stage search (Result.rescore) is compared on its re-scored front and QAT re-scores, not on
+    the search scores of the first stage (one-shot scores live on another scale)."""
+    result, (xt, yt) = searched
+    cost = result.objectives[1]
+    mixed = sorted((c for c in result.front if result.space.uniform_label(c.genes) is None),
+                   key=lambda c: c.metrics[cost])
+    assert mixed, "the fixture's front has no mixed member"
+    rescored = result.rescore(1, members=mixed[:2])
+    try:
+        by_genes = {tuple(c.genes): c.accuracy for c in rescored}
+        assert by_genes and all(c.accuracy is not None for c in rescored)
+        cmp = result.compare_with_uniform(test=(xt, yt), finetune_epochs=1, slack=1.0, verbose=0)
+        tuned = [r for r in cmp["finetuned"] if r["role"] == "front"]
+        allowed = {tuple(c.genes) for c in result.rescored_front}
+        assert {r["genes"] for r in tuned} <= allowed
+        assert all(r["search_accuracy"] == by_genes[r["genes"]] for r in tuned)  # the re-score, not the search score
+        if any(c.metrics[cost] < cmp["uniform"]["cost"] for c in result.rescored_front):
+            assert tuned  # a cheaper re-scored member was fine-tuned (slack=1: none skipped)
+    finally:
+        result.rescored, result.rescored_front = [], []

@@ -184,7 +184,7 @@ def recalibrate(vbm, x: np.ndarray, batch_size: int) -> None:
     if groups:
         for inner in groups:
             inner.freeze_step.assign(NEVER)  # batch statistics, whatever the freeze step (restored by the caller)
-        for v in _mode_vars(model, "tfmpq_seen"):
+        for v in _cached_mode_vars(vbm, "tfmpq_seen"):
             v.assign(0.0)  # activation ranges follow this policy's batches, not the shared mix
         m0 = [(inner.moving_mean.numpy(), inner.moving_variance.numpy()) for inner in groups]
         sums = [[np.zeros_like(mean), np.zeros_like(var)] for mean, var in m0]
@@ -204,7 +204,7 @@ def recalibrate(vbm, x: np.ndarray, batch_size: int) -> None:
             inner.moving_mean.assign(mean_sum / n)
             inner.moving_variance.assign(np.maximum(var_sum / n, 0.0))
     # tfmpq.calibrate's running min/max, through the traced inference function (the modes are variables)
-    calibrating, seen = _mode_vars(model, "tfmpq_calibrating"), _mode_vars(model, "tfmpq_seen")
+    calibrating, seen = _cached_mode_vars(vbm, "tfmpq_calibrating"), _cached_mode_vars(vbm, "tfmpq_seen")
     if not calibrating:
         return
     for v in seen:
@@ -218,6 +218,15 @@ def recalibrate(vbm, x: np.ndarray, batch_size: int) -> None:
     finally:
         for v in calibrating:
             v.assign(0.0)
+
+
+def _cached_mode_vars(vbm, suffix: str) -> list:
+    """``_mode_vars(vbm.model, suffix)``, found once per model (walking a model's weights costs ~6 ms,
+    three times per candidate)."""
+    cache = vbm.__dict__.setdefault("_tfmpq_mode_vars", {})
+    if suffix not in cache:
+        cache[suffix] = _mode_vars(vbm.model, suffix)
+    return cache[suffix]
 
 
 def _traced(vbm, training: bool):

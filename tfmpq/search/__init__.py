@@ -121,6 +121,7 @@ def run(
     ray_address: str | None = None,
     gpus_per_worker: float = 0.0,
     distill: bool = False,
+    oneshot_learning_rate: float | None = None,
     rescore: str | None = None,
     rescore_epochs: int = 2,
 ) -> Result:
@@ -170,6 +171,8 @@ def run(
         gpus_per_worker: GPUs each Ray actor reserves (fractions share a GPU). Defaults to 0.
         distill: oneshot: in-place distillation in the shared training (see :class:`Evaluator`).
             Defaults to False.
+        oneshot_learning_rate: oneshot: the learning rate of the shared training; None uses
+            ``learning_rate``, which the re-scores and fine-tunes always use. Defaults to None.
         rescore: ``"qat"``: a two-stage search: after the search, re-score the front (a constrained
             search: the best) with stand-alone QAT (:meth:`Result.rescore`; ``rescored.json``). None:
             no second stage. Defaults to None.
@@ -204,7 +207,7 @@ def run(
                 weight_bits = set(bits) | {b for v in (overrides or {}).values() for b in v}
                 act = tuple(activation_choices or bits) if search_activations else (activation_bits,)
             oneshot = dict(distill=distill, oneshot_bits=tuple(sorted(weight_bits)), oneshot_activation_bits=act,
-                           cache_dir=run_dir)
+                           oneshot_learning_rate=oneshot_learning_rate, cache_dir=run_dir)
         evaluator = _evaluator_class()(
             model, train, val, evaluation=evaluation, epochs=epochs, batch_size=batch_size, seed=seed,
             per_channel=per_channel, symmetric=symmetric, learning_rate=learning_rate,

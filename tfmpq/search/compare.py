@@ -42,7 +42,8 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
 
     Args:
         result: a search :class:`~tfmpq.search.Result` whose evaluator can fine-tune
-            (``tfmpq.search.Evaluator``).
+            (``tfmpq.search.Evaluator``). After :meth:`~tfmpq.search.Result.rescore` (a two-stage
+            one-shot search) its ``rescored_front`` is compared, chosen by the re-scores.
         test: ``(x, y)`` held-out data the search never saw; used for reporting only.
         finetune_epochs: QAT epochs for every policy compared (and float epochs for the float
             reference). Defaults to 3.
@@ -86,6 +87,9 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
     space, cost = result.space, (result.objectives[1] if len(result.objectives) > 1 else "weight_bytes")
     start = time.perf_counter()
     rows: dict[tuple, dict] = {}
+    # a two-stage search (one-shot scores, then stand-alone QAT re-scores of its front: Result.rescore):
+    # the re-scored front, on its QAT scores (the one-shot scores are on another scale)
+    rescored = {tuple(c.genes): c for c in getattr(result, "rescored", None) or [] if c.ok}
     hits: dict[Any, np.ndarray] = {}
 
     def say(text: str) -> None:
@@ -103,7 +107,7 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             candidate, model = ev.finetune(policy, finetune_epochs)
         ok = candidate.ok
         h = ev.correct(model, test) if ok else np.zeros(len(test[1]), bool)
-        searched = result.candidate(genes)
+        searched = rescored.get(genes) or result.candidate(genes)
         row = _row(h, candidate.accuracy if ok else None, policy, genes, space.uniform_label(genes), cost,
                    ev.metrics(policy)[cost], role)
         row["search_accuracy"] = None if searched is None or not searched.ok else searched.accuracy
@@ -135,9 +139,10 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             break  # fewer bits will not do better: stop fine-tuning
         best_uniform = row
 
-    search_u8 = result.candidate(uniforms[0])
+    front = result.rescored_front if rescored else result.front
+    search_u8 = rescored.get(tuple(uniforms[0])) if rescored else result.candidate(uniforms[0])
     floor = (search_u8.accuracy if search_u8 is not None and search_u8.ok else -math.inf) - tolerance - slack
-    members = sorted((c for c in result.front if c.ok and c.genes not in rows),
+    members = sorted((c for c in front if c.ok and c.genes not in rows),
                      key=lambda c: (c.metrics[cost], -c.accuracy))
     best_front = None
     for c in members:
