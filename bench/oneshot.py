@@ -6,7 +6,10 @@ On one model and one set of random policies (issue 14, item 3):
   2. one-shot scores: `Evaluator(evaluation="oneshot", epochs=--oneshot-epochs)`: the shared model is
      trained once (the one-time cost, reported apart), then each policy is re-calibrated and scored;
   3. Kendall's tau-b (scipy.stats.kendalltau) and the top-10 overlap between the two rankings, the
-     per-candidate cost of each (median seconds) and their ratio.
+     per-candidate cost of each (median seconds) and their ratio, and, timed alternately in one process,
+     wall and CPU seconds per candidate;
+  4. with --front, the two-stage search against a QAT-only search, both compared with the uniform
+     policies on held-out test (`equal_time_fronts`).
 
 The data are the demo roles (`tfmpq.data.roles`): a class-balanced training subset of --num-train
 images, the fixed validation split (or --num-val of it). Writes OUT_DIR/oneshot-<setting>.json and
@@ -15,6 +18,8 @@ prints one Markdown row for the README.
 Run:
   python -m bench.oneshot --num-train 2000 --num-val 1000 --policies 40 --qat-epochs 2 --oneshot-epochs 4
   python -m bench.oneshot ... --distill      # in-place distillation (the QAT scores are reused)
+  python -m bench.oneshot --num-train 9000 --num-val 1000 --policies 40 --qat-epochs 2 --oneshot-epochs 4 \
+      --qat-seed2 1 --timing-policies 5 --front --front-qat 8,3 --front-oneshot 40,9   # the README's run
 """
 from __future__ import annotations
 

@@ -179,7 +179,6 @@ def recalibrate(vbm, x: np.ndarray, batch_size: int) -> None:
         x: input samples (a few training batches).
         batch_size: batch size.
     """
-    model = vbm.model
     groups = [inner for _, inner in vbm._groups.values() if inner.bn_config is not None]  # noqa: SLF001
     if groups:
         for inner in groups:
