@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     val_fraction = info["validation"]["fraction"] if info and info["dataset"] == ds.name else data.VALIDATION_FRACTION
     roles = data.roles(ds, val_fraction=val_fraction, num_train=args.num_train, num_val=args.num_val, seed=args.seed)
     model = zoo.resolve_model(args.model)
-    bits = tuple(int(b) for b in args.bits.split(","))
+    bits = _bits(args)
     num_groups = len(QuantPolicy.uniform(model, 8).group_names)
     rng = np.random.default_rng(args.seed)
     genes = []
@@ -113,11 +113,7 @@ def main(argv=None) -> int:
 
     # 2. one-shot
     t0 = time.perf_counter()
-    ev = Evaluator(model, roles.train, roles.val, evaluation="oneshot", epochs=args.oneshot_epochs,
-                   learning_rate=args.qat_learning_rate, oneshot_learning_rate=args.oneshot_learning_rate,
-                   seed=args.seed, distill=args.distill,
-                   num_random_policies=args.num_random_policies, oneshot_bits=bits,
-                   calibration_batches=args.calibration_batches, cache_dir=args.out_dir)  # a rerun loads it
+    ev = oneshot_evaluator(args, model, roles)  # a rerun loads the shared model from --out-dir
     oneshot = {}
     for g, policy in zip(genes, policies):
         c = ev.evaluate(policy)
@@ -189,6 +185,21 @@ def main(argv=None) -> int:
     return 0
 
 
+def _bits(args) -> tuple[int, ...]:
+    return tuple(int(b) for b in args.bits.split(","))
+
+
+def oneshot_evaluator(args, model, roles):
+    """The one-shot Evaluator of the bench's options (shared training at --oneshot-learning-rate, QAT
+    re-scores at --qat-learning-rate), its shared model saved in and loaded from --out-dir."""
+    from tfmpq.search import Evaluator
+
+    return Evaluator(model, roles.train, roles.val, evaluation="oneshot", epochs=args.oneshot_epochs,
+                     learning_rate=args.qat_learning_rate, oneshot_learning_rate=args.oneshot_learning_rate,
+                     seed=args.seed, distill=args.distill, num_random_policies=args.num_random_policies,
+                     oneshot_bits=_bits(args), calibration_batches=args.calibration_batches, cache_dir=args.out_dir)
+
+
 def equal_time_fronts(args, model, roles) -> dict:
     """Item 3c: the front after (about) equal wall time, QAT-only vs one-shot + QAT re-scoring, on held-out test.
 
@@ -203,7 +214,7 @@ def equal_time_fronts(args, model, roles) -> dict:
     """
     import shutil
 
-    from tfmpq.search import Evaluator, nsga2
+    from tfmpq.search import nsga2
     from tfmpq.search.compare import comparison_to_json
 
     def pair(text):
@@ -216,17 +227,12 @@ def equal_time_fronts(args, model, roles) -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
         kwargs = dict(evaluation="qat", epochs=args.qat_epochs, learning_rate=args.qat_learning_rate)
         if side == "oneshot":
-            ev = Evaluator(model, roles.train, roles.val, evaluation="oneshot", epochs=args.oneshot_epochs,
-                           learning_rate=args.qat_learning_rate, oneshot_learning_rate=args.oneshot_learning_rate,
-                           seed=args.seed, distill=args.distill,
-                           num_random_policies=args.num_random_policies,
-                           oneshot_bits=tuple(int(b) for b in args.bits.split(",")),
-                           calibration_batches=args.calibration_batches, cache_dir=args.out_dir)
-            kwargs = dict(evaluator=ev, evaluation="oneshot", rescore="qat", rescore_epochs=args.qat_epochs)
+            kwargs = dict(evaluator=oneshot_evaluator(args, model, roles), evaluation="oneshot", rescore="qat",
+                          rescore_epochs=args.qat_epochs)
         t0, c0 = time.perf_counter(), time.process_time()
         result = nsga2(model, roles.train, roles.val, population=pop, offspring=pop, generations=gens,
                        seed=args.seed, run_dir=run_dir, verbose=1,
-                       bits=tuple(int(b) for b in args.bits.split(",")), **kwargs)
+                       bits=_bits(args), **kwargs)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         shared = 0.0
         if side == "oneshot":

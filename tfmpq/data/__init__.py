@@ -380,6 +380,13 @@ class Roles:
     description: dict
 
 
+def _check_subset_size(arg: str, num, available: int, where: str = "") -> None:
+    """One ValueError naming ``arg`` unless ``num`` is None or an integer in 1..``available``."""
+    if num is not None and (not isinstance(num, (int, np.integer)) or not 0 < num <= available):
+        raise ValueError(f"Invalid value for `{arg}`: expected None or an integer in 1..{available}{where}. "
+                         f"Received: {arg}={num!r}.")
+
+
 def roles(ds: Dataset, val_fraction: float = VALIDATION_FRACTION, num_val: int | None = None,
           num_train: int | None = None, num_test: int | None = None, seed: int = 0) -> Roles:
     """Splits a dataset into train / validation / test roles, validation fixed.
@@ -413,9 +420,7 @@ def roles(ds: Dataset, val_fraction: float = VALIDATION_FRACTION, num_val: int |
     """
     (x_tr, y_tr), (x_val, y_val) = split_validation(ds, val_fraction, seed=VALIDATION_SEED)
     for arg, num, y in (("num_train", num_train, y_tr), ("num_val", num_val, y_val), ("num_test", num_test, ds.y_test)):
-        if num is not None and (not isinstance(num, (int, np.integer)) or not 0 < num <= len(y)):
-            raise ValueError(f"Invalid value for `{arg}`: expected None or an integer in 1..{len(y)}. "
-                             f"Received: {arg}={num!r}.")
+        _check_subset_size(arg, num, len(y))
     if num_train is not None:
         idx = balanced_subset(y_tr, num_train, seed)
         x_tr, y_tr = x_tr[idx], y_tr[idx]
@@ -469,9 +474,7 @@ def _finish(arrays: tuple, name: str, source: str, class_names, num_train, num_t
         raise ValueError(f"Invalid dataset {name}: expected as many labels as inputs. Received: "
                          f"x_train {len(xtr)} / y_train {len(ytr)}, x_test {len(xte)} / y_test {len(yte)}.")
     for arg, num, y in (("num_train", num_train, ytr), ("num_test", num_test, yte)):
-        if num is not None and (not isinstance(num, (int, np.integer)) or not 0 < num <= len(y)):
-            raise ValueError(f"Invalid value for `{arg}`: expected None or an integer in 1..{len(y)} "
-                             f"(the size of {name}'s split). Received: {arg}={num!r}.")
+        _check_subset_size(arg, num, len(y), f" (the size of {name}'s split)")
     if num_train is not None:
         idx = balanced_subset(ytr, num_train, seed)
         xtr, ytr = xtr[idx], ytr[idx]
