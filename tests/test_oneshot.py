@@ -172,6 +172,11 @@ def test_invalid_options(digits_bn_cnn, digits):
         _evaluator(digits_bn_cnn, digits, num_random_policies=-1)
     with pytest.raises(ValueError, match="Invalid value for `epochs`"):
         _evaluator(digits_bn_cnn, digits, epochs=0)
+    for bad in (0.0, -1e-3, float("nan"), "1e-3"):
+        with pytest.raises(ValueError, match="Invalid value for `oneshot_learning_rate`: expected a positive"):
+            _evaluator(digits_bn_cnn, digits, oneshot_learning_rate=bad)
+    with pytest.raises(ValueError, match="Invalid value for `learning_rate`: expected a positive"):
+        _evaluator(digits_bn_cnn, digits, learning_rate=-1.0)
 
 
 @pytest.mark.slow

@@ -174,6 +174,11 @@ class Evaluator:
             raise ValueError(
                 f"Invalid value for `calibration_batches`: expected >= 1. Received: {calibration_batches!r}"
             )
+        for arg, rate in (("learning_rate", learning_rate), ("oneshot_learning_rate", oneshot_learning_rate)):
+            if rate is None and arg == "oneshot_learning_rate":
+                continue  # None: learning_rate's
+            if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not 0 < rate < math.inf:
+                raise ValueError(f"Invalid value for `{arg}`: expected a positive finite number. Received: {arg}={rate!r}")
         compiled_loss = tf_keras_loss(getattr(model, "loss", None))
         model = as_tf_keras(model)
 
