@@ -18,8 +18,11 @@ prints one Markdown row for the README.
 Run:
   python -m bench.oneshot --num-train 2000 --num-val 1000 --policies 40 --qat-epochs 2 --oneshot-epochs 4
   python -m bench.oneshot ... --distill      # in-place distillation (the QAT scores are reused)
+  # the README's runs (shared training at lr 1e-4, 2 calibration batches: the defaults):
   python -m bench.oneshot --num-train 9000 --num-val 1000 --policies 40 --qat-epochs 2 --oneshot-epochs 4 \
-      --qat-seed2 1 --timing-policies 5 --front --front-qat 8,3 --front-oneshot 40,9   # the README's run
+      --qat-seed2 1 --timing-policies 0 [--oneshot-seed 1]                       # tau (another shared training)
+  python -m bench.oneshot ... --timing-policies 10                               # the cost ratio, alone on the machine
+  python -m bench.oneshot ... --front --front-qat 8,3 --front-oneshot 40,10 --front-rescore-members 8
 """
 from __future__ import annotations
 
@@ -42,10 +45,11 @@ def main(argv=None) -> int:
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--qat-learning-rate", type=float, default=1e-4)
     p.add_argument("--oneshot-epochs", type=int, default=4)
-    p.add_argument("--oneshot-learning-rate", type=float, default=1e-3)
+    p.add_argument("--oneshot-learning-rate", type=float, default=1e-4)
     p.add_argument("--num-random-policies", type=int, default=2, help="random policies per sandwich step")
     p.add_argument("--distill", action="store_true", help="in-place distillation from the highest-bit policy")
-    p.add_argument("--calibration-batches", type=int, default=4, help="training batches of re-calibration")
+    p.add_argument("--calibration-batches", type=int, default=2,
+                   help="training batches of re-calibration (2 x 64 images ranked as well as 4 or 8 on the demo CNN)")
     p.add_argument("--qat-seed2", type=int, default=None,
                    help="also score QAT with this evaluator seed (another data order): the QAT-vs-QAT tau, the "
                         "ceiling any cheaper score can reach against noisy QAT scores")
@@ -58,12 +62,24 @@ def main(argv=None) -> int:
     p.add_argument("--front-qat", default="8,3", help="POPULATION,GENERATIONS of the QAT-only search. Default 8,3.")
     p.add_argument("--front-oneshot", default="40,9",
                    help="POPULATION,GENERATIONS of the one-shot search. Default 40,9.")
+    p.add_argument("--front-rescore-members", type=int, default=None,
+                   help="re-score at most this many members of the one-shot front with QAT (spread along the size; "
+                        "rescore_members). Default: all")
+    p.add_argument("--front-sides", default="qat,oneshot",
+                   help="which searches of --front to run: qat, oneshot or both (QAT-only is deterministic for a seed: "
+                        "a second one-shot setting need not repeat it). Default: qat,oneshot")
     p.add_argument("--front-finetune-epochs", type=int, default=3,
                    help="QAT epochs of every policy in the held-out comparison. Default 3.")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--oneshot-seed", type=int, default=None,
+                   help="seed of the shared training alone (its data order and sampled policies; the policies scored, "
+                        "the data and the QAT scores stay those of --seed): the one-shot scores' own spread. "
+                        "Default: --seed")
     p.add_argument("--out-dir", default=os.path.join("runs", "bench_oneshot"))
     args = p.parse_args(argv)
+    if not args.front_sides or not set(args.front_sides.split(",")) <= {"qat", "oneshot"}:
+        p.error(f"--front-sides: expected qat, oneshot or qat,oneshot; got {args.front_sides!r}")
 
     import numpy as np
     from scipy.stats import kendalltau
@@ -177,7 +193,7 @@ def main(argv=None) -> int:
         out["front"] = equal_time_fronts(args, model, roles)
     setting = (f"e{args.oneshot_epochs}-lr{args.oneshot_learning_rate:g}-r{args.num_random_policies}"
                f"-c{args.calibration_batches}") + (
-        "-distill" if args.distill else "")
+        "-distill" if args.distill else "") + ("" if args.oneshot_seed is None else f"-os{args.oneshot_seed}")
     path = os.path.join(args.out_dir, f"oneshot-{name}-n{args.num_train}-v{args.num_val}-{setting}-s{args.seed}.json")
     write_json_atomic(path, out, default=str)
     print(f"\nwrote {path}")
@@ -196,7 +212,8 @@ def oneshot_evaluator(args, model, roles):
 
     return Evaluator(model, roles.train, roles.val, evaluation="oneshot", epochs=args.oneshot_epochs,
                      learning_rate=args.qat_learning_rate, oneshot_learning_rate=args.oneshot_learning_rate,
-                     seed=args.seed, distill=args.distill, num_random_policies=args.num_random_policies,
+                     seed=args.seed if args.oneshot_seed is None else args.oneshot_seed, distill=args.distill,
+                     num_random_policies=args.num_random_policies,
                      oneshot_bits=_bits(args), calibration_batches=args.calibration_batches, cache_dir=args.out_dir)
 
 
@@ -222,13 +239,15 @@ def equal_time_fronts(args, model, roles) -> dict:
         return a, b
 
     out = {}
-    for side, (pop, gens) in (("qat", pair(args.front_qat)), ("oneshot", pair(args.front_oneshot))):
+    sides = [s for s in (("qat", pair(args.front_qat)), ("oneshot", pair(args.front_oneshot)))
+             if s[0] in args.front_sides.split(",")]
+    for side, (pop, gens) in sides:
         run_dir = os.path.join(args.out_dir, f"front-{side}")
         shutil.rmtree(run_dir, ignore_errors=True)
         kwargs = dict(evaluation="qat", epochs=args.qat_epochs, learning_rate=args.qat_learning_rate)
         if side == "oneshot":
             kwargs = dict(evaluator=oneshot_evaluator(args, model, roles), evaluation="oneshot", rescore="qat",
-                          rescore_epochs=args.qat_epochs)
+                          rescore_epochs=args.qat_epochs, rescore_members=args.front_rescore_members)
         t0, c0 = time.perf_counter(), time.process_time()
         result = nsga2(model, roles.train, roles.val, population=pop, offspring=pop, generations=gens,
                        seed=args.seed, run_dir=run_dir, verbose=1,
@@ -240,6 +259,7 @@ def equal_time_fronts(args, model, roles) -> dict:
             shared = info["seconds"] if info["source"] != "trained" else 0.0  # loaded: add its training time
         cmp = result.compare_with_uniform(roles.test, finetune_epochs=args.front_finetune_epochs, verbose=1)
         out[side] = {"population": pop, "generations": gens, "candidates": len(result.candidates),
+                     "rescored": len(result.rescored),
                      "search_wall_seconds": wall + shared, "search_cpu_seconds": cpu,
                      "loaded_shared_training_seconds": shared,
                      "front": [{"genes": list(c.genes), "accuracy": c.accuracy, "weight_bytes": c.weight_bytes}

@@ -269,6 +269,16 @@ def search_run(tmp_path_factory):
     return run_dir
 
 
+def test_search_passes_calibration_batches_to_the_evaluator(search_run, tmp_path):
+    assert json.loads((search_run / "run.json").read_text())["evaluator"]["calibration_batches"] == 4  # the default
+    run_dir = tmp_path / "c1"
+    code = cli.main(["search", "zoo:small_cnn_fmnist", "--evaluation", "ptq", "--num-train", "300", "--num-val", "100",
+                     "--bits", "4,8", "--population", "2", "--offspring", "2", "--generations", "0",
+                     "--calibration-batches", "1", "--quiet", "-o", str(run_dir)])
+    assert code == 0
+    assert json.loads((run_dir / "run.json").read_text())["evaluator"]["calibration_batches"] == 1
+
+
 def test_a_zoo_checkpoint_is_validated_only_on_images_it_was_not_trained_on(capsys, tmp_path):
     base = ["search", "zoo:small_cnn_fmnist", "--evaluation", "ptq", "--generations", "0", "-o", str(tmp_path / "r")]
     code, _, err = run(capsys, *base, "--val-fraction", "0.2")
@@ -484,4 +494,7 @@ def test_search_usage_names_oneshot_and_rescore(capsys):
     with pytest.raises(SystemExit):
         cli.main(["search", "--help"])
     out = capsys.readouterr().out
-    assert "oneshot" in out and "--rescore" in out and "--distill" in out
+    assert "oneshot" in out and "--rescore" in out and "--distill" in out and "--rescore-members" in out
+    with pytest.raises(SystemExit):
+        cli.main(["search", "zoo:small_cnn_fmnist", "--rescore", "qat", "--rescore-members", "0"])
+    assert "--rescore-members" in capsys.readouterr().err

@@ -83,3 +83,69 @@ def test_a_rescored_front_is_compared_on_its_rescores(searched):
             assert tuned  # a cheaper re-scored member was fine-tuned (slack=1: none skipped)
     finally:
         result.rescored, result.rescored_front = [], []
+
+
+def test_spread_members_keeps_both_ends_and_spreads_the_rest():
+    from tfmpq.candidate import Candidate
+    from tfmpq.search.result import spread_members
+
+    members = [Candidate(None, 0.5 + i / 100, {"weight_bytes": float(100 - 7 * i)}, 0.0, genes=(i,)) for i in range(9)]
+    picked = spread_members(members, "weight_bytes", 3)
+    assert [c.metrics["weight_bytes"] for c in picked] == [44.0, 72.0, 100.0]  # cheapest, middle, dearest
+    assert spread_members(members, "weight_bytes", 9) == sorted(members, key=lambda c: c.metrics["weight_bytes"])
+    assert spread_members(members, "weight_bytes", 1)[0].genes == (8,)  # one: the most accurate
+    assert len(spread_members(members, "weight_bytes", 5)) == 5
+
+
+def test_rescore_members_is_checked_before_searching(digits_mlp, digits):
+    (x, y), _ = digits
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match=r"Invalid value for `rescore_members`"):
+            nsga2(digits_mlp, (x, y), (x, y), rescore="qat", rescore_members=bad, verbose=0)
+
+
+def test_rescore_caps_members_and_resumes_from_rescored_json(searched):
+    """max_members re-scores an even spread; rescored.json is written after each member, so a second
+    call (a resumed run after a kill) trains only the members not yet re-scored, and gives the same
+    scores; another number of epochs is not taken from it."""
+    result, _ = searched
+    cost = result.objectives[1]
+    members = sorted({c.genes: c for c in result.candidates if c.ok}.values(), key=lambda c: c.metrics[cost])[:6]
+    assert len(members) == 6
+    ev, real = result.evaluator, result.evaluator.finetune
+    trained = []
+    (result.run_dir / "rescored.json").unlink(missing_ok=True)  # an earlier test's re-scores
+
+    def killed_after_two(policy, epochs, reuse=False):
+        if len(trained) == 2:
+            raise KeyboardInterrupt  # the kill, while the third member trains
+        trained.append(policy)
+        return real(policy, epochs, reuse=reuse)
+
+    def counting(policy, epochs, reuse=False):
+        trained.append(policy)
+        return real(policy, epochs, reuse=reuse)
+
+    try:
+        ev.finetune = killed_after_two
+        with pytest.raises(KeyboardInterrupt):
+            result.rescore(1, members=members, max_members=4)
+        saved = json.loads((result.run_dir / "rescored.json").read_text())
+        assert len(saved["members"]) == 2 and saved["front"] is None
+        ev.finetune = counting
+        rescored = result.rescore(1, members=members, max_members=4)
+        assert len(trained) == 4  # two before the kill, the other two after it
+        want = [members[i] for i in (0, 2, 3, 5)]  # rank positions round(i * 5 / 3)
+        assert [c.genes for c in rescored] == [c.genes for c in want]
+        scores = [c.accuracy for c in rescored]
+        del trained[:]
+        again = result.rescore(1, members=members, max_members=4)
+        assert not trained and [c.accuracy for c in again] == scores  # all four re-used
+        fresh = [real(c.policy, 1, reuse=True)[0].accuracy for c in want]
+        assert fresh == scores  # what the re-used scores would have been
+        result.rescore(2, members=members[:1])
+        assert len(trained) == 1  # another number of epochs: trained again
+    finally:
+        del ev.finetune
+        result.rescored, result.rescored_front = [], []
+        (result.run_dir / "rescored.json").unlink(missing_ok=True)

@@ -124,6 +124,7 @@ def run(
     oneshot_learning_rate: float | None = None,
     rescore: str | None = None,
     rescore_epochs: int = 2,
+    rescore_members: int | None = None,
 ) -> Result:
     """Runs any strategy on the shared engine; :func:`nsga2`, :func:`exhaustive` (and BBPSO) call it.
 
@@ -177,6 +178,8 @@ def run(
             search: the best) with stand-alone QAT (:meth:`Result.rescore`; ``rescored.json``). None:
             no second stage. Defaults to None.
         rescore_epochs: QAT epochs per re-scored member. Defaults to 2.
+        rescore_members: re-score at most this many front members, spread evenly along the cost
+            (:meth:`Result.rescore`); None: the whole front. Defaults to None.
 
     Returns:
         A :class:`Result`; its outputs are written to ``run_dir``.
@@ -190,6 +193,9 @@ def run(
         raise ValueError(f"Invalid value for `rescore`: expected None or 'qat'. Received: rescore={rescore!r}")
     if rescore is not None and (not isinstance(rescore_epochs, int) or rescore_epochs < 1):
         raise ValueError(f"Invalid value for `rescore_epochs`: expected an integer >= 1. Received: {rescore_epochs!r}")
+    if rescore_members is not None and (not isinstance(rescore_members, int) or rescore_members < 1):
+        raise ValueError(
+            f"Invalid value for `rescore_members`: expected None or an integer >= 1. Received: {rescore_members!r}")
     if evaluator is None:
         if model is None or train is None or val is None:
             raise ValueError(
@@ -241,7 +247,7 @@ def run(
             runner.close()
     result = Result(engine, strategy, state)
     if rescore == "qat":
-        result.rescore(rescore_epochs, verbose=verbose)
+        result.rescore(rescore_epochs, max_members=rescore_members, verbose=verbose)
     result.save()
     if result.run_dir is not None:
         report.write_plots(result)

@@ -1,10 +1,11 @@
 """The outcome of a search: the front, every candidate, the history and the summary."""
 from __future__ import annotations
 
+import json
 import os
 from typing import Sequence
 
-from tfmpq.candidate import Candidate
+from tfmpq.candidate import Candidate, jsonable
 from tfmpq.metrics import format_cost
 from tfmpq.search.compare import DEFAULT_TOLERANCE as SUMMARY_TOLERANCE
 from tfmpq._io import write_json_atomic, write_text_atomic
@@ -161,15 +162,22 @@ class Result:
                          "quantization; run result.compare_with_uniform(test=...) for the held-out comparison)")
         return "\n".join(lines)
 
-    def rescore(self, epochs: int = 2, members: Sequence[Candidate] | None = None, verbose: int = 0) -> list[Candidate]:
+    def rescore(self, epochs: int = 2, members: Sequence[Candidate] | None = None, max_members: int | None = None,
+                verbose: int = 0) -> list[Candidate]:
         """The second stage of a two-stage search: re-scores the front (a constrained search: the best)
         with stand-alone QAT, each member trained ``epochs`` epochs from the float weights exactly as
         ``Evaluator(evaluation="qat", epochs=epochs)`` scores a candidate (one-shot scores rank policies;
-        stand-alone QAT says what each reaches on its own). Written to ``rescored.json``.
+        stand-alone QAT says what each reaches on its own). Written to ``rescored.json`` after each
+        member: a re-run in the same ``run_dir`` (a resumed search killed while re-scoring) re-uses
+        the members already re-scored with the same evaluator and epochs instead of training them again.
 
         Args:
             epochs: QAT epochs per member. Defaults to 2.
             members: the candidates to re-score. Defaults to the front (a constrained search: ``[best]``).
+            max_members: re-score at most this many of them, spread evenly along the cost objective
+                (:func:`spread_members`: the cheapest and the dearest always among them). A one-shot front
+                can hold dozens of members, each a QAT candidate's cost; None re-scores all.
+                Defaults to None.
             verbose: 1 prints a line per member. Defaults to 0.
 
         Returns:
@@ -178,7 +186,7 @@ class Result:
 
         Raises:
             TypeError: the evaluator has no ``finetune(policy, epochs, reuse)`` (a custom evaluator).
-            ValueError: ``epochs < 1``.
+            ValueError: ``epochs < 1`` or ``max_members < 1``.
         """
         if not hasattr(self.evaluator, "finetune"):
             raise TypeError(
@@ -187,30 +195,47 @@ class Result:
             )
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Invalid value for `rescore_epochs`: expected an integer >= 1. Received: {epochs!r}")
+        if max_members is not None and (not isinstance(max_members, int) or max_members < 1):
+            raise ValueError(
+                f"Invalid value for `rescore_members`: expected None or an integer >= 1. Received: {max_members!r}")
         if members is None:
             members = self.front if self.constraint is None else [c for c in [self.best] if c is not None]
+        if max_members is not None:
+            members = spread_members(members, self.ranking.cost, max_members)
+        path = None if self.run_dir is None else self.run_dir / "rescored.json"
+        # what a re-score means: the evaluator's signature, its QAT learning rate and optimizer (a one-shot
+        # evaluator's signature leaves them out) and the epochs; a stored re-score of another is ignored
+        ev = self.evaluator
+        signature = dict(getattr(ev, "signature", dict)(), finetune_learning_rate=getattr(ev, "learning_rate", None),
+                         finetune_optimizer=getattr(ev, "optimizer", None))
+        meaning = json.loads(json.dumps({"epochs": int(epochs), "evaluator": jsonable(signature)}))  # as stored
+        done = _stored_rescores(path, meaning)
         self.rescored = []
         records = []
         for c in members:
-            # reuse=True: the shared QAT search model, reset to the float weights: a stand-alone QAT score
-            scored, _ = self.evaluator.finetune(c.policy, epochs, reuse=True)
+            stored = done.get(tuple(c.genes))
+            if stored is not None:
+                scored = Candidate.from_json(stored["rescored"], policy=c.policy)
+            else:
+                # reuse=True: the shared QAT search model, reset to the float weights: a stand-alone QAT score
+                scored, _ = self.evaluator.finetune(c.policy, epochs, reuse=True)
             scored.genes = c.genes
             self.rescored.append(scored)
             records.append({"genes": list(c.genes), "search_accuracy": c.accuracy, "epochs": int(epochs),
                             "rescored": scored.to_json()})
+            if path is not None:  # after each member: a kill loses at most the one in training
+                write_json_atomic(path, dict(meaning, members=records, front=None))
             if verbose:
-                print(f"rescore {c.genes}: search {_pct(c.accuracy)} -> QAT ({epochs} epochs) {_pct(scored.accuracy)}",
-                      flush=True)
+                print(f"rescore {c.genes}: search {_pct(c.accuracy)} -> QAT ({epochs} epochs) {_pct(scored.accuracy)}"
+                      + (" (re-used from rescored.json)" if stored is not None else ""), flush=True)
         ok = [c for c in self.rescored if c.ok]
         if self.constraint is None:
             self.rescored_front = self.ranking.front(ok)
         else:
             best = self.ranking.best(ok)
             self.rescored_front = [] if best is None else [best]
-        if self.run_dir is not None:
-            write_json_atomic(self.run_dir / "rescored.json", {
-                "epochs": int(epochs), "members": records,
-                "front": [list(c.genes) for c in self.rescored_front]})
+        if path is not None:
+            write_json_atomic(path, dict(meaning, members=records, front=[list(c.genes) for c in self.rescored_front]))
             write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
         return self.rescored
 
@@ -297,6 +322,33 @@ class Result:
                           {"genes": list(c.genes), "search_accuracy": c.accuracy, "metrics": c.metrics}))
         rows = export_models(items, directory, representative_data, test=test, **kwargs)
         return [row["report"] for row in rows]
+
+
+def spread_members(members: Sequence[Candidate], cost: str, count: int) -> list[Candidate]:
+    """At most ``count`` of ``members``, spread evenly along ``cost`` (by rank: sorted by the cost, the
+    members at ``count`` evenly spaced positions, the cheapest and the dearest always among them; a
+    count of one: the most accurate); all of them when there are no more than ``count``. Cheapest first."""
+    ordered = sorted(members, key=lambda c: (c.metrics.get(cost, float("inf")), tuple(c.genes or ())))
+    if len(ordered) <= count:
+        return ordered
+    if count == 1:
+        return [max(ordered, key=lambda c: (c.accuracy if c.ok else float("-inf")))]
+    picks = sorted({round(i * (len(ordered) - 1) / (count - 1)) for i in range(count)})
+    return [ordered[i] for i in picks]
+
+
+def _stored_rescores(path, meaning: dict) -> dict:
+    """The members of ``rescored.json`` at ``path`` re-scored with the same evaluator and epochs, by genes."""
+    if path is None or not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return {}  # a damaged file (the writes are atomic: not from a kill): re-score
+    if stored.get("epochs") != meaning["epochs"] or stored.get("evaluator") != meaning["evaluator"]:
+        return {}
+    return {tuple(m["genes"]): m for m in stored.get("members", []) if m.get("rescored", {}).get("status") == "ok"}
 
 
 def _pct(acc: float | None) -> str:

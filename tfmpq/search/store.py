@@ -37,7 +37,7 @@ CLI_RECORD = "cli.json"
 #: Files this module may remove with ``overwrite=True`` (nothing else in the directory is touched).
 OUTPUTS = (
     RUN, EVALUATIONS, CHECKPOINT, HISTORY, FRONT, BEST, "summary.txt",
-    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", COMPARISON, "sensitivity.json",
+    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", COMPARISON, "sensitivity.json", "rescored.json",
 )
 #: Any of these marks a directory as a search run.
 RUN_MARKERS = (EVALUATIONS, FRONT, RUN)
