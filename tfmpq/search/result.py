@@ -8,6 +8,7 @@ from typing import Sequence
 from tfmpq.candidate import Candidate, jsonable
 from tfmpq.metrics import format_cost
 from tfmpq.search.compare import DEFAULT_TOLERANCE as SUMMARY_TOLERANCE
+from tfmpq.search.store import RESCORED
 from tfmpq._io import write_json_atomic, write_text_atomic
 
 
@@ -202,7 +203,7 @@ class Result:
             members = self.front if self.constraint is None else [c for c in [self.best] if c is not None]
         if max_members is not None:
             members = spread_members(members, self.ranking.cost, max_members)
-        path = None if self.run_dir is None else self.run_dir / "rescored.json"
+        path = None if self.run_dir is None else self.run_dir / RESCORED
         # what a re-score means: the evaluator's signature, its QAT learning rate and optimizer (a one-shot
         # evaluator's signature leaves them out) and the epochs; a stored re-score of another is ignored
         ev = self.evaluator

@@ -32,12 +32,14 @@ HISTORY = "history.json"
 FRONT = "front.json"
 BEST = "best.json"
 COMPARISON = "comparison.json"
+#: A two-stage search's QAT re-scores of its front (``Result.rescore``), written after each member.
+RESCORED = "rescored.json"
 #: What ``tfmpq search`` records to rebuild the model, the data and the evaluator (export, --resume).
 CLI_RECORD = "cli.json"
 #: Files this module may remove with ``overwrite=True`` (nothing else in the directory is touched).
 OUTPUTS = (
     RUN, EVALUATIONS, CHECKPOINT, HISTORY, FRONT, BEST, "summary.txt",
-    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", COMPARISON, "sensitivity.json", "rescored.json",
+    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", COMPARISON, "sensitivity.json", RESCORED,
 )
 #: Any of these marks a directory as a search run.
 RUN_MARKERS = (EVALUATIONS, FRONT, RUN)
