@@ -189,8 +189,7 @@ def recalibrate(vbm, x: np.ndarray, batch_size: int) -> None:
     min/max over ``x`` in inference mode (``tfmpq.calibrate``). Trainable weights are not changed.
 
     Every step runs in functions traced once per model (:class:`_Recalibration`): a candidate costs the
-    forward passes and a few calls, not ~100 eager variable reads and writes (with the restore:
-    0.34 -> 0.20 s per demo-CNN candidate, profiled under load).
+    forward passes and a few calls, not ~100 eager variable reads and writes.
 
     Args:
         vbm: the ``VariableBitModel``, set to the policy.
@@ -230,7 +229,7 @@ class _Recalibration:
             # the evaluator passes the same calibration array every candidate: made into tensors once.
             # BN statistics come per batch of ``batch_size`` (what training sees); the running min/max
             # of the ranges does not depend on the batching: inference in chunks of >= 512 (fewer, larger
-            # calls: 25 ms instead of 37 for 4 x 64 images on the demo CNN)
+            # calls)
             chunk = max(batch_size, 512)
             self._x, self._batch_size = x, batch_size
             self._batches = [tf.constant(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
