@@ -59,7 +59,7 @@ def float_model(name: str, seed: int):
     else:
         model, _, _ = train_demo.train(name, epochs=FLOAT_EPOCHS.get(name, 3), seed=seed, verbose=0)
         if name in train_demo.MIN_SIZE_32:
-            ds.x_train, ds.x_test = train_demo._pad_to(ds.x_train, 32), train_demo._pad_to(ds.x_test, 32)
+            ds = data.pad_to(ds, 32)
     (x_tr, y_tr), _ = data.split_validation(ds, 0.1, seed=seed)  # the split train_demo trained on
     return model, (x_tr, y_tr), (ds.x_test, ds.y_test)
 

@@ -63,8 +63,7 @@ def load(name: str, num_train: int, seed: int, num_val: int | None = None):
             print(f"{name}: trained {SETTINGS[name]['float_epochs']} float epochs in {sec:.0f} s, test {acc:.4f}",
                   flush=True)
         if name in train_demo.MIN_SIZE_32:
-            ds.x_train, ds.x_test = train_demo._pad_to(ds.x_train, 32), train_demo._pad_to(ds.x_test, 32)
-            ds.input_shape = ds.x_train.shape[1:]
+            ds = data.pad_to(ds, 32)
     return model, data.roles(ds, num_train=num_train, num_val=num_val, seed=seed)
 
 

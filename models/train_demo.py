@@ -51,12 +51,6 @@ MIN_SIZE_32 = ("mobilenet_v1", "mobilenet_v2")
 AUGMENTATIONS = {"none": None, "flip_shift": {"horizontal_flip": 0.5, "max_shift": 2}}
 
 
-def _pad_to(x: np.ndarray, size: int) -> np.ndarray:
-    """Zero-pads (N, H, W, C) images symmetrically to ``size`` x ``size``."""
-    dh, dw = size - x.shape[1], size - x.shape[2]
-    return np.pad(x, ((0, 0), (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2), (0, 0)))
-
-
 def load_splits(model_name: str, dataset: str) -> tuple:
     """The dataset and its fixed train / validation split, padded to 32x32 where the model needs it.
 
@@ -71,8 +65,7 @@ def load_splits(model_name: str, dataset: str) -> tuple:
     padded_to = None
     if model_name in MIN_SIZE_32:
         padded_to = 32
-        ds.x_train, ds.x_test = _pad_to(ds.x_train, 32), _pad_to(ds.x_test, 32)
-        ds.input_shape = ds.x_train.shape[1:]
+        ds = data.pad_to(ds, 32)
     train, val = data.split_validation(ds, VALIDATION["fraction"], seed=VALIDATION["seed"])
     return ds, train, val, padded_to
 

@@ -35,7 +35,7 @@ def _layer_types(model):
 
 def test_names_cover_every_builder():
     assert zoo.names() == list(STRUCTURE)
-    assert zoo.checkpoints() == ["small_cnn_fmnist", "dscnn_fmnist"]
+    assert zoo.checkpoints() == ["small_cnn_fmnist", "dscnn_fmnist", "mobilenet_v1_fmnist"]
 
 
 @pytest.mark.parametrize("name", list(STRUCTURE))
@@ -173,12 +173,16 @@ def test_train_demo_reaches_80_percent_in_two_epochs():
     assert record["test_accuracy"] > 0.8
 
 
-def test_train_demo_pads_28_to_32_with_zeros():
-    from models.train_demo import _pad_to
-
-    padded = _pad_to(np.ones((2, 28, 28, 1), np.float32), 32)
-    assert padded.shape == (2, 32, 32, 1) and padded.sum() == 2 * 28 * 28
-    assert padded[:, :2].sum() == 0 and padded[:, -2:].sum() == 0
+def test_pad_to_pads_28_to_32_with_zeros_and_refuses_smaller():
+    ds = data.Dataset(np.ones((2, 28, 28, 1), np.float32), np.zeros(2, np.int64), np.ones((1, 28, 28, 1), np.float32),
+                      np.zeros(1, np.int64), "ones", 10, (28, 28, 1))
+    padded = data.pad_to(ds, 32)
+    assert padded.x_train.shape == (2, 32, 32, 1) and padded.x_train.sum() == 2 * 28 * 28
+    assert padded.x_train[:, :2].sum() == 0 and padded.x_train[:, -2:].sum() == 0
+    assert padded.x_test.shape == (1, 32, 32, 1) and padded.input_shape == (32, 32, 1)
+    assert ds.x_train.shape == (2, 28, 28, 1)  # the original is not changed
+    with pytest.raises(ValueError, match="Invalid value for `size`: expected an integer >= the images' 28x28"):
+        data.pad_to(ds, 27)
 
 
 # ------------------------------------------------------------------ shipped checkpoints and their records
@@ -226,9 +230,10 @@ def test_every_checkpoint_has_a_complete_record(name):
     assert info["bn_momentum"] == [0.9] and info["seed"] == 0 and 1 <= info["best_epoch"] <= info["epochs"]
     assert info["command"].startswith("python -m models.train_demo")
     assert len(info["git_commit"]) == 40
-    assert os.path.getsize(zoo.checkpoint_path(name)) < 1024 * 1024
     model = zoo.resolve_model(f"zoo:{name}")
     assert model.count_params() == info["params"]
+    # weights only, no optimizer state: float32 parameters plus the file's configuration and zip overhead
+    assert os.path.getsize(zoo.checkpoint_path(name)) < 4 * info["params"] + 300 * 1024
     assert list(model.input_shape[1:]) == info["input_shape"] and model.output_shape == (None, info["num_classes"])
     assert info is not zoo.checkpoint_info(name)  # callers may change their copy
 
@@ -265,6 +270,25 @@ def test_dscnn_checkpoint_groups_and_test_accuracy():
     p, big_n = info["test_accuracy"], info["num_test"]
     sd = np.sqrt(p * (1 - p) * (big_n - n) / ((big_n - 1) * n))
     assert abs(head - p) <= 4 * sd, (head, p, sd)
+    assert info["test_accuracy"] > 0.9 and info["val_accuracy"] > 0.9
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST), reason=f"needs Fashion-MNIST in {FASHION_MNIST} "
+                                                              f"(apt-get install dataset-fashion-mnist)")
+def test_mobilenet_checkpoint_groups_and_test_accuracy():
+    """MobileNet-0.25 (MLPerf Tiny's visual-wake-words architecture) on Fashion-MNIST padded to 32x32: 28
+    groups of sizes three orders of magnitude apart."""
+    info = zoo.checkpoint_info("mobilenet_v1_fmnist")
+    assert (info["model"], info["dataset"], info["padded_to"], info["num_train"]) == ("mobilenet_v1", "fashion_mnist",
+                                                                                      32, 54000)
+    model = zoo.resolve_model("zoo:mobilenet_v1_fmnist")
+    groups = tfmpq.quantizable_groups(model)
+    assert len(groups) == 28 and tfmpq.float_layers(model) == {}
+    assert [g.kind for g in groups].count("DepthwiseConv2D") == 13 and groups[-1].kind == "Dense"
+    assert max(g.params for g in groups) > 100 * min(g.params for g in groups)
+    ds = zoo.checkpoint_dataset("mobilenet_v1_fmnist")
+    assert ds.input_shape == (32, 32, 1)
+    _assert_reproduces(model, ds.x_test[:2000], ds.y_test[:2000], info["test_accuracy_first_2000"])
     assert info["test_accuracy"] > 0.9 and info["val_accuracy"] > 0.9
 
 

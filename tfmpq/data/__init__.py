@@ -27,7 +27,7 @@ import numpy as np
 
 from tfmpq.errors import TfmpqError
 
-__all__ = ["Dataset", "DatasetNotFoundError", "Roles", "load", "names", "roles", "split_validation", "balanced_subset",
+__all__ = ["Dataset", "DatasetNotFoundError", "Roles", "load", "names", "roles", "split_validation", "balanced_subset", "pad_to",
            "VALIDATION_FRACTION", "VALIDATION_SEED"]
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_subset.npz")
@@ -443,6 +443,37 @@ NAMES = ("default", "fashion_mnist", "mnist", "cifar10", "cifar100", "digits")
 _CLASS_NAMES = {"default": FASHION_MNIST_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES,
                 "mnist": tuple(str(i) for i in range(10)), "digits": tuple(str(i) for i in range(10)),
                 "cifar10": CIFAR10_CLASSES}
+
+
+def pad_to(ds: Dataset, size: int) -> Dataset:
+    """The dataset with every image zero-padded symmetrically to ``size`` x ``size``.
+
+    MobileNet v1 needs inputs of at least 32x32; ``zoo:mobilenet_v1_fmnist`` was trained on the 28x28
+    Fashion-MNIST images padded this way (its record's ``padded_to``; see :func:`tfmpq.zoo.checkpoint_dataset`).
+
+    Args:
+        ds: a :class:`Dataset` of images ``(N, H, W, C)``.
+        size: the padded height and width, >= H and >= W.
+
+    Returns:
+        A new :class:`Dataset` (the arrays of ``ds`` are not changed).
+
+    Raises:
+        ValueError: ``ds`` does not hold images, or ``size`` is smaller than them.
+    """
+    if ds.x_train.ndim != 4:
+        raise ValueError(f"Invalid value for `ds`: expected images (N, H, W, C) to pad. Received: inputs of shape "
+                         f"{ds.input_shape} in {ds.name!r}.")
+    h, w = ds.x_train.shape[1:3]
+    if not isinstance(size, int) or size < max(h, w):
+        raise ValueError(f"Invalid value for `size`: expected an integer >= the images' {h}x{w}. Received: size={size!r}.")
+
+    def pad(x: np.ndarray) -> np.ndarray:
+        dh, dw = size - x.shape[1], size - x.shape[2]
+        return np.pad(x, ((0, 0), (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2), (0, 0)))
+
+    x_train, x_test = pad(ds.x_train), pad(ds.x_test)
+    return dataclasses.replace(ds, x_train=x_train, x_test=x_test, input_shape=tuple(x_train.shape[1:]))
 
 
 def names() -> list[str]:

@@ -27,7 +27,8 @@ from tfmpq.zoo.mobilenet import build_mobilenet_v1, build_mobilenet_v2
 from tfmpq.zoo.resnet import build_resnet, build_resnet20, build_resnet32, build_resnet56
 from tfmpq.zoo.vgg import build_vgg_small
 
-__all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "checkpoint_info", "resolve_model",
+__all__ = ["ModelLoadError", "get", "names", "checkpoints", "checkpoint_path", "checkpoint_info", "checkpoint_dataset",
+           "resolve_model",
            "build_small_cnn", "build_mlp", "build_resnet", "build_resnet20", "build_resnet32", "build_resnet56",
            "build_mobilenet_v1", "build_mobilenet_v2", "build_vgg_small", "build_dscnn"]
 
@@ -46,7 +47,8 @@ _BUILDERS = {
 # Trained float checkpoints shipped in checkpoints/ (see models/README.md for how each was made). Each
 # NAME.keras has a record NAME.json beside it (see `checkpoint_info`).
 CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
-_CHECKPOINTS = {"small_cnn_fmnist": "small_cnn_fmnist.keras", "dscnn_fmnist": "dscnn_fmnist.keras"}
+_CHECKPOINTS = {"small_cnn_fmnist": "small_cnn_fmnist.keras", "dscnn_fmnist": "dscnn_fmnist.keras",
+                "mobilenet_v1_fmnist": "mobilenet_v1_fmnist.keras"}
 
 ZOO_PREFIX = "zoo:"
 
@@ -64,7 +66,7 @@ def checkpoints() -> list[str]:
     """Names of the trained checkpoints shipped with tfmpq (usable as ``zoo:NAME``).
 
     Returns:
-        The checkpoint names, e.g. ``["small_cnn_fmnist", "dscnn_fmnist"]``.
+        The checkpoint names, e.g. ``["small_cnn_fmnist", "dscnn_fmnist", "mobilenet_v1_fmnist"]``.
     """
     return list(_CHECKPOINTS)
 
@@ -124,6 +126,34 @@ def checkpoint_info(name: str) -> dict:
         raise ModelLoadError(f"Cannot read the record of checkpoint `{name}` at {path}: expected a JSON object. "
                              f"Received: {type(info).__name__}.")
     return info
+
+
+def checkpoint_dataset(name: str, **kwargs):
+    """The dataset a shipped checkpoint was trained on, prepared as it was (padded to its record's
+    ``padded_to``: ``mobilenet_v1_fmnist`` sees the 28x28 Fashion-MNIST images padded to 32x32).
+
+    Args:
+        name: One of :func:`checkpoints`.
+        **kwargs: passed to :func:`tfmpq.data.load` (``num_train``, ``num_test``, ``seed``, ...).
+
+    Returns:
+        A :class:`tfmpq.data.Dataset` whose inputs fit the checkpoint.
+
+    Raises:
+        ValueError: ``name`` is not a shipped checkpoint. tfmpq.data.DatasetNotFoundError: the data has
+        no local copy and cannot be downloaded.
+
+    Example:
+
+    >>> ds = checkpoint_dataset("mobilenet_v1_fmnist", num_test=2000)
+    >>> ds.input_shape
+    (32, 32, 1)
+    """
+    from tfmpq import data
+
+    info = checkpoint_info(name)
+    ds = data.load(info["dataset"], **kwargs)
+    return data.pad_to(ds, int(info["padded_to"])) if info.get("padded_to") else ds
 
 
 def get(name: str, **kwargs) -> keras.Model:
