@@ -15,7 +15,6 @@ def _weight_bytes_at(model, bits):
 
 
 # -- regression (issue 26): bbpso and ga dropped `activation_choices` --------------------------------------------
-@pytest.mark.xfail(strict=True, reason="issue 26: bbpso and ga drop activation_choices")
 @pytest.mark.parametrize("entry, sizes", [("bbpso", dict(swarm=4, iterations=1)),
                                           ("ga", dict(population=4, generations=1))])
 def test_activation_choices_reach_the_space_of_bbpso_and_ga(entry, sizes, digits_mlp):
@@ -30,7 +29,6 @@ def test_activation_choices_reach_the_space_of_bbpso_and_ga(entry, sizes, digits
 ONESHOT = dict(evaluation="oneshot", epochs=1, distill=True, oneshot_learning_rate=3e-4, batch_size=64)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 26: ilp, ctpe and seed_ilp drop distill and oneshot_*")
 @pytest.mark.parametrize("entry", ["ilp", "ctpe", "nsga2", "bbpso"])
 def test_oneshot_options_reach_the_evaluator_of_every_sensitivity_guided_search(entry, digits_mlp, digits,
                                                                                  tmp_path):

@@ -87,6 +87,28 @@ def make_space(
     )
 
 
+#: Options of :func:`run` that configure the evaluator it builds (:func:`build_evaluator`).
+EVALUATOR_OPTIONS = ("batch_size", "per_channel", "symmetric", "learning_rate", "calibration_batches", "distill",
+                     "oneshot_learning_rate")
+
+
+def build_evaluator(model, train, val, *, space: SearchSpace, evaluation: str, epochs: int, seed: int, run_dir=None,
+                    distill: bool = False, oneshot_learning_rate: float | None = None, **options):
+    """The :class:`Evaluator` a search of ``space`` scores with (every entry point builds it here).
+
+    A one-shot evaluator trains its shared model for the bit-widths ``space`` asks for, with ``distill`` and
+    ``oneshot_learning_rate``, and keeps it in ``run_dir``.
+    """
+    oneshot = {}
+    if evaluation == "oneshot":
+        weight_bits = set(space.bits) | {b for v in space.overrides.values() for b in v}
+        act = space.activation_choices if space.search_activations else (space.activation_bits,)
+        oneshot = dict(distill=distill, oneshot_bits=tuple(sorted(weight_bits)), oneshot_activation_bits=act,
+                       oneshot_learning_rate=oneshot_learning_rate, cache_dir=run_dir)
+    return _evaluator_class()(model, train, val, evaluation=evaluation, epochs=epochs, seed=seed, **options,
+                              **oneshot)
+
+
 def run(
     strategy: Strategy,
     model=None,
@@ -203,21 +225,16 @@ def run(
                 f"Received: model={'set' if model is not None else None}, train={'set' if train is not None else None}, "
                 f"val={'set' if val is not None else None}."
             )
-        oneshot = {}
-        if evaluation == "oneshot":
-            # the shared model is trained for the bit-widths this space will ask for
-            if space is not None:
-                weight_bits = set(space.bits) | {b for v in space.overrides.values() for b in v}
-                act = space.activation_choices if space.search_activations else (space.activation_bits,)
-            else:
-                weight_bits = set(bits) | {b for v in (overrides or {}).values() for b in v}
-                act = tuple(activation_choices or bits) if search_activations else (activation_bits,)
-            oneshot = dict(distill=distill, oneshot_bits=tuple(sorted(weight_bits)), oneshot_activation_bits=act,
-                           oneshot_learning_rate=oneshot_learning_rate, cache_dir=run_dir)
-        evaluator = _evaluator_class()(
-            model, train, val, evaluation=evaluation, epochs=epochs, batch_size=batch_size, seed=seed,
-            per_channel=per_channel, symmetric=symmetric, learning_rate=learning_rate,
-            calibration_batches=calibration_batches, **oneshot,
+        if space is None:
+            space = make_space(
+                model, bits=bits, search_activations=search_activations, activation_bits=activation_bits,
+                activation_choices=activation_choices, overrides=overrides, pinned=pinned,
+                pin_first_last=pin_first_last,
+            )
+        evaluator = build_evaluator(
+            model, train, val, space=space, evaluation=evaluation, epochs=epochs, seed=seed, run_dir=run_dir,
+            batch_size=batch_size, per_channel=per_channel, symmetric=symmetric, learning_rate=learning_rate,
+            calibration_batches=calibration_batches, distill=distill, oneshot_learning_rate=oneshot_learning_rate,
         )
     elif getattr(evaluator, "evaluation", None) == "oneshot" and getattr(evaluator, "cache_dir", "") is None:
         evaluator.cache_dir = None if run_dir is None else str(run_dir)  # a resumed run loads the shared model

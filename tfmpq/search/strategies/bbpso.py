@@ -377,7 +377,8 @@ def run_constrained(strategy, model, train, val, *, budget, target, evaluation, 
     base_model = model if model is not None else getattr(evaluator, "model", None)
     if space is None:
         space = make_space(base_model, evaluator=evaluator, bits=bits, search_activations=search_activations,
-                           **{k: kwargs.pop(k) for k in ("activation_bits", "overrides", "pinned", "pin_first_last")
+                           **{k: kwargs.pop(k) for k in ("activation_bits", "activation_choices", "overrides", "pinned",
+                                                   "pin_first_last")
                               if k in kwargs})
     if isinstance(strategy, BBPSO) and strategy.init == "ligpi" and strategy._importance_arg is None \
             and strategy.kernels is None:

@@ -358,7 +358,7 @@ def ctpe(
     model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the traces and the evaluator
     evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
                                            epochs=epochs, seed=seed, bits=bits, search_activations=False,
-                                           kwargs=kwargs)
+                                           kwargs=kwargs, run_dir=run_dir)
     model = model if model is not None else getattr(evaluator, "model", None)
     tables, bound, accept = budget_tables(evaluator, space, budget, target)
     stored = stored_options(run_dir, resume, CTPE.name)

@@ -21,8 +21,6 @@ from tfmpq.convert import as_tf_keras
 from tfmpq.search.allocation import LINEAR_BUDGETS, linear_budget, separable_costs, solve_allocation
 from tfmpq.search.strategies.base import Ask, Strategy
 
-#: Keyword arguments of ``tfmpq.search.run`` that configure the evaluator it would build.
-EVALUATOR_OPTIONS = ("batch_size", "per_channel", "symmetric", "learning_rate", "calibration_batches")
 SENSITIVITY_FILE = "sensitivity.json"
 
 
@@ -165,25 +163,25 @@ class ILP(Strategy):
 
 # -- glue shared by the sensitivity-guided searches (ilp, ctpe, seeded nsga2 / bbpso) ----------------
 def evaluator_and_space(model, train, val, *, evaluator, evaluation, epochs, seed, bits, search_activations,
-                        kwargs: dict):
+                        kwargs: dict, run_dir=None):
     """The evaluator and search space ``tfmpq.search.run`` would build (pops their options off ``kwargs``)."""
-    from tfmpq.search import make_space
-    from tfmpq.evaluate import Evaluator
+    from tfmpq.search import EVALUATOR_OPTIONS, build_evaluator, make_space
 
-    if evaluator is None:
-        if model is None or train is None or val is None:
-            raise ValueError(
-                "Invalid arguments: pass `model`, `train` and `val` (or an `evaluator=`). "
-                f"Received: model={'set' if model is not None else None}, "
-                f"train={'set' if train is not None else None}, val={'set' if val is not None else None}."
-            )
-        opts = {k: kwargs.pop(k) for k in EVALUATOR_OPTIONS if k in kwargs}
-        evaluator = Evaluator(model, train, val, evaluation=evaluation, epochs=epochs, seed=seed, **opts)
+    if evaluator is None and (model is None or train is None or val is None):
+        raise ValueError(
+            "Invalid arguments: pass `model`, `train` and `val` (or an `evaluator=`). "
+            f"Received: model={'set' if model is not None else None}, "
+            f"train={'set' if train is not None else None}, val={'set' if val is not None else None}."
+        )
     space = kwargs.pop("space", None)
     if space is None:
         space = make_space(model, evaluator=evaluator, bits=bits, search_activations=search_activations,
                            **{k: kwargs.pop(k) for k in ("activation_bits", "activation_choices", "overrides", "pinned",
                                                          "pin_first_last") if k in kwargs})
+    if evaluator is None:
+        opts = {k: kwargs.pop(k) for k in EVALUATOR_OPTIONS if k in kwargs}
+        evaluator = build_evaluator(model, train, val, space=space, evaluation=evaluation, epochs=epochs, seed=seed,
+                                    run_dir=run_dir, **opts)
     return evaluator, space
 
 
@@ -346,7 +344,7 @@ def seeds_for(strategy_name: str, model, train, val, *, count: int, metric: str,
     model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the traces and the evaluator
     evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
                                            epochs=epochs, seed=seed, bits=bits,
-                                           search_activations=search_activations, kwargs=kwargs)
+                                           search_activations=search_activations, kwargs=kwargs, run_dir=run_dir)
     stored = stored_options(run_dir, resume, strategy_name)
     if stored is not None and "initial" in stored:
         return [tuple(g) for g in stored["initial"]], evaluator, space
@@ -455,7 +453,7 @@ def ilp(
     model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the traces and the evaluator
     evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
                                            epochs=epochs, seed=seed, bits=bits, search_activations=False,
-                                           kwargs=kwargs)
+                                           kwargs=kwargs, run_dir=run_dir)
     model = model if model is not None else getattr(evaluator, "model", None)
     tables, bound, accept = budget_tables(evaluator, space, budget, target)
     start = time.perf_counter()
