@@ -148,8 +148,7 @@ class _RefuseValSplit(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``tfmpq`` argument parser (exposed for documentation and tests)."""
-    from tfmpq.metrics import FLASH_BUDGETS
-    from tfmpq.search.strategies.bbpso import BUDGETS
+    from tfmpq.metrics import COST_METRICS, TRADED_METRICS
 
     # No abbreviated flags: `--val test` must not silently mean `--val-fraction test`.
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -243,14 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pin-first-last", action="store_true", default=argparse.SUPPRESS,
                    help="keep the first and last groups at 8 bits")
     g = p.add_argument_group("nsga2")
-    g.add_argument("--objective", choices=("weight_bytes", "bops") + FLASH_BUDGETS, default=argparse.SUPPRESS,
+    g.add_argument("--objective", choices=TRADED_METRICS, default=argparse.SUPPRESS,
                    help="the cost traded against accuracy (flash_bytes: the weights as `tfmpq export --packed "
                         "auto` stores them; flash_bytes_int4 / _lut: --packed int4 / lut). Default: weight_bytes")
     g.add_argument("--population", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
     g.add_argument("--offspring", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
     g.add_argument("--generations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 10")
     g = p.add_argument_group("budget (bbpso, ilp, ctpe)")
-    g.add_argument("--budget", choices=BUDGETS, default=argparse.SUPPRESS,
+    g.add_argument("--budget", choices=COST_METRICS, default=argparse.SUPPRESS,
                    help="the constrained metric (e.g. --budget flash_bytes --target 65536: fits in 64 KiB of "
                         "flash; ilp and ctpe need a metric linear in each group's bits: not flash_bytes). "
                         "Default: avg_op_bits")

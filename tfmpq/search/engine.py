@@ -31,15 +31,13 @@ from tfmpq.candidate import Candidate
 from tfmpq.search.constraints import Constraint
 from tfmpq.search.executors import Executor, describe_error
 from tfmpq.search.executors import get as get_executor
-from tfmpq.search.pareto import COST_METRICS, Objectives
+from tfmpq.search.pareto import Objectives
 from tfmpq.search.space import Chromosome, SearchSpace
 from tfmpq.search.store import RUN, RunStore
 from tfmpq.search.strategies.base import Ask
 
 #: 2: strategies keep their own memory in the state (BBPSO), repeats are journaled.
 CHECKPOINT_FORMAT = 2
-#: Metrics the built-in evaluator reports that a search may use as objectives or budgets.
-OBJECTIVES = ("accuracy",) + COST_METRICS
 
 
 def _normalise(obj: Any) -> Any:

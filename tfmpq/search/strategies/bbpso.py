@@ -40,15 +40,15 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tfmpq.convert import as_tf_keras
+from tfmpq.metrics import COST_METRICS
 from tfmpq.policy import QUANT_BITS
 from tfmpq.search.strategies.base import Ask, Strategy
 from tfmpq.search.strategies.importance import kernels_of, kinds_of, layer_importance
 
 INITS = ("ligpi", "random")
-#: Constrained metrics (keys of ``tfmpq.metrics.summary``); the flash ones are the weights as
-#: ``export_tflite(packed="auto" | "int4" | "lut")`` stores them.
-BUDGETS = ("avg_op_bits", "avg_weight_bits", "weight_bytes", "bops", "flash_bytes", "flash_bytes_int4",
-           "flash_bytes_lut")
+#: Constrained metrics: ``tfmpq.metrics.COST_METRICS`` (the flash ones are the weights as
+#: ``export_tflite(packed="auto" | "int4" | "lut")`` stores them).
+BUDGETS = COST_METRICS
 #: How far LIGPI shifts a gene's expected bit level by its layer's importance (see ``_ligpi``).
 LIGPI_SHIFT = 0.5
 #: Resampling attempts to keep the initial swarm free of duplicates.
