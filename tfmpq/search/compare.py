@@ -27,13 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from tfmpq._io import write_json_atomic
 from tfmpq.metrics import format_cost
+from tfmpq.search import store
 from tfmpq.stats import mcnemar, wilson_interval
 
 #: Accuracy allowed below uniform 8-bit (Šafář et al. compare at "the same accuracy").
 DEFAULT_TOLERANCE = 0.005
-COMPARISON_FILE = "comparison.json"
 
 
 def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: float = DEFAULT_TOLERANCE,
@@ -187,7 +186,7 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             if row is not None:
                 out["models"][role] = ev.finetune(row["policy"], finetune_epochs)[1]
     if result.run_dir is not None:
-        write_json_atomic(result.run_dir / COMPARISON_FILE, comparison_to_json(out))
+        store.write_output(result.run_dir, store.COMPARISON, comparison_to_json(out))
     say(comparison_text(out))
     return out
 

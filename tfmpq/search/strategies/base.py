@@ -118,3 +118,8 @@ class Strategy(abc.ABC):
     def report(self, view: SearchView, state: dict) -> dict:
         """Extra per-generation values for ``history.json``. Defaults to none."""
         return {}
+
+    def extras(self, view: SearchView, state: dict) -> dict:
+        """What the strategy adds to the run's ``Result`` after the last generation: values of its declared
+        fields (``ilp_optimum``, ``pruned``, ...). Defaults to none."""
+        return {}
