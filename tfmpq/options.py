@@ -32,6 +32,9 @@ class Flag:
             Defaults to False.
         default_text: the help's "Default: ..." text; None derives it from the default, "" shows none.
             Defaults to None.
+        per_strategy: the command line's default is each strategy's (its registry entry's ``defaults``,
+            e.g. ``--epochs``: 2 for bbpso); False keeps the option's own default for every strategy.
+            Defaults to True.
     """
 
     help: str
@@ -42,6 +45,7 @@ class Flag:
     metavar: str | None = None
     invert: bool = False
     default_text: str | None = None
+    per_strategy: bool = True
 
     def __post_init__(self):
         if self.kind not in FLAG_KINDS:

@@ -78,7 +78,7 @@ class EvaluatorConfig:
     evaluation: str = option("qat", Flag(
         "qat: train --epochs of QAT, score the best epoch; ptq: calibrate only; oneshot: train one shared "
         "variable-bit model for --epochs once (saved in RUN_DIR), then score each candidate on it after "
-        "re-calibration", choices=EVALUATIONS))
+        "re-calibration", choices=EVALUATIONS, per_strategy=False))
     epochs: int = option(1, Flag("QAT epochs per candidate (oneshot: of the shared training)", type="positive_int"))
     batch_size: int = option(64, Flag("", type="positive_int"))
     per_channel: bool = option(True, Flag("one weight scale per tensor (default: per channel)", flag="--per-tensor",
