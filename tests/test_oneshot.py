@@ -55,8 +55,8 @@ def trained(digits_bn_cnn, digits, tmp_path_factory):
 
 def _shared_state(ev):
     """Every variable of the shared model but the bit-widths (which each candidate sets)."""
-    bits = {id(v) for v in ev._oneshot_model._bit_variables()}
-    return [(v.name, v.numpy().copy()) for v in ev._oneshot_model.model.variables if id(v) not in bits]
+    bits = {id(v) for v in ev._shared.vbm._bit_variables()}
+    return [(v.name, v.numpy().copy()) for v in ev._shared.vbm.model.variables if id(v) not in bits]
 
 
 def test_trains_once_and_reports_the_one_time_cost(trained, digits_bn_cnn):
@@ -99,7 +99,7 @@ def test_recalibration_changes_bn_statistics_of_the_policy(trained, digits_bn_cn
     (Krishnamoorthi 2018, sec. 3.2), so there the statistics only have to move."""
     from tfmpq.quantize import VariableBitModel, oneshot
 
-    shared = trained._oneshot_model
+    shared = trained._shared.vbm
     vbm2 = VariableBitModel(digits_bn_cnn, bn_fold="two_conv")
     assert len(vbm2.model.variables) == len(shared.model.variables)
     for mine, theirs in zip(vbm2.model.variables, shared.model.variables):

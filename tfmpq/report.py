@@ -251,13 +251,11 @@ def summary_text(run: RunView) -> str:
         if r.get("feasible") is False:
             parts.append("INFEASIBLE: no policy within the budget was seen")
         lines.append("budget report: " + ", ".join(parts))
-    if run.comparison is not None:
-        from tfmpq.search.compare import comparison_text
+    from tfmpq.search.compare import comparison_lines
 
-        lines.append(comparison_text(run.comparison))
-    elif run.constraint is None:
-        lines.append("no held-out comparison yet: the accuracies below are the validation scores that chose the "
-                     "front (`tfmpq search ... --compare EPOCHS` or Result.compare_with_uniform(test=...))")
+    lines += comparison_lines(run.comparison, run.constraint is not None, hint=(
+        "no held-out comparison yet: the accuracies below are the validation scores that chose the front "
+        "(`tfmpq search ... --compare EPOCHS` or Result.compare_with_uniform(test=...))"))
     return "\n".join(lines)
 
 

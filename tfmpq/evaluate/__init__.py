@@ -15,10 +15,10 @@ policies) goes through it. Three evaluation modes:
 One module per seam, behind the one :class:`Evaluator` API:
 
 * ``config.py``: :class:`EvaluatorConfig`, every option, checked once (no TensorFlow);
-* ``evaluator.py``: :class:`Evaluator`;
+* ``evaluator.py``: :class:`Evaluator`, and :class:`EvaluatorSpec` (it rebuilt in a worker);
 * ``data.py``: the pipelines, calibration samples and fingerprints, prepared once;
 * ``qat.py``, ``ptq.py``: QAT and PTQ scoring; ``oneshot.py``: the one-shot shared model;
-* ``workers.py``: :class:`EvaluatorSpec` (an evaluator rebuilt in a worker) and :func:`configure_tensorflow`.
+* ``workers.py``: what a worker needs (the model and loss in picklable form) and :func:`configure_tensorflow`.
 
 This package is the search's TensorFlow side, loaded when first used: ``EvaluatorConfig`` and
 :class:`~tfmpq.candidate.Candidate` (what the journal reloads) need no TensorFlow, so ``tfmpq.search``
@@ -32,7 +32,7 @@ from tfmpq.evaluate.config import EVALUATIONS, EvaluatorConfig
 __all__ = ["Evaluator", "EvaluatorConfig", "EvaluatorSpec", "Candidate", "configure_tensorflow", "EVALUATIONS"]
 
 #: Names that load TensorFlow -> their module (imported on first use).
-_LAZY = {"Evaluator": "tfmpq.evaluate.evaluator", "EvaluatorSpec": "tfmpq.evaluate.workers",
+_LAZY = {"Evaluator": "tfmpq.evaluate.evaluator", "EvaluatorSpec": "tfmpq.evaluate.evaluator",
          "configure_tensorflow": "tfmpq.evaluate.workers", "ends_in_probabilities": "tfmpq.evaluate.data"}
 
 

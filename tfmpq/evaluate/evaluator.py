@@ -4,13 +4,16 @@ It knows no search strategy; every strategy (and every user scoring their own po
 it. What a score means is its :class:`~tfmpq.evaluate.config.EvaluatorConfig`; the data is prepared once
 (:mod:`~tfmpq.evaluate.data`); QAT models are built and trained in :mod:`~tfmpq.evaluate.qat`, PTQ
 scores in :mod:`~tfmpq.evaluate.ptq`, the one-shot shared model lives in :mod:`~tfmpq.evaluate.oneshot`,
-and :mod:`~tfmpq.evaluate.workers` rebuilds an evaluator in a worker process.
+and :class:`EvaluatorSpec` rebuilds an evaluator in a worker process (:mod:`~tfmpq.evaluate.workers`).
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import Any
 
+from tfmpq._keras import keras
 from tfmpq.candidate import Candidate, jsonable
 from tfmpq.checks import check_data
 from tfmpq.convert import as_tf_keras, tf_keras_loss
@@ -19,7 +22,7 @@ from tfmpq.evaluate import ptq, qat
 from tfmpq.evaluate.config import EvaluatorConfig
 from tfmpq.evaluate.data import EvalData, default_loss, model_fingerprints, seed_everything
 from tfmpq.evaluate.oneshot import SharedModel
-from tfmpq.evaluate.workers import EvaluatorSpec, model_bytes, serialized_loss
+from tfmpq.evaluate.workers import model_bytes, model_from_bytes, serialized_loss
 from tfmpq.metrics import summary as metrics_summary
 
 
@@ -299,14 +302,6 @@ class Evaluator:
         """The shared variable-bit QAT search model set to ``policy`` (:meth:`QATModels.reused`)."""
         return self._qat_models.reused(policy, compile_model=compile_model)
 
-    @property
-    def _search_model(self):
-        return self._qat_models.search_model
-
-    @property
-    def _oneshot_model(self):
-        return self._shared.vbm
-
     def _shared_model(self):
         """The trained shared one-shot model (:meth:`SharedModel.get`: trained or loaded on first use)."""
         return self._shared.get(self.data)
@@ -314,3 +309,36 @@ class Evaluator:
     def _load_shared(self, values, info: dict) -> None:
         """Loads shared one-shot weights trained elsewhere (:meth:`SharedModel.load`)."""
         self._shared.load(values, info)
+
+
+@dataclass
+class EvaluatorSpec:
+    """A picklable recipe of an :class:`~tfmpq.evaluate.Evaluator` (``Evaluator.spec()``); calling it rebuilds one.
+
+    Attributes:
+        model_bytes: the float model saved in the ``.keras`` format.
+        train, val: the ``(x, y)`` arrays.
+        loss: a Keras loss name, or ``{"keras_config": ...}`` from ``keras.losses.serialize``.
+        options: the evaluator's configuration (``EvaluatorConfig.to_json()``) and its ``seed``.
+        shared: oneshot: the trained shared model's variable values and its ``oneshot_info``, loaded
+            by the rebuilt evaluator instead of training again. None otherwise.
+    """
+
+    model_bytes: bytes
+    train: tuple
+    val: tuple
+    loss: Any
+    options: dict
+    shared: dict | None = None
+
+    def __call__(self) -> "Evaluator":
+        model = model_from_bytes(self.model_bytes)
+        loss = self.loss
+        if isinstance(loss, dict):
+            loss = keras.losses.deserialize(loss["keras_config"])
+        options = dict(self.options)
+        seed = options.pop("seed")
+        evaluator = Evaluator(model, self.train, self.val, EvaluatorConfig.from_json(options), seed=seed, loss=loss)
+        if self.shared is not None:
+            evaluator._load_shared(self.shared["values"], dict(self.shared["info"], source="shipped"))
+        return evaluator

@@ -1,6 +1,6 @@
-"""What a worker process needs: an evaluator rebuilt from a picklable recipe, and TensorFlow set up first.
+"""What a worker process needs: the float model and the loss in picklable form, and TensorFlow set up first.
 
-``Evaluator.spec()`` makes an :class:`EvaluatorSpec` (the float model as ``.keras`` bytes, the arrays, the
+``Evaluator.spec()`` makes an ``EvaluatorSpec`` (the float model as ``.keras`` bytes, the arrays, the
 loss, the configuration and, for one-shot scoring, the trained shared weights); the search's executors
 (``tfmpq.search.executors``) ship it to each worker once and call it there.
 """
@@ -9,46 +9,8 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
-from typing import Any
 
 from tfmpq._keras import keras, tf
-from tfmpq.evaluate.config import EvaluatorConfig
-
-
-@dataclass
-class EvaluatorSpec:
-    """A picklable recipe of an :class:`~tfmpq.evaluate.Evaluator` (``Evaluator.spec()``); calling it rebuilds one.
-
-    Attributes:
-        model_bytes: the float model saved in the ``.keras`` format.
-        train, val: the ``(x, y)`` arrays.
-        loss: a Keras loss name, or ``{"keras_config": ...}`` from ``keras.losses.serialize``.
-        options: the evaluator's configuration (``EvaluatorConfig.to_json()``) and its ``seed``.
-        shared: oneshot: the trained shared model's variable values and its ``oneshot_info``, loaded
-            by the rebuilt evaluator instead of training again. None otherwise.
-    """
-
-    model_bytes: bytes
-    train: tuple
-    val: tuple
-    loss: Any
-    options: dict
-    shared: dict | None = None
-
-    def __call__(self):
-        from tfmpq.evaluate.evaluator import Evaluator
-
-        model = _model_from_bytes(self.model_bytes)
-        loss = self.loss
-        if isinstance(loss, dict):
-            loss = keras.losses.deserialize(loss["keras_config"])
-        options = dict(self.options)
-        seed = options.pop("seed")
-        evaluator = Evaluator(model, self.train, self.val, EvaluatorConfig.from_json(options), seed=seed, loss=loss)
-        if self.shared is not None:
-            evaluator._load_shared(self.shared["values"], dict(self.shared["info"], source="shipped"))
-        return evaluator
 
 
 def serialized_loss(loss):
@@ -79,7 +41,7 @@ def model_bytes(model) -> bytes:
             return f.read()
 
 
-def _model_from_bytes(data: bytes):
+def model_from_bytes(data: bytes):
     """Inverse of :func:`model_bytes`. ``safe_mode=False``: the bytes come from this process's own
     model (a Lambda layer's code is trusted)."""
 

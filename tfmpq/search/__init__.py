@@ -14,7 +14,7 @@ strategies are pure functions: :mod:`~tfmpq.search.allocation` (the ILP and its 
 and :mod:`~tfmpq.search.kmeans_tpe` (bit pruning, the dual threshold, Optuna's TPE). Evaluations run in
 this process or, with ``executor="process"`` / ``"ray"``, on local worker processes or Ray actors
 (``executors.py``). The run directory's files are :mod:`~tfmpq.search.store`'s; plots are
-``tfmpq.report``'s (the search draws none).
+the report module's (the search draws none).
 
 Example:
 >>> result = tfmpq.search.nsga2(model, train=(x_tr, y_tr), val=(x_val, y_val), evaluation="qat",

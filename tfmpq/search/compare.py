@@ -218,6 +218,14 @@ def comparison_to_json(comparison: dict) -> dict:
     return out
 
 
+def comparison_lines(comparison: dict | None, constrained: bool, hint: str) -> list[str]:
+    """The held-out comparison's lines of a run summary; without one, ``hint`` (an unconstrained run's
+    accuracies are the validation scores that chose its front, which cannot show it beats uniform)."""
+    if comparison is not None:
+        return [comparison_text(comparison)]
+    return [] if constrained else [hint]
+
+
 def comparison_text(c: dict) -> str:
     """The comparison in a few lines (the run summary, ``tfmpq report`` and the demo print it)."""
     cost = c["cost"]

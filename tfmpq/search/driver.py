@@ -5,7 +5,7 @@ and ``tfmpq search``, call it), :func:`run` any :class:`Strategy` object. Both b
 :func:`tfmpq.search.problem.build_problem`, run the engine (cache, journal, checkpoint, executors),
 take a snapshot of it as the :class:`Result`, add a budgeted search's report (Tmamna et al. 2024, sec.
 5.3), run the optional second stage (QAT re-scores) and write the outputs. Plots are the caller's
-(``tfmpq.report.write_plots``): the search does not draw.
+(the report module's ``write_plots``): the search does not draw.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from tfmpq.candidate import Candidate, jsonable
 from tfmpq.metrics import format_cost
 from tfmpq.search import store
 from tfmpq.search.compare import DEFAULT_TOLERANCE as SUMMARY_TOLERANCE
+from tfmpq.search.compare import comparison_lines
 from tfmpq.search.pareto import Objectives
 
 
@@ -23,6 +24,8 @@ class Result:
         space: the :class:`~tfmpq.search.SearchSpace`.
         evaluator: the evaluator the run scored with (it fine-tunes, re-scores and exports).
         ranking: the run's objectives and constraint (:class:`~tfmpq.search.pareto.Objectives`).
+        objectives: ``("accuracy", cost, ...)``.
+        constraint: the run's :class:`~tfmpq.search.constraints.Constraint`, or None.
         candidates: every evaluated candidate, in evaluation order (failed ones included).
         front: the Pareto front of every scored (feasible) candidate of the run, sorted by increasing
             cost (``weight_bytes`` by default).
@@ -50,6 +53,8 @@ class Result:
     space: Any
     evaluator: Any
     ranking: Objectives
+    objectives: tuple
+    constraint: Any
     candidates: list[Candidate]
     front: list[Candidate]
     best: Candidate | None
@@ -86,18 +91,11 @@ class Result:
         space = engine.space
         return cls(
             strategy=strategy.name, space=space, evaluator=engine.evaluator, ranking=engine.ranking,
+            objectives=engine.objectives, constraint=engine.constraint,
             candidates=list(engine.candidates), front=engine.front(), best=engine.best(),
             population=[engine.cache[tuple(g)] for g in strategy.population(state)], history=list(engine.history),
             uniform={space.uniform_label(g): engine.cache[g] for g in space.uniform_chromosomes() if g in engine.cache},
             run_dir=engine.store.run_dir, num_evaluated=engine.num_evaluated, num_cached=engine.num_cached, **extras)
-
-    @property
-    def objectives(self) -> tuple:
-        return self.ranking.objectives
-
-    @property
-    def constraint(self):
-        return self.ranking.constraint
 
     @property
     def num_failed(self) -> int:
@@ -121,7 +119,7 @@ class Result:
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> None:
         """Writes ``front.json``, ``best.json``, ``history.json`` and ``summary.txt`` (the plots are
-        ``tfmpq.report``'s: :func:`tfmpq.report.write_plots`)."""
+        drawn by the caller: ``write_plots`` of the report module)."""
         if self.run_dir is None:
             return
         store.write_output(self.run_dir, store.FRONT, [c.to_json() for c in self.front])
@@ -200,13 +198,9 @@ class Result:
             lines.append("re-scored with stand-alone QAT (genes: search -> QAT accuracy): " + ", ".join(
                 f"{c.genes}: {_pct(self.candidate(c.genes).accuracy if self.candidate(c.genes) else None)} -> "
                 f"{_pct(c.accuracy)}" for c in self.rescored))
-        if self.comparison is not None:
-            from tfmpq.search.compare import comparison_text
-
-            lines.append(comparison_text(self.comparison))
-        elif self.constraint is None:
-            lines.append("(validation scores only: they chose the front, so they cannot show it beats uniform "
-                         "quantization; run result.compare_with_uniform(test=...) for the held-out comparison)")
+        lines += comparison_lines(self.comparison, self.constraint is not None, hint=(
+            "(validation scores only: they chose the front, so they cannot show it beats uniform quantization; run "
+            "result.compare_with_uniform(test=...) for the held-out comparison)"))
         return "\n".join(lines)
 
     def rescore(self, epochs: int = 2, members: Sequence[Candidate] | None = None, max_members: int | None = None,

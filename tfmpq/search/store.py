@@ -41,7 +41,7 @@ SUMMARY = "summary.txt"
 FINETUNE = "finetune.json"
 #: The Hessian traces a sensitivity-guided search used (``tfmpq.search.sensitivity``).
 SENSITIVITY = "sensitivity.json"
-#: The plots ``tfmpq.report.write_plots`` draws: the front, and the history of an unconstrained (hypervolume)
+#: The plots the report module's ``write_plots`` draws: the front, and the history of an unconstrained (hypervolume)
 #: or a budgeted (convergence) search; ``report.md`` is ``tfmpq report``'s.
 PARETO_PLOT = "pareto.png"
 HYPERVOLUME_PLOT = "hypervolume.png"

@@ -63,3 +63,33 @@ def per_gene(tables, space, what: str, *, pinned_constant: bool = False) -> tupl
         raise ValueError(f"Invalid value for `{what}`: expected one entry per gene ({space.num_genes}: "
                          f"{space.gene_names}). Received: {len(tables)}.")
     return list(tables), 0.0
+
+
+def weight_tables(space, strategy: str, why: str, costs, **tables) -> tuple[dict, list, float]:
+    """The tables of a strategy that allocates weight bits only, on the genes of ``space``.
+
+    Args:
+        space: the ``SearchSpace``.
+        strategy: the strategy's name, for errors.
+        why: why it allocates weight bits only, for the error on searched activations.
+        costs: the budget's cost terms (:func:`per_gene`, the pinned groups' terms summed as a constant).
+        **tables: other per-bit tables to resolve and check (e.g. ``omega``).
+
+    Returns:
+        ``({name: entries per gene}, cost entries per gene, the pinned groups' constant)``.
+
+    Raises:
+        ValueError: activation bits searched in ``space``; a table without an entry for a bit-width a
+            gene allows (the message names the table, the gene and the bit-widths).
+    """
+    if space.search_activations:
+        raise ValueError(f"Invalid search space for `{strategy}`: activation bits are searched; {why} "
+                         "(search_activations=False).")
+    resolved = {name: per_gene(t, space, name)[0] for name, t in tables.items()}
+    per_gene_costs, constant = per_gene(costs, space, "costs", pinned_constant=True)
+    for name, entries in (*resolved.items(), ("costs", per_gene_costs)):
+        for gene, allowed, entry in zip(space.gene_names, space.choices, entries):
+            missing = [b for b in allowed if b not in entry]
+            if missing:
+                raise ValueError(f"Invalid value for `{name}`: gene `{gene}` has no entry for bit-widths {missing}.")
+    return resolved, per_gene_costs, constant

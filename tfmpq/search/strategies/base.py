@@ -47,6 +47,13 @@ class Ask:
         object.__setattr__(self, "repeat", tuple(tuple(int(g) for g in c) for c in self.repeat))
 
 
+def check_counts(*checks: tuple[str, Any, int]) -> None:
+    """Raises a ValueError naming the first ``(name, value, minimum)`` whose value is not an integer >= minimum."""
+    for arg, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+
+
 class SearchView(Protocol):
     """What a strategy may read of a run (``Engine.view``); nothing in it evaluates or writes.
 

@@ -38,7 +38,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tfmpq.search.strategies.base import Ask, Strategy
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
 from tfmpq.search.importance import layer_importance
 
 INITS = ("ligpi", "random")
@@ -125,9 +125,7 @@ class BBPSO(Strategy):
         beta: float = 1.0,
         initial=(),
     ):
-        for arg, value, low in (("swarm", swarm, 1), ("iterations", iterations, 0), ("gamma", gamma, 1), ("R", R, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("swarm", swarm, 1), ("iterations", iterations, 0), ("gamma", gamma, 1), ("R", R, 1))
         if init not in INITS:
             raise ValueError(f"Invalid value for `init`: expected one of {INITS}. Received: init={init!r}")
         self.swarm = swarm

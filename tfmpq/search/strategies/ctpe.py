@@ -52,8 +52,8 @@ import numpy as np
 from tfmpq.search.kmeans_tpe import (
     DEFAULT_ALPHA, DEFAULT_C, DEFAULT_K, SCALES, TPEProposer, annealed_k, dual_threshold_split, prune_bits,
 )
-from tfmpq.search.strategies.base import Ask, Strategy
-from tfmpq.search.tables import normalise_tables, per_gene, sig, tables_json
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
+from tfmpq.search.tables import normalise_tables, per_gene, sig, tables_json, weight_tables
 
 #: Value given in ``g(x)`` to a failed candidate, and the base for infeasible proposals (below any accuracy).
 FAILED_VALUE = -1.0
@@ -106,11 +106,8 @@ class CTPE(Strategy):
                  max_tries: int = 32, accept: Callable[[tuple], bool] | None = None, seed: int = 0):
         if startup is None and isinstance(trials, int) and not isinstance(trials, bool):
             startup = max(2, int(round(trials / 4)))
-        for arg, value, low in (("trials", trials, 1), ("startup", startup, 1), ("k", k, 3),
-                                ("prune_clusters", prune_clusters, 1), ("n_ei_candidates", n_ei_candidates, 1),
-                                ("max_tries", max_tries, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("trials", trials, 1), ("startup", startup, 1), ("k", k, 3), ("prune_clusters", prune_clusters, 1),
+                     ("n_ei_candidates", n_ei_candidates, 1), ("max_tries", max_tries, 1))
         if startup > trials:
             raise ValueError(f"Invalid value for `startup`: expected at most `trials` ({trials}). Received: {startup}")
         if not 0 < c <= 1 or not 0 < alpha <= 1:
@@ -146,15 +143,9 @@ class CTPE(Strategy):
 
     def setup(self, view) -> None:
         space = view.space
-        if space.search_activations:
-            raise ValueError("Invalid search space for `ctpe`: activation bits are searched; clustered TPE here "
-                             "allocates weight bits only (search_activations=False).")
+        _, costs, constant = weight_tables(space, self.name, "clustered TPE here allocates weight bits only",
+                                           self.costs)
         sens, _ = per_gene(self.sensitivity, space, "sensitivity")
-        costs, constant = per_gene(self.costs, space, "costs", pinned_constant=True)
-        for name, allowed, co in zip(space.gene_names, space.choices, costs):
-            missing = [b for b in allowed if b not in co]
-            if missing:
-                raise ValueError(f"Invalid value for `costs`: gene `{name}` has no cost for bit-widths {missing}.")
         self._costs = costs
         self._budget = self.budget - constant
         pruned = prune_bits(sens, space.choices, self.prune_clusters, cluster_bits=self.cluster_bits,

@@ -11,7 +11,7 @@ kind with the same constraint rule).
 from __future__ import annotations
 
 from tfmpq.search.constraints import deb_key
-from tfmpq.search.strategies.base import Ask, Strategy
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
 
 MAX_DEDUP_TRIES = 20
 
@@ -33,9 +33,7 @@ class GA(Strategy):
 
     def __init__(self, population: int = 15, generations: int = 20, *, crossover_prob: float = 0.9,
                  mutation_gene_prob: float | None = None):
-        for arg, value, low in (("population", population, 2), ("generations", generations, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("population", population, 2), ("generations", generations, 0))
         for arg, value in (("crossover_prob", crossover_prob), ("mutation_gene_prob", mutation_gene_prob)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence
 
 from tfmpq.search.allocation import solve_allocation
-from tfmpq.search.strategies.base import Ask, Strategy
-from tfmpq.search.tables import normalise_tables, per_gene, sig, tables_json
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
+from tfmpq.search.tables import normalise_tables, sig, tables_json, weight_tables
 
 class ILP(Strategy):
     """Omega-optimal allocations under a linear budget, scored best first (HAWQ-V3 sec. 3.4).
@@ -43,9 +43,7 @@ class ILP(Strategy):
 
     def __init__(self, omega: Sequence[Mapping[int, float]], costs: Sequence[Mapping[int, float]], budget: float, *,
                  solutions: int = 4, generations: int = 0, accept: Callable[[tuple], bool] | None = None):
-        for arg, value, low in (("solutions", solutions, 1), ("generations", generations, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("solutions", solutions, 1), ("generations", generations, 0))
         self.omega = normalise_tables(omega, "omega")
         self.costs = normalise_tables(costs, "costs")
         self.budget = sig(budget)
@@ -55,15 +53,10 @@ class ILP(Strategy):
 
     def setup(self, view) -> None:
         space = view.space
-        if space.search_activations:
-            raise ValueError("Invalid search space for `ilp`: activation bits are searched, which makes BOPs a product "
-                             "of two choices; the ILP allocates weight bits only (search_activations=False).")
-        omega, _ = per_gene(self.omega, space, "omega")
-        costs, constant = per_gene(self.costs, space, "costs", pinned_constant=True)
-        for name, allowed, om, co in zip(space.gene_names, space.choices, omega, costs):
-            missing = [b for b in allowed if b not in om or b not in co]
-            if missing:
-                raise ValueError(f"Invalid tables for gene `{name}`: no Omega or cost for bit-widths {missing}.")
+        tables, costs, constant = weight_tables(
+            space, self.name, "BOPs would be a product of two choices, and the ILP allocates weight bits only",
+            self.costs, omega=self.omega)
+        omega = tables["omega"]
         # the tables restricted to what the space allows
         self._omega = [{b: om[b] for b in allowed} for allowed, om in zip(space.choices, omega)]
         self._costs = [{b: co[b] for b in allowed} for allowed, co in zip(space.choices, costs)]
