@@ -4,7 +4,7 @@ Commands (``tfmpq COMMAND --help`` for every option)::
 
     tfmpq info MODEL                                   groups, parameters, MACs, what stays float
     tfmpq quantize MODEL --bits 8,4,4,8 --data D --epochs N -o OUT
-    tfmpq search MODEL --strategy nsga2|bbpso|ilp|ctpe|exhaustive --data D [--resume] -o RUN_DIR
+    tfmpq search MODEL --strategy NAME --data D [--resume] -o RUN_DIR   (NAME: the strategy registry's)
     tfmpq export RUN_DIR|QAT_MODEL --data D [--c-array] [--packed [int4|lut|auto]] -o OUT
     tfmpq report RUN_DIR                               tables and plots of a search run
 
@@ -242,6 +242,7 @@ def _add_search_parser(sub, common) -> None:
     entries = [registry.get(n) for n in strategies]
     budgeted = [e.name for e in entries if e.constrained]
     fronts = [e.name for e in entries if not e.constrained]
+    linear = [e.name for e in entries if e.weights_only]  # their costs are sums of per-group terms
     lines = "; ".join(f"{e.name}: {e.summary}" for e in entries)
     p = sub.add_parser("search", parents=[common], allow_abbrev=False,
                        help=f"mixed-precision policy search ({', '.join(strategies)})",
@@ -257,7 +258,7 @@ def _add_search_parser(sub, common) -> None:
     for o in _config_options():
         _add_flag(space if o.name in _space_fields() else evaluation, o, strategies)
     evaluation.add_argument("--rescore", choices=("qat",), default=argparse.SUPPRESS,
-                            help="two-stage search: re-score the final front (bbpso: the best) with stand-alone QAT "
+                            help="two-stage search: re-score the final front (a budgeted search: the best) with stand-alone QAT "
                                  "(--rescore-epochs each; rescored.json). Default: none")
     evaluation.add_argument("--rescore-epochs", type=_positive_int, default=argparse.SUPPRESS, help="Default: 2")
     evaluation.add_argument("--rescore-members", type=_positive_int, default=argparse.SUPPRESS,
@@ -269,7 +270,7 @@ def _add_search_parser(sub, common) -> None:
     g = p.add_argument_group(f"budget ({', '.join(budgeted)})")
     g.add_argument("--budget", choices=COST_METRICS, default=argparse.SUPPRESS,
                    help="the constrained metric (e.g. --budget flash_bytes --target 65536: fits in 64 KiB of "
-                        "flash; ilp and ctpe need a metric linear in each group's bits: not flash_bytes). "
+                        f"flash; {' and '.join(linear)} need a metric linear in each group's bits: not flash_bytes). "
                         "Default: avg_op_bits")
     g.add_argument("--target", type=_target, default=argparse.SUPPRESS, metavar="T|uN",
                    help="budget: metric <= T, or uN: the metric's value for uniform N-bit weights (and "
@@ -352,9 +353,9 @@ def _add_search_run_args(p) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in RUN_DIR")
     g.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
-                   help="QAT-fine-tune the front (bbpso: the best) afterwards. Default: 0")
+                   help="QAT-fine-tune the front (a budgeted search: the best) afterwards. Default: 0")
     g.add_argument("--compare", type=_non_negative_int, default=0, metavar="EPOCHS",
-                   help="nsga2: afterwards fine-tune the uniform policies and the front members that may reach "
+                   help="a front: afterwards fine-tune the uniform policies and the front members that may reach "
                         "uniform 8-bit accuracy, EPOCHS each, choose on validation and report on the test split "
                         "(Result.compare_with_uniform; comparison.json). Default: 0 (no comparison)")
     g.add_argument("--quiet", action="store_true", help="no per-generation progress")
@@ -383,8 +384,8 @@ def _add_export_parser(sub, common) -> None:
     p.add_argument("source", metavar="RUN_DIR|QAT_MODEL")
     _add_data_args(p, default=None, val=False)
     p.add_argument("--members", choices=("front", "best"), default=None,
-                   help="run directory: export the front or the best candidate (default: front for nsga2, "
-                        "best for bbpso)")
+                   help="run directory: export the front or the best candidate (default: the front, or the best "
+                        "of a budgeted search)")
     p.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
                    help="run directory: fine-tune each member with EPOCHS of QAT before exporting. Default: 0")
     p.add_argument("--model", default=None, help="run directory made from Python (no cli.json): the float MODEL")

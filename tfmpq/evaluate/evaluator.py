@@ -81,7 +81,7 @@ class Evaluator:
         self.loss = loss if loss is not None else (compiled_loss or default_loss(model, self.data.y_example))
         # Fingerprints for the search checkpoint: a resume with another model, weights or data is refused.
         self._fingerprints = model_fingerprints(model)
-        self._qat_models = qat.QATModels(model, config, seed=self.seed, loss=self.loss)
+        self._qat = qat.QATScorer(model, config, seed=self.seed, loss=self.loss)
         self._shared = SharedModel(model, config, seed=self.seed, loss=self.loss, cache_dir=cache_dir,
                                    signature=self.signature)
         self.num_evaluations = 0
@@ -190,13 +190,13 @@ class Evaluator:
                     "epochs), result.finetune(epochs) or `tfmpq export --finetune EPOCHS`."
                 )
             return self._shared.score(policy, self.data, batch_size=self.batch_size, from_logits=self._from_logits())
-        model = self._reused_model(policy, compile_model=mode == "qat") if reuse else self._qat_models.standalone(policy)
+        model = self._reused_model(policy, compile_model=mode == "qat") if reuse else self._qat.standalone(policy)
         seed_everything(self.seed, tensorflow=not reuse)
         if mode == "ptq":
             return model, ptq.score(model, self.data, batch_size=self.batch_size, from_logits=self._from_logits()), {}
         if not reuse:
-            model.compile(optimizer=qat.make_optimizer(self.config), loss=self.loss, metrics=["accuracy"])
-        accuracy, info = qat.train(model, self.data, self.epochs if epochs is None else int(epochs))
+            self._qat.compile(model)
+        accuracy, info = self._qat.train(model, self.data, self.epochs if epochs is None else int(epochs))
         return model, accuracy, info
 
     def evaluate(self, policy) -> Candidate:
@@ -292,15 +292,15 @@ class Evaluator:
         """
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Invalid value for `epochs`: expected an integer >= 1. Received: epochs={epochs!r}")
-        return qat.finetune_float(self.model, self.data, self.config, loss=self.loss, seed=self.seed, epochs=epochs)
+        return self._qat.finetune_float(self.model, self.data, epochs)
 
     # -- the parts, by their former names (tests and the worker recipe use them) ------------------
     def _from_logits(self) -> bool:
         return bool(getattr(self.loss, "get_config", lambda: {})().get("from_logits"))
 
     def _reused_model(self, policy, compile_model: bool = False):
-        """The shared variable-bit QAT search model set to ``policy`` (:meth:`QATModels.reused`)."""
-        return self._qat_models.reused(policy, compile_model=compile_model)
+        """The shared variable-bit QAT search model set to ``policy`` (:meth:`QATScorer.reused`)."""
+        return self._qat.reused(policy, compile_model=compile_model)
 
     def _shared_model(self):
         """The trained shared one-shot model (:meth:`SharedModel.get`: trained or loaded on first use)."""

@@ -1,10 +1,12 @@
 """QAT scoring (Šafář et al., sec. 2.2): quantize from the float weights, train, score the best epoch.
 
-A candidate is trained either on a QAT model built for it (:meth:`QATModels.standalone`, what export
-and fine-tuning need) or on the one variable-bit search model, built, compiled and traced once
-(:meth:`QATModels.reused`: each candidate assigns its bits and restores the initial weights and a fresh
-optimizer state). :func:`train` is the training itself; :func:`finetune_float` trains the float model
-with the same recipe, the fair reference of a QAT number.
+:class:`QATScorer` holds the recipe (the evaluator's configuration, seed and loss): a candidate is
+trained either on a QAT model built for it (:meth:`QATScorer.standalone`, what export and fine-tuning
+need) or on the one variable-bit search model, built, compiled and traced once (:meth:`QATScorer.reused`:
+each candidate assigns its bits and restores the initial weights and a fresh optimizer state);
+:meth:`QATScorer.train` is the training itself and :meth:`QATScorer.finetune_float` trains the float
+model with the same recipe, the fair reference of a QAT number. A training option of the configuration
+is used here only.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ def make_optimizer(config: EvaluatorConfig, learning_rate: float | None = None):
     return cls(learning_rate=config.learning_rate if learning_rate is None else learning_rate)
 
 
-class QATModels:
-    """The QAT models of one evaluator: one built per candidate, or the shared variable-bit search model."""
+class QATScorer:
+    """QAT scoring of one evaluator: its models (one built per candidate, or the shared variable-bit search
+    model) and their training."""
 
     def __init__(self, model, config: EvaluatorConfig, *, seed: int, loss):
         self.model = model
@@ -56,57 +59,59 @@ class QATModels:
                 bn_fold=c.bn_fold,
             )
         if (c.evaluation == "qat" or compile_model) and getattr(self.search_model.model, "optimizer", None) is None:
-            self.search_model.model.compile(optimizer=make_optimizer(c), loss=self.loss, metrics=["accuracy"])
+            self.compile(self.search_model.model)
         self.search_model.set_policy(policy)
         self.search_model.reset()
         return self.search_model.model
 
+    def compile(self, model) -> None:
+        """Compiles ``model`` with the recipe's optimizer (a fresh one) and loss."""
+        model.compile(optimizer=make_optimizer(self.config), loss=self.loss, metrics=["accuracy"])
 
-def train(qat, data: EvalData, epochs: int) -> tuple[float, dict]:
-    """Trains a compiled QAT model ``epochs`` epochs and keeps its best epoch.
+    def train(self, qat, data: EvalData, epochs: int) -> tuple[float, dict]:
+        """Trains a compiled QAT model ``epochs`` epochs and keeps its best epoch.
 
-    Returns:
-        ``(accuracy, info)``: the best epoch's validation accuracy (NaN if training diverged; Šafář,
-        sec. 2.2: "validation accuracy after each [epoch], best taken") and ``info`` (``val_accuracy``
-        per epoch, ``loss``, ``step_seconds``: the steady-state time of the training and validation steps).
-    """
-    best = _best_weights_callback()
-    timer = _step_timer()
-    hist = qat.fit(
-        data.train_data(),
-        epochs=epochs,
-        validation_data=data.val,
-        verbose=0,
-        callbacks=[keras.callbacks.TerminateOnNaN(), best, timer],
-    )
-    val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
-    losses = [float(v) for v in hist.history.get("loss", [])]
-    info = {"val_accuracy": val_acc, "loss": losses, "step_seconds": timer.steady_seconds()}
-    if not val_acc or not all(math.isfinite(v) for v in losses + val_acc):
-        return float("nan"), info
-    best.restore(qat)
-    return max(val_acc), info
+        Returns:
+            ``(accuracy, info)``: the best epoch's validation accuracy (NaN if training diverged; Šafář,
+            sec. 2.2: "validation accuracy after each [epoch], best taken") and ``info`` (``val_accuracy``
+            per epoch, ``loss``, ``step_seconds``: the steady-state time of the training and validation steps).
+        """
+        best = _best_weights_callback()
+        timer = _step_timer()
+        hist = qat.fit(
+            data.train_data(),
+            epochs=epochs,
+            validation_data=data.val,
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(), best, timer],
+        )
+        val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
+        losses = [float(v) for v in hist.history.get("loss", [])]
+        info = {"val_accuracy": val_acc, "loss": losses, "step_seconds": timer.steady_seconds()}
+        if not val_acc or not all(math.isfinite(v) for v in losses + val_acc):
+            return float("nan"), info
+        best.restore(qat)
+        return max(val_acc), info
 
+    def finetune_float(self, model, data: EvalData, epochs: int):
+        """The float model trained ``epochs`` more epochs with the QAT recipe (see ``Evaluator.finetune_float``).
 
-def finetune_float(model, data: EvalData, config: EvaluatorConfig, *, loss, seed: int, epochs: int):
-    """The float model trained ``epochs`` more epochs with the QAT recipe (see ``Evaluator.finetune_float``).
-
-    Returns:
-        ``(val_accuracy, model)``: the best epoch's validation accuracy (NaN if training diverged) and a
-        copy of the float model holding that epoch's weights (``model`` is never changed).
-    """
-    seed_everything(seed)
-    tuned = keras.models.clone_model(model)
-    tuned.set_weights(model.get_weights())
-    tuned.compile(optimizer=make_optimizer(config), loss=loss, metrics=["accuracy"])
-    best = _best_weights_callback()
-    hist = tuned.fit(data.train_data(), epochs=epochs, validation_data=data.val, verbose=0,
-                     callbacks=[keras.callbacks.TerminateOnNaN(), best])
-    val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
-    if not val_acc or not all(math.isfinite(v) for v in val_acc + hist.history.get("loss", [])):
-        return float("nan"), tuned
-    best.restore(tuned)
-    return max(val_acc), tuned
+        Returns:
+            ``(val_accuracy, model)``: the best epoch's validation accuracy (NaN if training diverged) and a
+            copy of the float model holding that epoch's weights (``model`` is never changed).
+        """
+        seed_everything(self.seed)
+        tuned = keras.models.clone_model(model)
+        tuned.set_weights(model.get_weights())
+        self.compile(tuned)
+        best = _best_weights_callback()
+        hist = tuned.fit(data.train_data(), epochs=epochs, validation_data=data.val, verbose=0,
+                         callbacks=[keras.callbacks.TerminateOnNaN(), best])
+        val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
+        if not val_acc or not all(math.isfinite(v) for v in val_acc + hist.history.get("loss", [])):
+            return float("nan"), tuned
+        best.restore(tuned)
+        return max(val_acc), tuned
 
 
 def _step_timer():
