@@ -175,8 +175,11 @@ class EvaluatorConfig:
 
 #: The options :meth:`EvaluatorConfig.signature` places explicitly (or leaves out on purpose:
 #: ``reuse_model`` gives the same scores, ``bn_freeze_step`` was never recorded); any other enters the
-#: signature where it differs from its default.
-SIGNED = tuple(f.name for f in dataclasses.fields(EvaluatorConfig))
+#: signature where it differs from its default. A literal, the options of the run-directory format: an
+#: option added to the configuration stays out of it.
+SIGNED = ("evaluation", "epochs", "batch_size", "per_channel", "symmetric", "optimizer", "learning_rate",
+          "calibration_batches", "bn_freeze_step", "bn_fold", "reuse_model", "distill", "num_random_policies",
+          "oneshot_bits", "oneshot_activation_bits", "oneshot_learning_rate")
 
 
 def _check(c: EvaluatorConfig) -> None:
