@@ -109,7 +109,7 @@ def search(name: str, model=None, train=None, val=None, **options) -> Result:
     problem = build_problem(model, train, val, seed=context.seed, run_dir=context.run_dir, **problem_options)
     plan = entry.make(problem, strategy_options, context)
     plan = plan if isinstance(plan, registry.Plan) else registry.Plan(plan)
-    result = run_problem(plan.strategy, problem, extras=plan.extras, budget_report=entry.constrained,
+    result = run_problem(plan.strategy, problem, extras=plan.extras, report_budget=entry.constrained,
                          float_accuracy=float_accuracy, **run_options)
     if plan.finish is not None:
         plan.finish(result)
@@ -120,7 +120,7 @@ def run_problem(strategy: Strategy, problem: Problem, *, run_dir=None, resume: b
                 seed: int = 0, verbose: int = 1, executor: str | Executor = "serial", workers: int | None = None,
                 ray_address: str | None = None, gpus_per_worker: float = 0.0, rescore: str | None = None,
                 rescore_epochs: int = 2, rescore_members: int | None = None, extras: dict | None = None,
-                budget_report: bool = False, float_accuracy: float | None = None) -> Result:
+                report_budget: bool = False, float_accuracy: float | None = None) -> Result:
     """Runs ``strategy`` on ``problem``: the engine, the :class:`Result` snapshot, the re-scores, the outputs.
 
     Args:
@@ -128,7 +128,7 @@ def run_problem(strategy: Strategy, problem: Problem, *, run_dir=None, resume: b
         run_dir, resume, overwrite, seed, verbose, executor, workers, ray_address, gpus_per_worker, rescore,
             rescore_epochs, rescore_members: see :func:`run`.
         extras: declared ``Result`` fields known before the run (a registry entry's). Defaults to None.
-        budget_report: add the best policy's budget report (:func:`budget_report_of`). Defaults to False.
+        report_budget: add the best policy's budget report (:func:`budget_report_of`). Defaults to False.
         float_accuracy: the report's float accuracy; None asks the evaluator. Defaults to None.
 
     Returns:
@@ -144,7 +144,7 @@ def run_problem(strategy: Strategy, problem: Problem, *, run_dir=None, resume: b
         if runner is not executor:  # made here from a name: stop its workers
             runner.close()
     extras = dict(extras or {})
-    if budget_report:
+    if report_budget:
         extras.update(budget_report_of(engine, problem, float_accuracy))
     result = Result.from_engine(engine, strategy, state, **extras)
     if rescore == "qat":

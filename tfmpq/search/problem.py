@@ -140,9 +140,9 @@ def build_problem(model=None, train=None, val=None, *, evaluator=None, space=Non
         evaluator.cache_dir = None if run_dir is None else str(run_dir)  # a resumed run loads the shared model
     if space is None:
         space = make_space(model, evaluator=evaluator, config=space_config)
+    model = model if model is not None else getattr(evaluator, "model", None)
     return Problem(space=space, evaluator=evaluator, objectives=check_objectives(objectives),
-                   constraint=as_constraint(constraint), model=model if model is not None else getattr(
-                       evaluator, "model", None), train=train, space_config=space.config,
+                   constraint=as_constraint(constraint), model=model, train=train, space_config=space.config,
                    evaluator_config=evaluator_config)
 
 
