@@ -57,7 +57,7 @@ class VariableBitModel:
         self.policy = base
 
     def set_policy(self, policy: QuantPolicy) -> None:
-        """Assign `policy`'s bits to the model's variables (no rebuild, no retrace)."""
+        """Assign `policy`'s bits to the model's variables (no rebuild, no retrace), channel-wise bits included."""
         if policy.group_names != self.group_names or policy.signature not in ("", self.signature):
             raise PolicyError(
                 f"This policy was made for another model: groups {list(policy.group_names)[:4]}... vs the search "
@@ -65,7 +65,7 @@ class VariableBitModel:
             )
         for name, wbits, abits in zip(policy.group_names, policy.weight_bits, policy.activation_bits):
             wrapper, inner = self._groups[name]
-            inner.weight_bits_var.assign(float(wbits))
+            inner.assign_weight_bits(wbits)
             wrapper._output_quantizer_vars["bits"].assign(float(abits))  # noqa: SLF001
         other = 8.0 if any(a <= 8 for a in policy.activation_bits) else 32.0
         for v in self._other_bits:
@@ -85,7 +85,9 @@ class VariableBitModel:
                 v.assign(v.numpy() * 0)
 
     def _bit_variables(self):
+        """Every bit-width variable: the other quantizers' (scalars), then per group its channel bits
+        (one per output channel) and its activation bits (a scalar)."""
         out = list(self._other_bits)
         for wrapper, inner in self._groups.values():
-            out += [inner.weight_bits_var, wrapper._output_quantizer_vars["bits"]]  # noqa: SLF001
+            out += [inner.channel_bits_var, wrapper._output_quantizer_vars["bits"]]  # noqa: SLF001
         return out
