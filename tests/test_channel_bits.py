@@ -236,3 +236,34 @@ def test_ptq_evaluator_scores_a_channel_wise_policy(cnn, digits):
     hits = np.argmax(static.predict(val[0], verbose=0), -1) == val[1]
     assert candidate.ok and candidate.accuracy == pytest.approx(hits.mean())
     assert candidate.metrics["groups"][0]["channels"] == [[2, 8], [4, 8]]
+
+
+# ---- per-channel statistics (the order a channel-wise search will cluster channels by) -----------------
+
+
+def test_channel_statistics_add_up_to_the_groups_and_follow_the_policy_channel_order(digits):
+    from tfmpq.hessian import channel_quantization_error, hessian_trace, quantization_error
+
+    from models_for_tests import randomize_bn
+
+    (x, y), _ = digits
+    keras.utils.set_random_seed(4)
+    i = keras.layers.Input((8, 8, 1))
+    h = keras.layers.BatchNormalization(name="c_bn")(keras.layers.Conv2D(3, 3, name="c")(i))
+    h = keras.layers.BatchNormalization(name="d_bn")(keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="d")(h))
+    model = randomize_bn(keras.Model(i, keras.layers.Dense(10, name="head")(keras.layers.Flatten()(h))), seed=4)
+    errors = channel_quantization_error(model, bits=(2, 4))
+    totals = quantization_error(model, bits=(2, 4))
+    qat = group_layers(tfmpq.quantize_model(model, QuantPolicy.uniform(model, 2, 8)))
+    for name, layer in qat.items():
+        assert errors[name][4].sum() == pytest.approx(totals[name][4], rel=1e-9)
+        kernel, _ = layer.folded()
+        deployed, _ = layer.deployed_weights()
+        diff = (deployed - kernel.numpy()).astype(np.float64)
+        per_channel = (diff.reshape(-1, layer.out_channels) if layer.kind != "DepthwiseConv2D" else
+                       diff.reshape(-1, diff.shape[-2] * diff.shape[-1]))
+        np.testing.assert_allclose(errors[name][2], np.sum(per_channel ** 2, axis=0), rtol=1e-5)
+    est = hessian_trace(model, (x[:64], y[:64]), num_probes=4, num_samples=None, batch_size=64, seed=0)
+    for name in est.groups:
+        assert est.channel_trace[name].shape == (qat[name].out_channels,)
+        assert est.channel_trace[name].sum() == pytest.approx(est.trace[name], rel=1e-9, abs=1e-12)
