@@ -11,7 +11,7 @@ import pytest
 import tfmpq
 from tfmpq import QuantPolicy
 from tfmpq._keras import keras, tf
-from tfmpq.metrics import group_flash_bytes, summary
+from tfmpq.metrics import group_flash_bytes, pruned_inputs, summary
 from tfmpq.policy import bits_label, channel_bits, channel_segments
 from tfmpq.quantize import VariableBitModel, group_layers, oneshot
 
@@ -164,6 +164,9 @@ def test_pruned_channels_output_exactly_zero_in_training_and_inference(cnn, digi
             kernel, bias = layer.deployed_weights()
             dead = np.asarray(layer.channel_bits()) == 0
             assert np.all(bias[dead] == 0) and np.all(kernel.reshape(-1, dead.size)[:, dead] == 0)
+        # conv2's rows that multiply dw's pruned channels: zeros, and off its grid (export removes them)
+        kernel, _ = group_layers(qat)["conv2"].deployed_weights()
+        assert np.all(kernel[:, :, :4, :] == 0) and np.all(np.abs(kernel[:, :, 4:, :]).max(axis=(0, 1, 2)) > 0)
 
 
 def _compile(m):
@@ -203,9 +206,10 @@ def test_one_shot_model_takes_channel_bits(cnn, digits):
     (x, y), (xt, _) = digits
     keras.utils.set_random_seed(0)
     vbm = VariableBitModel(cnn)
-    p = QuantPolicy.from_bits(cnn, weight_bits=[[2, 8] * 8, [3] * 8 + [5] * 8, 4, [8] * 5 + [4] * 5])
+    p = QuantPolicy.from_bits(cnn, weight_bits=[[2, 8] * 8, [3] * 8 + [5] * 8, [4] * 12 + [0] * 4, [8] * 5 + [4] * 5],
+                              allow_pruning=True)
     row = oneshot.bit_values(vbm, p)
-    assert row.size == len(vbm._other_bits) + sum(g.out_channels + 1 for g in tfmpq.quantizable_groups(cnn))
+    assert row.size == sum(int(np.prod(v.shape.as_list())) for v in vbm._bit_variables())
     data = lambda: tf.data.Dataset.from_tensor_slices((x[:256], y[:256])).batch(64)  # noqa: E731
     info = oneshot.train_shared(vbm, data, epochs=1, optimizer=keras.optimizers.Adam(1e-3),
                                 loss="sparse_categorical_crossentropy", weight_choices=(2, 4, 8),
@@ -217,8 +221,11 @@ def test_one_shot_model_takes_channel_bits(cnn, digits):
     scored = oneshot.inference_forward(vbm)(xt[:64]).numpy()
     static = tfmpq.quantize_model(cnn, p)
     static.set_weights(vbm.model.get_weights())
+    rows = pruned_inputs(tfmpq.quantizable_groups(cnn), p.weight_bits)
+    assert list(rows) == ["logits"] and rows["logits"][1] == (True,) * 12 + (False,) * 4  # conv2 -> Flatten -> logits
     for name, layer in group_layers(static).items():  # the bits from the policy, not from the shared model
         layer.channel_bits_var.assign(np.asarray(channel_bits(p.bits_of(name)[0], layer.out_channels), np.float32))
+        layer.assign_input_keep(rows[name][1] if name in rows else None)
     np.testing.assert_array_equal(scored, static(xt[:64], training=False).numpy())
     vbm.set_policy(QuantPolicy.uniform(cnn, 8, 8))  # the bits do reach the traced scoring function
     assert not np.array_equal(scored, oneshot.inference_forward(vbm)(xt[:64]).numpy())
@@ -267,3 +274,18 @@ def test_channel_statistics_add_up_to_the_groups_and_follow_the_policy_channel_o
     for name in est.groups:
         assert est.channel_trace[name].shape == (qat[name].out_channels,)
         assert est.channel_trace[name].sum() == pytest.approx(est.trace[name], rel=1e-9, abs=1e-12)
+
+
+def test_a_saved_channel_wise_qat_model_loads_with_its_bits(cnn, tmp_path):
+    p = QuantPolicy.from_bits(cnn, weight_bits=[[2, 8] * 8, [0] * 2 + [3] * 14, 4, 8], allow_pruning=True)
+    qat = tfmpq.quantize_model(cnn, p)
+    qat.save(tmp_path / "qat.h5", include_optimizer=False)  # what `tfmpq quantize` writes
+    with tfmpq.quantize_scope():
+        loaded = keras.models.load_model(tmp_path / "qat.h5", compile=False)
+    bits = {name: v["weight_bits"] for name, v in tfmpq.policy_of(loaded).items()}
+    assert bits == dict(zip(p.group_names, p.weight_bits))
+    x = np.random.default_rng(0).random((8, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(loaded(x, training=False).numpy(), qat(x, training=False).numpy())
+    from tfmpq.export.models import member_file_name
+
+    assert member_file_name(3, p.genes) == "03_2x8+8x8-0x2+3x14-4-8" and member_file_name(0, (8, 4)) == "00_8-4"

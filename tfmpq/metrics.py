@@ -32,7 +32,8 @@ avg_weight_bits sum each channel's kernel weights at its own width, BOPs each ch
 width, and flash_bytes each width's sub-tensor in its own storage (INT4, LUT or int8, with its bias
 and quantization parameters). A pruned (0-bit) channel costs nothing: no weights, bias, parameters or
 MACs, and a Conv1D / Conv2D / Dense group whose input is that group's output (``QuantGroup.input_group``)
-loses the kernel rows and MACs of the pruned channels too (export removes them: :func:`deployed_groups`).
+loses the kernel rows and MACs of the pruned channels too (QAT keeps them off its grid, export removes
+them: :func:`pruned_inputs`).
 Pruned weights and MACs count as 0 bits in the averages (whose denominators stay the model's).
 
 There is no ``arena_bytes`` cost here. TFLite Micro's arena is set by the activations, int8 in every
@@ -97,15 +98,40 @@ def _live(bits, channels: int) -> int:
     return channels - bits.count(PRUNED) if isinstance(bits, tuple) else channels
 
 
-def deployed_groups(groups: list[QuantGroup], weight_bits) -> list[QuantGroup]:
-    """The groups as deployed under `weight_bits`: without the kernel rows that pruned channels feed.
+def pruned_inputs(groups: list[QuantGroup], weight_bits) -> dict:
+    """Which kernel rows of each group multiply a pruned channel of the group that feeds it.
 
     A Conv1D, Conv2D or Dense group whose input is another group's output through layers that keep
     channels apart (``QuantGroup.input_group``: pooling, Flatten, Dropout, padding, ...) multiplies each
-    pruned channel's zeros by a block of kernel rows; export removes those rows (and their MACs). Each
-    input channel owns ``kernel_params / out_channels / producer channels`` rows per output channel
-    (3 x 3 for a conv, the flattened positions for a Dense after Flatten); a group whose rows do not
-    divide so keeps them all.
+    pruned channel's zeros by a block of kernel rows: row ``r`` of its input axis (length ``R``) belongs to
+    the producer's channel ``r mod C`` (``R`` = 3 x 3 x C for a conv, S x C for a Dense after a Flatten
+    of S positions). QAT keeps those rows out of the consumer's weight grid (they are zeros there) and
+    export removes them; a group whose rows are not a multiple of C keeps them all.
+
+    Args:
+        groups: the model's `QuantGroup`s.
+        weight_bits: one weight bit-width (int or per-channel tuple) per group.
+
+    Returns:
+        ``{group name: (C, kept)}`` for the groups that lose rows: the producer's channels and a tuple of
+        C booleans, True for a kept channel.
+    """
+    by_name = {g.name: (g, b) for g, b in zip(groups, weight_bits)}
+    out = {}
+    for g in groups:
+        source = by_name.get(g.input_group) if g.input_group is not None else None
+        if source is None or g.kind not in ROW_KINDS or not isinstance(source[1], tuple) or PRUNED not in source[1]:
+            continue
+        producer, bits = source
+        if (g.kernel_params // max(g.out_channels, 1)) % producer.out_channels:
+            continue
+        out[g.name] = (producer.out_channels, tuple(b != PRUNED for b in bits))
+    return out
+
+
+def deployed_groups(groups: list[QuantGroup], weight_bits) -> list[QuantGroup]:
+    """The groups as deployed under `weight_bits`: without the kernel rows that pruned channels feed
+    (:func:`pruned_inputs`), so with fewer kernel weights, parameters and MACs.
 
     Args:
         groups: the model's `QuantGroup`s.
@@ -115,21 +141,15 @@ def deployed_groups(groups: list[QuantGroup], weight_bits) -> list[QuantGroup]:
         The groups, with `kernel_params`, `params` and `macs` reduced where rows are removed (the same
         objects where nothing is).
     """
-    by_name = {g.name: (g, b) for g, b in zip(groups, weight_bits)}
+    rows = pruned_inputs(groups, weight_bits)
     out = []
     for g in groups:
-        source = by_name.get(g.input_group) if g.input_group is not None else None
-        if source is None or g.kind not in ROW_KINDS:
+        if g.name not in rows:
             out.append(g)
             continue
-        producer, bits = source
-        live = _live(bits, producer.out_channels)
-        per_output = g.kernel_params // max(g.out_channels, 1)
-        if live == producer.out_channels or per_output % producer.out_channels:
-            out.append(g)
-            continue
-        kernel = g.kernel_params // producer.out_channels * live
-        macs = g.macs // producer.out_channels * live
+        channels, kept = rows[g.name]
+        kernel = g.kernel_params // channels * sum(kept)
+        macs = g.macs // channels * sum(kept)
         out.append(dataclasses.replace(g, kernel_params=kernel, params=kernel + g.bias_params, macs=macs))
     return out
 

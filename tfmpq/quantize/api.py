@@ -11,6 +11,7 @@ from tfmpq.checks import check_inputs
 from tfmpq.convert import as_tf_keras
 from tfmpq.errors import PolicyError
 from tfmpq.graph import check_model
+from tfmpq.metrics import pruned_inputs
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import BN_FOLDS, NEVER, QuantGroupLayer
 from tfmpq.quantize.registry import PerLayerQuantizeRegistry
@@ -106,7 +107,7 @@ def quantize_model(
     )
     scheme = PerLayerQuantizeScheme(
         groups, registry, per_channel=per_channel, symmetric=symmetric, bn_freeze_step=bn_freeze_step,
-        bn_fold=bn_fold,
+        bn_fold=bn_fold, input_keep={n: kept for n, (_, kept) in pruned_inputs(groups, policy.weight_bits).items()},
     )
     # Cloning re-creates every layer from its config; a Lambda (kept in float) holds Python code, which
     # Keras refuses to deserialize in safe mode. The code is the user's own model's, not a file's.

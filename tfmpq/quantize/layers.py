@@ -28,8 +28,11 @@ The freeze step lives in a variable, so changing it (``tfmpq.freeze_bn``) works 
 Channel-wise bits: the weight bits are a per-output-channel vector variable (``channel_bits_var``),
 so one traced graph serves per-layer and per-channel policies alike (a per-layer policy is the vector
 of one width, the same arithmetic element for element). A 0 prunes a channel: its kernel is zero and
-gamma, beta and the bias are multiplied by 0, so its output is exactly 0 in every forward (as
-deployed, where the channel is removed); it is the same arithmetic, times 1, for every kept channel.
+beta and the folded bias are selected to 0, so its output is exactly 0 in every forward (as deployed,
+where the channel is removed). A Conv1D / Conv2D / Dense group fed by pruned channels keeps the kernel
+rows that multiply them off its weight grid (``input_keep_var``: they are zeros, and export removes
+them, ``tfmpq.metrics.pruned_inputs``), so its scales are the ones the deployed kernel has. Selects, not
+products: with nothing pruned every value is bit for bit what it was without them.
 """
 from __future__ import annotations
 
@@ -44,6 +47,8 @@ _ACTIVATIONS = {
     "relu6": tf.nn.relu6,
 }
 KINDS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
+#: Kinds whose kernel rows (input axis) belong to input channels: rows fed by pruned channels are masked.
+ROW_KINDS = ("Conv1D", "Conv2D", "Dense")
 BN_FOLDS = ("one_conv", "two_conv")
 NEVER = 2**62  # freeze step meaning "never freeze"
 # one_conv: a channel whose folded kernel max|W * s| is below this (gamma ~ 0) cannot be recovered by
@@ -74,6 +79,9 @@ class QuantGroupLayer(keras.layers.Layer):
             float convolution for the batch statistics and a quantized one for the output; Jacob et
             al. 2018, sec. 3.2). Inference and export are the same folded model in both. Defaults to
             "one_conv".
+        input_keep: Conv1D / Conv2D / Dense: one flag per channel of the group that feeds this one, False
+            where that channel is pruned: the kernel rows it feeds (row r belongs to channel r mod C) are
+            zeros and outside the weight grid. None: every row kept. Defaults to None.
 
     Raises:
         ValueError: an unknown `kind`, `activation` or `bn_fold`.
@@ -91,6 +99,7 @@ class QuantGroupLayer(keras.layers.Layer):
         bn_freeze_step: int | None = None,
         variable_bits: bool = False,
         bn_fold: str = "one_conv",
+        input_keep=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -120,6 +129,7 @@ class QuantGroupLayer(keras.layers.Layer):
         self.bn_freeze_step = None if bn_freeze_step is None else int(bn_freeze_step)
         self.variable_bits = bool(variable_bits)
         self.bn_fold = bn_fold
+        self.input_keep = None if input_keep is None else tuple(bool(k) for k in input_keep)
 
     # ---- construction ----------------------------------------------------------------------------
     @property
@@ -159,6 +169,21 @@ class QuantGroupLayer(keras.layers.Layer):
         else:
             values = np.full((self.out_channels,), float(bits), np.float32)
         self.channel_bits_var.assign(values)
+
+    def assign_input_keep(self, keep=None) -> None:
+        """Sets which input channels feed this group (see `input_keep`) without retracing; None keeps all."""
+        if self.kind in ROW_KINDS:
+            self.input_keep_var.assign(self._row_mask_values(keep))
+
+    def _row_mask_values(self, keep) -> np.ndarray:
+        rows = int(self.input_keep_var.shape[0])
+        if keep is None:
+            return np.ones((rows,), np.float32)
+        keep = np.asarray(keep, np.float32).reshape(-1)
+        if rows % keep.size:
+            raise ValueError(f"Invalid value for `input_keep`: group `{self.name}` has {rows} kernel rows, not a "
+                             f"multiple of {keep.size} input channels.")
+        return np.tile(keep, rows // keep.size)
 
     def _kernel_shape(self, input_shape):
         c = self.layer_config
@@ -208,6 +233,11 @@ class QuantGroupLayer(keras.layers.Layer):
             "tfmpq_weight_bits", shape=(self.out_channels,), trainable=False,
             initializer=keras.initializers.Constant(np.asarray(bits, np.float32)),
         )
+        if self.kind in ROW_KINDS:  # a variable too: a variable-bit model prunes its inputs without a rebuild
+            rows = kshape[0] if self.kind == "Dense" else kshape[-2]
+            self.input_keep_var = self.add_weight("tfmpq_input_keep", shape=(rows,), trainable=False,
+                                                  initializer="ones")
+            self.input_keep_var.assign(self._row_mask_values(self.input_keep))
         super().build(input_shape)
 
     # ---- the op, per kind --------------------------------------------------------------------------
@@ -252,6 +282,11 @@ class QuantGroupLayer(keras.layers.Layer):
             kh, kw, cin, mult = kernel.shape
             q = fake_quant_weights(tf.reshape(kernel, (kh, kw, cin * mult)), bits, self.per_channel, self.symmetric)
             return tf.reshape(q, kernel.shape)
+        if self.kind in ROW_KINDS:  # rows fed by pruned channels: zeros, off the grid (see `input_keep`)
+            shape = [1] * kernel.shape.rank
+            shape[0 if self.kind == "Dense" else -2] = -1
+            rows = tf.reshape(self.input_keep_var > 0.5, shape)
+            kernel = tf.where(rows, kernel, tf.zeros_like(kernel))
         return fake_quant_weights(kernel, bits, self.per_channel, self.symmetric)
 
     def _bias(self):
@@ -406,5 +441,6 @@ class QuantGroupLayer(keras.layers.Layer):
             bn_freeze_step=self.bn_freeze_step,
             variable_bits=self.variable_bits,
             bn_fold=self.bn_fold,
+            input_keep=None if self.input_keep is None else list(self.input_keep),
         )
         return config

@@ -42,20 +42,9 @@ def bits_row(vbm, weight: dict, activation: dict) -> np.ndarray:
         activation: group name -> activation bits.
 
     Returns:
-        A float32 vector of ``bit_row_size(vbm)`` values, in ``vbm._bit_variables()`` order.
+        ``vbm.bit_values(weight, activation)``: a float32 vector, in ``vbm._bit_variables()`` order.
     """
-    acts = list(activation.values())
-    other = 8.0 if any(a <= 8 for a in acts) else 32.0
-    row = [np.full(len(vbm._other_bits), other, np.float32)]  # noqa: SLF001
-    for name, (_, inner) in vbm._groups.items():  # noqa: SLF001 - the order of _bit_variables
-        w = weight[name]
-        channels = np.asarray(w, np.float32) if isinstance(w, (tuple, list, np.ndarray)) else np.full(
-            (inner.out_channels,), float(w), np.float32)
-        if channels.shape != (inner.out_channels,):
-            raise ValueError(f"Invalid value for `weight`: group `{name}` has {inner.out_channels} output channels. "
-                             f"Received {channels.size} per-channel bit-widths.")
-        row += [channels, np.asarray([activation[name]], np.float32)]
-    return np.concatenate(row).astype(np.float32)
+    return vbm.bit_values(weight, activation)
 
 
 def _bit_slices(bit_vars) -> list[tuple[int, int, tuple]]:
