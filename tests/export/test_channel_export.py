@@ -57,9 +57,12 @@ def test_plan_folds_each_order_into_the_consumers_and_restores_the_output(mixed)
     plans = {p.group: p for p in channel_plan(qat, {f"quant_{n}": g for n, g in group_layers(qat).items()},
                                                {n: v["weight_bits"] for n, v in policy_of(qat).items()}).values()}
     conv1, dw, conv2, logits = (plans[n] for n in ("conv1", "dw", "conv2", "logits"))
-    assert conv1.segments == [(2, tuple(range(1, 16, 2))), (4, tuple(range(0, 16, 2)))]
-    assert conv1.restore is None and conv1.output_order == list(range(1, 16, 2)) + list(range(0, 16, 2))
+    assert [(w, sorted(c)) for w, c in conv1.segments] == [(2, list(range(1, 16, 2))), (4, list(range(0, 16, 2)))]
+    for _, chans in conv1.segments:  # inside a sub-layer, channels come by the width dw gives them
+        assert [dw.bits[c] for c in chans] == sorted(dw.bits[c] for c in chans)
+    assert conv1.restore is None and conv1.output_order == [c for _, chans in conv1.segments for c in chans]
     assert dw.input_order == conv1.output_order and len(dw.segment_inputs) == 3  # 3, 5 and 8 bits
+    assert all(len(pieces) <= 2 for pieces in dw.segment_inputs)  # one slice per width of conv1, no more
     assert [w for w, _ in dw.segments] == [3, 5, 8] and PRUNED not in [dw.bits[c] for c in dw.output_order]
     assert conv2.rows == dw.output_order and conv2.input_gather is None  # folded: no data movement
     assert conv2.restore is None and conv2.output_order == list(range(4, 16)) + list(range(4))
@@ -165,3 +168,52 @@ def test_refused_where_channels_cannot_be_removed_or_split(digits, tmp_path):
     with pytest.raises(ExportError, match=r"group `out`.*`conv`.*1 pruned channel.*Permute"):
         export_tflite(qat, tmp_path / "p.tflite", representative_data=x[:32])
     assert not (tmp_path / "p.tflite").exists()
+
+
+def _fmnist_channel_policy(model):
+    """Per channel, by the channels' 3-bit quantization error: the largest quarter at 8 bits, the middle half
+    at 4, the smallest quarter at 2 (every group but the first, at 8); in the middle groups the eighth of the
+    channels with the smallest kernel norm pruned (bench.channel_export's ``channel+prune``)."""
+    from tfmpq.hessian import channel_quantization_error, folded_kernels
+
+    groups = tfmpq.quantizable_groups(model)
+    errors, kernels = channel_quantization_error(model, bits=(3,)), folded_kernels(model)
+    bits = [8]
+    for i, g in enumerate(groups[1:], start=1):
+        order, n = np.argsort(-errors[g.name][3], kind="stable"), g.out_channels
+        widths = np.full(n, 4)
+        widths[order[:n // 4]], widths[order[n - n // 4:]] = 8, 2
+        if i < len(groups) - 1:
+            k = kernels[g.name]
+            norms = np.sum((k.reshape(-1, n)).astype(np.float64) ** 2, axis=0)
+            widths[np.argsort(norms, kind="stable")[:n // 8]] = 0
+        bits.append([int(b) for b in widths])
+    return QuantPolicy.from_bits(model, weight_bits=bits, activation_bits=8, allow_pruning=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["small_cnn_fmnist", "dscnn_fmnist"])
+def test_fashion_mnist_channel_wise_export_keeps_the_trained_accuracy(name, tmp_path):
+    """Real data: Keras QAT vs LiteRT within 0.3 pp on the 2,000 test images, LiteRT == TFLite Micro."""
+    from tfmpq import data, zoo
+    from tfmpq.accuracy import model_accuracy
+
+    roles = data.roles(data.load("default"))
+    model = zoo.resolve_model(f"zoo:{name}")
+    policy = _fmnist_channel_policy(model)
+    keras.utils.set_random_seed(0)
+    qat = tfmpq.quantize_model(model, policy)
+    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    qat.fit(*roles.train, epochs=1, batch_size=64, verbose=0)
+    x, y = roles.test
+    keras_acc = model_accuracy(qat, x, y)
+    assert keras_acc > 0.8, keras_acc  # a channel-wise policy that still classifies (float: 88-92%)
+    for packing in ("int4", "auto"):
+        report = export_tflite(qat, tmp_path / f"{packing}.tflite", representative_data=roles.train[0][:256],
+                               packed=packing)
+        _check_export(report, policy, model, x[:500], packing)
+        tflm = run_tflite(report.path, x, "tflm")
+        if "litert" in report.runtimes:
+            litert = run_tflite(report.path, x, "litert")
+            np.testing.assert_array_equal(litert, tflm)
+        assert abs(np.mean(tflm.argmax(-1) == y) - keras_acc) <= 0.003, (packing, keras_acc)

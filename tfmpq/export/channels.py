@@ -211,12 +211,14 @@ def channel_plan(qat_model, layers: dict, bits: dict) -> dict:
         per_channel = b if isinstance(b, tuple) else (b,) * inner.out_channels
         plans[name] = GroupPlan(group=inner.name, layer=name, kind=inner.kind, channels=inner.out_channels,
                                 bits=tuple(per_channel), segments=[])
-    reached_from, folds = {}, {}
+    reached_from, folds, depthwise_of = {}, {}, {}
     for name, plan in plans.items():
         reached = []
         folds[name] = _walk(g, qat_model, name, plan.channels, 1, plans, reached)
         for consumer, spatial in reached:
             reached_from[consumer] = (name, spatial)
+            if plans[consumer].kind == "DepthwiseConv2D":
+                depthwise_of.setdefault(name, plans[consumer])
     for name in [n for n in g.order if n in plans]:
         plan = plans[name]
         source = reached_from.get(name)
@@ -230,7 +232,7 @@ def channel_plan(qat_model, layers: dict, bits: dict) -> dict:
         if plan.kind == "DepthwiseConv2D":
             _plan_depthwise(plan, qat_model.get_layer(name))
         else:
-            _plan_rows(plan)
+            _plan_rows(plan, depthwise_of.get(name) if folds[name] else None)
         if not folds[name]:
             order = plan.output_order
             pieces = gather_pieces(order, range(plan.channels))
@@ -255,10 +257,16 @@ def _check_pruned_rows(g, name: str, plan: GroupPlan, plans: dict) -> None:
         )
 
 
-def _plan_rows(plan: GroupPlan) -> None:
+def _plan_rows(plan: GroupPlan, depthwise: GroupPlan | None = None) -> None:
     """A Conv / Dense group: its input rows (the producer's order, without its zero channels) and its
-    sub-layers, one per width."""
+    sub-layers, one per width. Inside a sub-layer the channels may come in any order: where the output
+    feeds a DepthwiseConv2D they come by that consumer's widths, so each of its sub-layers takes its
+    input channels in a few contiguous slices (at most one per width here) instead of one per channel."""
     plan.segments = channel_segments(plan.bits if len(set(plan.bits)) > 1 else plan.bits[0], plan.channels)
+    if depthwise is not None and len(set(depthwise.bits)) > 1:
+        multiplier = depthwise.channels // plan.channels
+        plan.segments = [(w, tuple(sorted(chans, key=lambda c: depthwise.bits[c * multiplier])))
+                         for w, chans in plan.segments]
     plan.output_order = [c for _, chans in plan.segments for c in chans]
     if plan.input_order is None:
         return

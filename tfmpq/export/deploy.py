@@ -92,7 +92,7 @@ class DeployedLayer(keras.layers.Layer):
             inputs_of = self.segment_inputs or [None] * len(self.segments)
             outs = [self._output(self._run(layer, x if pieces is None else gather(x, pieces)))
                     for layer, pieces in zip(self.segments, inputs_of)]
-            y = outs[0] if len(outs) == 1 else self._requantize(tf.concat(outs, axis=-1))
+            y = outs[0] if len(outs) == 1 else self._requantize(concat(outs))
         else:
             y = self._output(self._run(self.inner, x) if self.inner is not None else x)
         if self.restore is not None:
@@ -143,6 +143,18 @@ class DeployedLayer(keras.layers.Layer):
         return config
 
 
+#: TFLite Micro's CONCATENATION takes at most 10 inputs (``kMaxInputNum`` in concatenation.cc).
+MAX_CONCAT_INPUTS = 10
+
+
+def concat(parts: list):
+    """``tf.concat(parts, -1)`` as CONCATENATIONs of at most `MAX_CONCAT_INPUTS` inputs (a tree of them)."""
+    while len(parts) > MAX_CONCAT_INPUTS:
+        parts = [tf.concat(parts[i:i + MAX_CONCAT_INPUTS], axis=-1) if len(parts[i:i + MAX_CONCAT_INPUTS]) > 1
+                 else parts[i] for i in range(0, len(parts), MAX_CONCAT_INPUTS)]
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+
+
 def gather(x, pieces, spatial: int = 1):
     """The channels `pieces` (``channels.gather_pieces``) of `x`'s last axis: contiguous slices, zero
     channels as padding (PAD pads int8 tensors with their zero point: an exact 0), concatenated.
@@ -175,7 +187,7 @@ def gather(x, pieces, spatial: int = 1):
         parts.append(part)
     if not parts:  # zeros only: pad one channel, then cut it off
         parts = [pad(x[..., :1], 0, zeros_before)[..., 1:]]
-    y = parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+    y = concat(parts)
     if spatial > 1:
         y = tf.reshape(y, (-1, spatial * int(y.shape[-1])))
     return y

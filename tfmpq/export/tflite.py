@@ -135,20 +135,23 @@ class ExportReport:
             arena += f" ({self.scratch_bytes} B of it INT4 / LUT decode scratch)"
         kinds = sorted({k for g in self.groups for k in g["storage"].split("+")}, key=["int8", "int4", "lut"].index)
         runs = " and ".join({"litert": "LiteRT", "tflm": "TFLite Micro"}[r] for r in self.runtimes) or "no runtime"
+        # channel-wise groups: "2x16+4x16" bits, "int4+int8" storage; the columns widen for them
+        wb = max([7] + [len(bits_label(g["weight_bits"])) + 1 for g in self.groups])
+        st = max([8] + [len(g["storage"]) + 1 for g in self.groups])
         lines = [
             f"{self.path}: {self.file_bytes} B on disk (packing {self.packing!r}: {' + '.join(kinds)} kernels, "
             f"{'int8' if self.int8_io else 'float'} I/O, runs on {runs}), TFLite Micro arena {arena}",
             f"weights: {self.int8_weight_bytes} B in int8 containers, {self.packed_weight_bytes} B at trained bits, "
             f"{self.stored_weight_bytes} B as stored; flash {self.flash_bytes} B with biases and quantization "
             "parameters",
-            f"{'group':<28}{'kind':<17}{'w bits':>7}{'a bits':>7}{'levels/ch':>10}{'int8 B':>9}{'packed B':>9}"
-            f"{'storage':>8}{'stored B':>9}{'flash B':>9}",
+            f"{'group':<28}{'kind':<17}{'w bits':>{wb}}{'a bits':>7}{'levels/ch':>10}{'int8 B':>9}{'packed B':>9}"
+            f"{'storage':>{st}}{'stored B':>9}{'flash B':>9}",
         ]
         for g in self.groups:
             lines.append(
-                f"{g['name']:<28}{g['kind']:<17}{bits_label(g['weight_bits']):>7}{g['activation_bits']:>7}"
+                f"{g['name']:<28}{g['kind']:<17}{bits_label(g['weight_bits']):>{wb}}{g['activation_bits']:>7}"
                 f"{str(g['max_levels_per_channel']):>10}{g['int8_bytes']:>9}{g['packed_bytes']:>9}"
-                f"{g['storage']:>8}{g['stored_bytes']:>9}{g['flash_bytes']:>9}"
+                f"{g['storage']:>{st}}{g['stored_bytes']:>9}{g['flash_bytes']:>9}"
             )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
