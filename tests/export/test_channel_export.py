@@ -217,3 +217,26 @@ def test_fashion_mnist_channel_wise_export_keeps_the_trained_accuracy(name, tmp_
             litert = run_tflite(report.path, x, "litert")
             np.testing.assert_array_equal(litert, tflm)
         assert abs(np.mean(tflm.argmax(-1) == y) - keras_acc) <= 0.003, (packing, keras_acc)
+
+
+def test_restore_and_sequential_models(digits, digits_mlp, tmp_path):
+    """A group whose output is averaged (not a channel-keeping layer) puts its 24 channels back in place with
+    more slices than one CONCATENATION may take on TFLite Micro (10); a Sequential model folds its order."""
+    (x, y), (xt, _) = digits
+    keras.utils.set_random_seed(0)
+    i = L.Input((8, 8, 1))
+    h = L.GlobalAveragePooling2D(name="gap")(L.Conv2D(24, 3, activation="relu", name="wide")(i))
+    model = keras.Model(i, L.Dense(10, name="out")(h))
+    compile_model(model, 3e-3)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    for float_model, bits in ((model, [[2, 4] * 12, 8]), (digits_mlp, [[4, 2, 8, 3] * 8, [8] * 5 + [4] * 5])):
+        policy = QuantPolicy.from_bits(float_model, weight_bits=bits, activation_bits=8)
+        qat = tfmpq.quantize_model(float_model, policy)
+        tfmpq.calibrate(qat, x[:256])
+        report = export_tflite(qat, tmp_path / f"{float_model.name}.tflite", representative_data=xt[:64],
+                               packed="int4")
+        _check_export(report, policy, float_model, xt, "int4")
+        keras_out = qat.predict(xt, verbose=0).argmax(-1)
+        assert np.mean(keras_out == run_tflite(report.path, xt, "litert").argmax(-1)) >= 0.97
+    # hidden's order folded into out's rows; out, the model's output, restored: its two widths, two slices
+    assert report.groups[0]["storage"] == "int4+int4+int4+int8" and report.operators.count("STRIDED_SLICE") == 2
