@@ -244,7 +244,7 @@ def channel_plan(qat_model, layers: dict, bits: dict) -> dict:
 
 def _check_pruned_rows(g, name: str, plan: GroupPlan, plans: dict) -> None:
     """A row consumer fed by a pruned group through grid-keeping layers that this plan cannot follow
-    (``tfmpq.metrics.deployed_groups`` counts those rows as removed): refused, not miscounted."""
+    (``tfmpq.metrics.pruned_inputs`` counts those rows as removed): refused, not miscounted."""
     producer = _input_group(g, name, plans)
     if producer is None or plan.kind not in ROW_KINDS or plan.input_order is not None:
         return

@@ -95,11 +95,6 @@ def fake_quant_weights(w: tf.Tensor, bits, per_channel: bool, symmetric: bool) -
     return _fake_quant_weights(w, bits, per_channel, symmetric)
 
 
-def channel_keep(bits) -> tf.Tensor:
-    """1.0 for every channel of a channel-wise bits vector that is kept, 0.0 for a pruned (0-bit) one."""
-    return tf.cast(bits > 0.5, tf.float32)
-
-
 def _fake_quant_weights(w: tf.Tensor, bits, per_channel: bool, symmetric: bool) -> tf.Tensor:
     reduce_axes = list(range(w.shape.rank - 1)) if per_channel else None
     if symmetric:
