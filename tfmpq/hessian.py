@@ -27,6 +27,10 @@ sec. III.A, eq. 1, Lemma 1), with ``H_g`` the Hessian of the loss with respect t
   kernel's weights. A negative trace estimate (a group at a saddle, or noise) is clipped to 0 in
   Omega. This is the table :func:`tfmpq.search.allocation.solve_allocation` minimises
   (:func:`omega_table`).
+* **Per channel** (channel-wise bits): the same probes give each output channel's trace, the part of
+  ``z_g^T (H z)_g`` over that channel's weights (``TraceEstimate.channel_trace``; the channel traces sum to
+  the group's), and :func:`channel_quantization_error` each channel's ``||Q_b(w_c) - w_c||^2``: the
+  per-channel statistics a channel-wise search orders channels by.
 
 The loss is the model's mean loss over ``data`` in inference mode (BatchNormalization uses its moving
 statistics, dropout is off): the compiled loss, else a cross-entropy inferred like
@@ -51,8 +55,8 @@ from tfmpq.graph import QuantGroup, quantizable_groups
 from tfmpq.policy import QUANT_BITS, is_float
 from tfmpq.quantize.quantizers import fake_quant_weights
 
-__all__ = ["sensitivity", "hessian_trace", "TraceEstimate", "folded_kernels", "quantization_error", "omega_table",
-           "METHODS"]
+__all__ = ["sensitivity", "hessian_trace", "TraceEstimate", "folded_kernels", "quantization_error",
+           "channel_quantization_error", "omega_table", "METHODS"]
 
 #: Sensitivity methods offered by :func:`sensitivity`.
 METHODS = ("hessian",)
@@ -70,6 +74,8 @@ class TraceEstimate:
         samples: ``(num_probes, num_groups)`` array of the per-probe values ``z_g^T (H z)_g``.
         num_probes: probes drawn.
         num_samples: data samples the loss was averaged over.
+        channel_trace: ``{group: per-output-channel traces}`` (NumPy, one per channel in
+            ``tfmpq.QuantPolicy``'s channel order; they sum to ``trace[group]``).
     """
 
     groups: tuple
@@ -79,6 +85,7 @@ class TraceEstimate:
     samples: np.ndarray
     num_probes: int
     num_samples: int
+    channel_trace: dict = dataclasses.field(default_factory=dict)
 
     def average(self) -> dict:
         """``{group: Tr(H_g) / n_g}``: the per-parameter (average) trace (HAWQ-V2, sec. 3.2)."""
@@ -129,6 +136,13 @@ def folded_kernels(model, groups: Sequence[QuantGroup] | None = None) -> dict[st
     return out
 
 
+def _by_channel(kernel: np.ndarray, kind: str) -> np.ndarray:
+    """The kernel as (weights per channel, output channels), in the channel order of channel-wise bits."""
+    if kind == "DepthwiseConv2D":
+        return kernel.reshape(-1, kernel.shape[-2] * kernel.shape[-1])
+    return kernel.reshape(-1, kernel.shape[-1])
+
+
 def _quantize(kernel: np.ndarray, bits: int, kind: str, per_channel: bool, symmetric: bool) -> np.ndarray:
     """``Q_b(kernel)`` with tfmpq's weight quantizer, per output channel as export lays it out."""
     if is_float(bits):
@@ -159,6 +173,33 @@ def quantization_error(model, bits: Sequence[int] = QUANT_BITS, *, per_channel: 
     return {g.name: {int(b): float(np.sum((_quantize(kernels[g.name], int(b), g.kind, per_channel, symmetric)
                                            - kernels[g.name]).astype(np.float64) ** 2)) for b in bits}
             for g in groups}
+
+
+def channel_quantization_error(model, bits: Sequence[int] = QUANT_BITS, *,
+                               symmetric: bool = True) -> dict[str, dict[int, np.ndarray]]:
+    """``||Q_b(w_c) - w_c||^2`` of every output channel ``c`` of every group's folded kernel.
+
+    Per-channel quantization (one scale per channel: what channel-wise bits need), so channel c's error
+    at b bits is what it costs when that channel alone is given b bits. Sums over channels to
+    :func:`quantization_error`'s per-channel value.
+
+    Args:
+        model: the float model (tf_keras, or Keras 3: converted with ``tfmpq.as_tf_keras``).
+        bits: bit-widths (2..8; 16/32 give 0). Defaults to 2..8.
+        symmetric: symmetric narrow-range grid. Defaults to True.
+
+    Returns:
+        ``{group: {bits: array of one error per output channel}}``.
+    """
+    model = as_tf_keras(model)
+    groups = quantizable_groups(model)
+    kernels = folded_kernels(model, groups)
+    out = {}
+    for g in groups:
+        k = kernels[g.name]
+        out[g.name] = {int(b): np.sum(_by_channel((_quantize(k, int(b), g.kind, True, symmetric) - k).astype(
+            np.float64), g.kind) ** 2, axis=0) for b in bits}
+    return out
 
 
 def omega_table(model, traces: Mapping[str, float] | TraceEstimate, bits: Sequence[int] = QUANT_BITS, *,
@@ -283,6 +324,7 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
     batches = [(tf.constant(x[i:i + batch_size]), tf.constant(y[i:i + batch_size]), min(batch_size, n - i) / n)
                for i in range(0, n, batch_size)]
     samples = np.zeros((num_probes, len(groups)))
+    channel_sums = [np.zeros(g.out_channels) for g in groups]
     for p in range(num_probes):
         zs = [rng.integers(0, 2, size=tuple(k.shape)).astype(np.float32) * 2.0 - 1.0 for k in kernels]
         us = [tf.constant(z) * s for z, s in zip(zs, inv_scale)]  # u = z / s: probe of the folded kernel
@@ -290,13 +332,16 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
         for xb, yb, weight in batches:  # H of the mean loss = sum of the batches' H, weighted by size
             for t, hv in zip(total, hvp(xb, yb, us)):
                 t += weight * hv.numpy()
-        samples[p] = [float(np.sum(u.numpy().astype(np.float64) * t)) for u, t in zip(us, total)]
+        products = [u.numpy().astype(np.float64) * t for u, t in zip(us, total)]
+        samples[p] = [float(np.sum(v)) for v in products]
+        for acc, g, v in zip(channel_sums, groups, products):
+            acc += np.sum(_by_channel(v, g.kind), axis=0)
     names = tuple(g.name for g in groups)
     mean = samples.mean(axis=0)
     se = samples.std(axis=0, ddof=1) / math.sqrt(num_probes) if num_probes > 1 else np.full(len(groups), math.nan)
     return TraceEstimate(groups=names, trace=dict(zip(names, map(float, mean))), std_error=dict(zip(names, map(float, se))),
                          params={g.name: g.kernel_params for g in groups}, samples=samples, num_probes=num_probes,
-                         num_samples=n)
+                         num_samples=n, channel_trace={g.name: c / num_probes for g, c in zip(groups, channel_sums)})
 
 
 def sensitivity(model, data, method: str = "hessian", *, average: bool = False, num_probes: int = 64,

@@ -26,6 +26,16 @@ Formulas and their sources:
   TFLite schema stores them. ``flash_bytes`` is the ``"auto"`` packing; ``flash_bytes_int4``,
   ``flash_bytes_lut`` and ``flash_bytes_int8`` the others.
 
+Channel-wise bits (``QuantPolicy`` with a per-channel tuple for a group) are counted per channel, as
+they deploy (``tfmpq.policy.channel_segments``: one sub-tensor per width): weight_bytes and
+avg_weight_bits sum each channel's kernel weights at its own width, BOPs each channel's MACs at its
+width, and flash_bytes each width's sub-tensor in its own storage (INT4, LUT or int8, with its bias
+and quantization parameters). A pruned (0-bit) channel costs nothing: no weights, bias, parameters or
+MACs, and a Conv1D / Conv2D / Dense group whose input is that group's output (``QuantGroup.input_group``)
+loses the kernel rows and MACs of the pruned channels too (QAT keeps them off its grid, export removes
+them: :func:`pruned_inputs`).
+Pruned weights and MACs count as 0 bits in the averages (whose denominators stay the model's).
+
 There is no ``arena_bytes`` cost here. TFLite Micro's arena is set by the activations, int8 in every
 full-integer export whatever the policy's activation bits, so with int8 containers it does not depend
 on the policy at all. Packed kernels add scratch: TFLite Micro's reference kernels unpack an INT4
@@ -39,9 +49,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import dataclasses
+
 from tfmpq.convert import as_tf_keras
 from tfmpq.graph import QuantGroup, quantizable_groups
-from tfmpq.policy import QuantPolicy, _groups_of, is_float
+from tfmpq.errors import PolicyError
+from tfmpq.policy import PRUNED, QuantPolicy, _groups_of, channel_segments, is_float
 
 QPARAM_BYTES = 8  # per quantization channel: float32 scale + int32 zero point
 
@@ -115,10 +128,84 @@ def _other_float_params(model) -> int:
     )
 
 
-def group_weight_bytes(group: QuantGroup, weight_bits: int, per_channel: bool = True) -> float:
-    """Bytes one group's weights take at `weight_bits` (see the module docstring)."""
+#: Group kinds whose kernel rows are indexed by input channel: pruned input channels drop rows.
+ROW_KINDS = ("Conv1D", "Conv2D", "Dense")
+
+
+def _live(bits, channels: int) -> int:
+    """Output channels that are not pruned."""
+    return channels - bits.count(PRUNED) if isinstance(bits, tuple) else channels
+
+
+def pruned_inputs(groups: list[QuantGroup], weight_bits) -> dict:
+    """Which kernel rows of each group multiply a pruned channel of the group that feeds it.
+
+    A Conv1D, Conv2D or Dense group whose input is another group's output through layers that keep
+    channels apart (``QuantGroup.input_group``: pooling, Flatten, Dropout, padding, ...) multiplies each
+    pruned channel's zeros by a block of kernel rows: row ``r`` of its input axis (length ``R``) belongs to
+    the producer's channel ``r mod C`` (``R`` = 3 x 3 x C for a conv, S x C for a Dense after a Flatten
+    of S positions). QAT keeps those rows out of the consumer's weight grid (they are zeros there) and
+    export removes them; a group whose rows are not a multiple of C keeps them all.
+
+    Args:
+        groups: the model's `QuantGroup`s.
+        weight_bits: one weight bit-width (int or per-channel tuple) per group.
+
+    Returns:
+        ``{group name: (C, kept)}`` for the groups that lose rows: the producer's channels and a tuple of
+        C booleans, True for a kept channel.
+    """
+    by_name = {g.name: (g, b) for g, b in zip(groups, weight_bits)}
+    out = {}
+    for g in groups:
+        source = by_name.get(g.input_group) if g.input_group is not None else None
+        if source is None or g.kind not in ROW_KINDS or not isinstance(source[1], tuple) or PRUNED not in source[1]:
+            continue
+        producer, bits = source
+        if (g.kernel_params // max(g.out_channels, 1)) % producer.out_channels:
+            continue
+        out[g.name] = (producer.out_channels, tuple(b != PRUNED for b in bits))
+    return out
+
+
+def deployed_groups(groups: list[QuantGroup], weight_bits) -> list[QuantGroup]:
+    """The groups as deployed under `weight_bits`: without the kernel rows that pruned channels feed
+    (:func:`pruned_inputs`), so with fewer kernel weights, parameters and MACs.
+
+    Args:
+        groups: the model's `QuantGroup`s.
+        weight_bits: one weight bit-width (int or per-channel tuple) per group.
+
+    Returns:
+        The groups, with `kernel_params`, `params` and `macs` reduced where rows are removed (the same
+        objects where nothing is).
+    """
+    rows = pruned_inputs(groups, weight_bits)
+    out = []
+    for g in groups:
+        if g.name not in rows:
+            out.append(g)
+            continue
+        channels, kept = rows[g.name]
+        kernel = g.kernel_params // channels * sum(kept)
+        macs = g.macs // channels * sum(kept)
+        out.append(dataclasses.replace(g, kernel_params=kernel, params=kernel + g.bias_params, macs=macs))
+    return out
+
+
+def group_weight_bytes(group: QuantGroup, weight_bits, per_channel: bool = True) -> float:
+    """Bytes one group's weights take at `weight_bits` (see the module docstring).
+
+    Channel-wise bits: each live channel's kernel weights at its width, plus its bias and quantization
+    parameters (channel-wise bits imply one scale per channel); pruned channels cost nothing.
+    """
     if is_float(weight_bits):
         return group.params * weight_bits / 8
+    if isinstance(weight_bits, tuple):
+        per_channel_params = group.kernel_params / group.out_channels
+        live = _live(weight_bits, group.out_channels)
+        bias = 4 * live if group.bias_params else 0
+        return per_channel_params * sum(weight_bits) / 8 + bias + live * QPARAM_BYTES
     channels = group.out_channels if per_channel else 1
     return group.kernel_params * weight_bits / 8 + group.bias_params * 4 + channels * QPARAM_BYTES
 
@@ -291,13 +378,30 @@ def int4_supported(group: QuantGroup) -> bool:
     return group.kind == "Dense" and group.macs == group.kernel_params
 
 
-def _lut_bound(group: QuantGroup, weight_bits: int) -> int | None:
-    """LUT bytes of a group's kernel with tables of min(2^b - 1, weights per channel) entries."""
+def _lut_bound(group: QuantGroup, weight_bits: int, channels: int | None = None) -> int | None:
+    """LUT bytes of a group's kernel (or of `channels` of its channels) with tables of min(2^b - 1,
+    weights per channel) entries."""
     if is_float(weight_bits) or weight_bits not in LUT_INDEX_BITS:
         return None
-    channels = max(group.out_channels, 1)
-    stride = min(2**weight_bits - 1, max(group.kernel_params // channels, 1))
-    return lut_kernel_bytes(group.kernel_params, weight_bits, channels, stride)
+    per_channel = max(group.kernel_params // max(group.out_channels, 1), 1)
+    params = group.kernel_params if channels is None else per_channel * channels
+    channels = max(group.out_channels, 1) if channels is None else channels
+    stride = min(2**weight_bits - 1, per_channel)
+    return lut_kernel_bytes(params, weight_bits, channels, stride)
+
+
+def _kernels(groups: list[QuantGroup], weight_bits) -> list[list[tuple]]:
+    """Per group, its stored kernels (one per width of a channel-wise group, see ``channel_segments``)
+    as ``choose_storage`` arguments plus the channel count: (bits, int4_supported, lut_bytes, int8_bytes, channels)."""
+    out = []
+    for g, bits in zip(groups, weight_bits):
+        if not isinstance(bits, tuple):
+            out.append([(bits, int4_supported(g), _lut_bound(g, bits), g.kernel_params, g.out_channels)])
+            continue
+        per_channel = g.kernel_params // g.out_channels
+        out.append([(w, int4_supported(g), _lut_bound(g, w, len(ch)), per_channel * len(ch), len(ch))
+                    for w, ch in channel_segments(bits, g.out_channels)])
+    return out
 
 
 def flash_bytes(groups, weight_bits, packing: str = "auto") -> list[tuple[str, int]]:
@@ -305,7 +409,10 @@ def flash_bytes(groups, weight_bits, packing: str = "auto") -> list[tuple[str, i
 
     Per group: kernel (:func:`kernel_bytes`) + 4 bytes of int32 bias per output channel + 2 x 12
     bytes of quantization parameters per output channel (filter and bias: a float32 scale and an int64
-    zero point each; the converter writes one per channel even for a per-tensor group). A LUT kernel
+    zero point each; the converter writes one per channel even for a per-tensor group). A channel-wise
+    group is one such kernel per width (``tfmpq.policy.channel_segments``), each stored as
+    ``choose_storages`` says for its width, without its pruned channels; its storage is then the
+    widths' storages joined by "+" (e.g. "int4+int8"), narrowest first. A LUT kernel
     is counted with tables of min(2^b - 1, weights per channel) entries, the most a b-bit symmetric
     grid holds: exact when some channel uses every level, else an upper bound (the file pads the
     tables to its fullest channel only). A float group (16/32 bits) is deployed as int8. Weights
@@ -314,7 +421,7 @@ def flash_bytes(groups, weight_bits, packing: str = "auto") -> list[tuple[str, i
 
     Args:
         groups: the model's `QuantGroup`s.
-        weight_bits: one weight bit-width per group.
+        weight_bits: one weight bit-width (int, or per-channel tuple) per group.
         packing: one of `PACKINGS`. Defaults to "auto".
 
     Returns:
@@ -324,15 +431,22 @@ def flash_bytes(groups, weight_bits, packing: str = "auto") -> list[tuple[str, i
     >>> groups = tfmpq.quantizable_groups(model)  # doctest: +SKIP
     >>> sum(b for _, b in flash_bytes(groups, [8, 4, 4, 8], "int4"))  # doctest: +SKIP
     """
-    kernels = [(b, int4_supported(g), _lut_bound(g, b), g.kernel_params) for g, b in zip(groups, weight_bits)]
+    groups = deployed_groups(list(groups), list(weight_bits))
+    per_group = _kernels(groups, weight_bits)
+    storages = iter(choose_storages([k[:4] for kernels in per_group for k in kernels], packing))
     result = []
-    for g, (bits, _, lut, params), storage in zip(groups, kernels, choose_storages(kernels, packing)):
-        kernel = lut if storage == "lut" else kernel_bytes(storage, params)
-        result.append((storage, int(kernel + 4 * g.out_channels + 2 * g.out_channels * FILE_QPARAM_BYTES)))
+    for kernels in per_group:
+        names, total = [], 0
+        for bits, _, lut, params, channels in kernels:
+            storage = next(storages)
+            kernel = lut if storage == "lut" else kernel_bytes(storage, params)
+            total += int(kernel + 4 * channels + 2 * channels * FILE_QPARAM_BYTES)
+            names.append(storage)
+        result.append(("+".join(names), total))
     return result
 
 
-def group_flash_bytes(group: QuantGroup, weight_bits: int, packing: str = "auto") -> tuple[str, int]:
+def group_flash_bytes(group: QuantGroup, weight_bits, packing: str = "auto") -> tuple[str, int]:
     """The storage and the bytes in the .tflite file of one group's weights under `packing`, alone.
 
     ``flash_bytes([group], [weight_bits], packing)[0]``: under "auto", a group in a model whose other
@@ -362,12 +476,15 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
 
     Returns:
         A dict with `float_weight_bytes`, `weight_bytes`, `compression_ratio`, `compression_ratio_eq9`,
-        `avg_weight_bits`, `avg_activation_bits`, `bops`, `avg_op_bits`, `macs`, `params`, the
-        `FLASH_METRICS`, and `groups` (a per-group list of name, weight/activation bits, the bits of its
-        input tensor ``input_bits``, params, MACs, bytes, and the storage and flash bytes under `packing`).
+        `avg_weight_bits`, `avg_activation_bits`, `bops`, `avg_op_bits`, `macs` (executed: without
+        pruned channels), `params`, the `FLASH_METRICS`, and `groups` (a per-group list of name,
+        weight/activation bits, the bits of its input tensor ``input_bits``, params, MACs, bytes, and
+        the storage and flash bytes under `packing`; a channel-wise group adds ``channels``, its
+        ``[width, count]`` pairs, narrowest first, and ``pruned``, its pruned channels).
 
     Raises:
-        PolicyError: if `policy` was made for another model.
+        PolicyError: if `policy` was made for another model, or has channel-wise bits and
+            `per_channel` is False.
         ValueError: for an unknown `packing`.
 
     Example:
@@ -379,27 +496,42 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
     packing = packing_name(packing)
     groups = _groups_of(model)
     policy.check_model(groups)
+    if policy.is_channel_wise and not per_channel:
+        raise PolicyError(
+            "Invalid value for `per_channel`: channel-wise weight bits need one scale per output channel "
+            "(per_channel=True). Received: per_channel=False."
+        )
     other = _other_float_params(model)
     float_bytes = sum(g.params for g in groups) * 4 + other * 4
     per_group, size = [], other * 4.0
     bit_params = bit_ops = total_ops = 0.0
-    act_macs = 0.0
+    act_macs = executed = 0.0
     feeding = input_bits(groups, policy)
     flash = {name: flash_bytes(groups, policy.weight_bits, name) for name in PACKINGS}
-    for g, wb, ab, ib, (storage, flash_group) in zip(
-        groups, policy.weight_bits, policy.activation_bits, feeding, flash[packing]
+    deployed = deployed_groups(groups, policy.weight_bits)
+    for g, d, wb, ab, ib, (storage, flash_group) in zip(
+        groups, deployed, policy.weight_bits, policy.activation_bits, feeding, flash[packing]
     ):
-        nbytes = group_weight_bytes(g, wb, per_channel)
+        nbytes = group_weight_bytes(d, wb, per_channel)
         size += nbytes
-        bit_params += wb * g.kernel_params  # eq. 10 numerator
-        bit_ops += wb * ib * g.macs  # BOPs, and eq. 11 numerator: weights x the tensor fed in
-        total_ops += g.macs
-        act_macs += ib * g.macs
-        per_group.append(
-            {"name": g.name, "kind": g.kind, "weight_bits": wb, "activation_bits": ab, "input_bits": ib,
-             "params": g.params, "macs": g.macs, "weight_bytes": nbytes, "storage": storage,
-             "flash_bytes": flash_group}
-        )
+        if isinstance(wb, tuple):  # per channel: each channel's weights and MACs at its own width
+            bit_params += sum(wb) * (d.kernel_params / d.out_channels)
+            bit_ops += sum(wb) * ib * (d.macs / d.out_channels)
+            macs = d.macs * (len(wb) - wb.count(PRUNED)) / d.out_channels
+        else:
+            bit_params += wb * d.kernel_params  # eq. 10 numerator
+            bit_ops += wb * ib * d.macs  # BOPs, and eq. 11 numerator: weights x the tensor fed in
+            macs = d.macs
+        total_ops += g.macs  # pruned MACs count as 0-bit operations in eq. 11
+        executed += macs
+        act_macs += ib * macs
+        row = {"name": g.name, "kind": g.kind, "weight_bits": wb, "activation_bits": ab, "input_bits": ib,
+               "params": g.params, "macs": g.macs, "weight_bytes": nbytes, "storage": storage,
+               "flash_bytes": flash_group}
+        if isinstance(wb, tuple):
+            row["channels"] = [[w, wb.count(w)] for w in sorted(set(wb) - {PRUNED})]
+            row["pruned"] = wb.count(PRUNED)
+        per_group.append(row)
     kernel_params = sum(g.kernel_params for g in groups)
     avg_w = bit_params / kernel_params if kernel_params else 0.0
     return {
@@ -408,10 +540,10 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
         "compression_ratio": float(float_bytes / size) if size else float("inf"),
         "compression_ratio_eq9": 32.0 / avg_w if avg_w else float("inf"),
         "avg_weight_bits": avg_w,
-        "avg_activation_bits": act_macs / total_ops if total_ops else 0.0,
+        "avg_activation_bits": act_macs / executed if executed else 0.0,
         "bops": float(bit_ops),
         "avg_op_bits": math.sqrt(bit_ops / total_ops) if total_ops else 0.0,
-        "macs": int(total_ops),
+        "macs": int(round(executed)),
         "params": int(sum(g.params for g in groups) + other),
         "flash_bytes": sum(b for _, b in flash[packing]),
         "flash_bytes_int4": sum(b for _, b in flash["int4"]),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tfmpq.errors import CheckpointError
 from tfmpq.metrics import is_byte_metric
+from tfmpq.policy import bits_label
 from tfmpq.search import store
 
 __all__ = ["RunView", "load_run", "format_table", "front_table", "uniform_table", "export_table",
@@ -171,12 +172,12 @@ def _kib(v) -> str:
 
 
 def _genes(c) -> str:
-    return ",".join(str(g) for g in (c.genes if c.genes is not None else getattr(c.policy, "weight_bits", ())))
+    return ",".join(bits_label(g) for g in (c.genes if c.genes is not None else getattr(c.policy, "weight_bits", ())))
 
 
 def _bits(c, what: str) -> str:
     bits = getattr(c.policy, what, None)
-    return _genes(c) if bits is None else ",".join(str(b) for b in bits)
+    return _genes(c) if bits is None else ",".join(bits_label(b) for b in bits)
 
 
 def _candidate_rows(cands: list, run: RunView) -> list[list]:
@@ -210,7 +211,8 @@ def export_table(run: RunView, markdown: bool = False) -> str:
              "TFLM acc"]]
     for r in run.exports:
         rep = r.get("report") or {}
-        bits = [g.get("weight_bits") for g in rep.get("groups", [])]
+        bits = [bits_label(tuple(b) if isinstance(b, list) else b) for g in rep.get("groups", [])
+                for b in [g.get("weight_bits")]]
         acc = r.get("accuracy") or {}
         packed = rep.get("lut_weight_bytes") if rep.get("lut_weight_bytes") is not None else rep.get("packed_weight_bytes")
         rows.append([os.path.basename(rep.get("path", "?")), ",".join(map(str, bits)), rep.get("file_bytes", "n/a"),

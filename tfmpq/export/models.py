@@ -16,6 +16,7 @@ from tfmpq.accuracy import model_accuracy
 from tfmpq.candidate import jsonable
 from tfmpq.export.runtimes import evaluate_tflite
 from tfmpq.export.tflite import ExportReport, export_tflite
+from tfmpq.policy import bits_label
 
 __all__ = ["export_models", "member_file_name", "RUNTIMES"]
 
@@ -24,9 +25,11 @@ RUNTIMES = ("tflm", "litert")
 EXPORT_RECORD = "export.json"
 
 
-def member_file_name(index: int, genes: Sequence[int]) -> str:
-    """The file stem of a search member: ``<index>_<genes>``, e.g. ``"00_4-4-8-8"``."""
-    return f"{index:02d}_" + "-".join(str(int(g)) for g in genes)
+def member_file_name(index: int, genes: Sequence) -> str:
+    """The file stem of a search member: ``<index>_<genes>``, e.g. ``"00_4-4-8-8"``; a channel-wise
+    group's bits as ``tfmpq.policy.bits_label`` writes them (``"00_8-2x16+4x16-4-8"``)."""
+    return f"{index:02d}_" + "-".join(bits_label(tuple(g)) if isinstance(g, (tuple, list)) else str(int(g))
+                                      for g in genes)
 
 
 def _c_name(stem: str) -> str:

@@ -16,6 +16,9 @@ Steps (each guards one way a deployed model can silently differ from the trained
 6. check the file runs (LiteRT ``allocate_tensors`` + one invoke; TFLite Micro), measure the TFLite
    Micro arena and the weights as stored (``flatbuffer.weight_storage``), then write to a temporary
    file and rename it into place: a failed export never leaves a half-written or unrunnable file.
+
+A group with channel-wise bits is one filter tensor per width (``channels``): steps 4 and 5 and the
+level check treat each as a group of its own width; the report shows the group with its ``segments``.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from tfmpq._io import captured_stderr, write_bytes_atomic
 from tfmpq.checks import check_inputs
 from tfmpq.errors import ExportError
 from tfmpq.export.c_array import check_c_name, write_c_array
-from tfmpq.export.deploy import build_deploy_model
+from tfmpq.export.deploy import build_deploy_model, deployed_segments
 from tfmpq.export.flatbuffer import operator_names, weight_storage, weight_tensors
 from tfmpq.export.grid import GridTarget, snap_to_grid
 from tfmpq.export.int4 import int4_unsupported_reason, to_int4
@@ -41,7 +44,8 @@ from tfmpq.export.levels import count_activation_levels, count_levels
 from tfmpq.export.packed import LUT_BITS, lut_compress
 from tfmpq.export.runtimes import litert_interpreter, run_tflite, tflm_arena_bytes
 from tfmpq.metrics import INT4_MAX_BITS, choose_storages, lut_kernel_bytes, packing_name
-from tfmpq.quantize import group_layers, is_qat_model, policy_of
+from tfmpq.policy import PRUNED, bits_label, widest_bits
+from tfmpq.quantize import is_qat_model, policy_of
 
 
 @dataclasses.dataclass
@@ -65,7 +69,12 @@ class ExportReport:
             levels_per_tensor, exact_grid (int8 values are the trained grid indices, scale the trained
             step), int8_bytes, packed_bytes, lut_bytes, storage ("int8", "int4" or "lut"),
             stored_bytes (the kernel as stored) and flash_bytes (kernel + int32 bias + quantization
-            parameters, as read back from the file).
+            parameters, as read back from the file). A group with channel-wise bits (weight_bits a
+            tuple) deployed as several filter tensors has ``segments``: one such dict per tensor (with
+            ``weight_bits`` its width and ``channels`` its output channels, in the order it holds them);
+            the group's own tensor, tensor_index and levels_per_tensor are then None, its type and
+            storage the segments' joined by "+", its byte counts their sums and its
+            max_levels_per_channel their maximum.
         operators: the file's operators, in execution order.
         c_array: paths of the written ``.h`` / ``.cc`` pair, or None.
         notes: anything a user should know about this export.
@@ -109,7 +118,8 @@ class ExportReport:
 
     @property
     def storage(self) -> dict:
-        """group name -> how its kernel is stored ("int8", "int4" or "lut")."""
+        """group name -> how its kernel is stored ("int8", "int4" or "lut"; for a channel-wise group its
+        widths' storages joined by "+")."""
         return {g["name"]: g["storage"] for g in self.groups}
 
     def to_dict(self) -> dict:
@@ -123,22 +133,25 @@ class ExportReport:
         arena = "n/a" if self.arena_bytes is None else f"{self.arena_bytes} B"
         if self.scratch_bytes:
             arena += f" ({self.scratch_bytes} B of it INT4 / LUT decode scratch)"
-        kinds = sorted({g["storage"] for g in self.groups}, key=["int8", "int4", "lut"].index)
+        kinds = sorted({k for g in self.groups for k in g["storage"].split("+")}, key=["int8", "int4", "lut"].index)
         runs = " and ".join({"litert": "LiteRT", "tflm": "TFLite Micro"}[r] for r in self.runtimes) or "no runtime"
+        # channel-wise groups: "2x16+4x16" bits, "int4+int8" storage; the columns widen for them
+        wb = max([7] + [len(bits_label(g["weight_bits"])) + 1 for g in self.groups])
+        st = max([8] + [len(g["storage"]) + 1 for g in self.groups])
         lines = [
             f"{self.path}: {self.file_bytes} B on disk (packing {self.packing!r}: {' + '.join(kinds)} kernels, "
             f"{'int8' if self.int8_io else 'float'} I/O, runs on {runs}), TFLite Micro arena {arena}",
             f"weights: {self.int8_weight_bytes} B in int8 containers, {self.packed_weight_bytes} B at trained bits, "
             f"{self.stored_weight_bytes} B as stored; flash {self.flash_bytes} B with biases and quantization "
             "parameters",
-            f"{'group':<28}{'kind':<17}{'w bits':>7}{'a bits':>7}{'levels/ch':>10}{'int8 B':>9}{'packed B':>9}"
-            f"{'storage':>8}{'stored B':>9}{'flash B':>9}",
+            f"{'group':<28}{'kind':<17}{'w bits':>{wb}}{'a bits':>7}{'levels/ch':>10}{'int8 B':>9}{'packed B':>9}"
+            f"{'storage':>{st}}{'stored B':>9}{'flash B':>9}",
         ]
         for g in self.groups:
             lines.append(
-                f"{g['name']:<28}{g['kind']:<17}{g['weight_bits']:>7}{g['activation_bits']:>7}"
+                f"{g['name']:<28}{g['kind']:<17}{bits_label(g['weight_bits']):>{wb}}{g['activation_bits']:>7}"
                 f"{str(g['max_levels_per_channel']):>10}{g['int8_bytes']:>9}{g['packed_bytes']:>9}"
-                f"{g['storage']:>8}{g['stored_bytes']:>9}{g['flash_bytes']:>9}"
+                f"{g['storage']:>{st}}{g['stored_bytes']:>9}{g['flash_bytes']:>9}"
             )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -153,7 +166,7 @@ def _check_qat_model(qat_model) -> dict:
             "Call `tfmpq.quantize_model(model, policy)` (and train it) before exporting"
         )
     info = policy_of(qat_model)
-    asymmetric = [name for name, g in info.items() if g["weight_bits"] <= 8 and not g["symmetric"]]
+    asymmetric = [name for name, g in info.items() if widest_bits(g["weight_bits"]) <= 8 and not g["symmetric"]]
     if asymmetric:
         raise ExportError(
             f"Cannot export groups {asymmetric}: their weights were trained asymmetric (symmetric=False), but "
@@ -161,7 +174,7 @@ def _check_qat_model(qat_model) -> dict:
             "then fails at allocate_tensors). Re-run `tfmpq.quantize_model(model, policy, symmetric=True)` "
             "and retrain"
         )
-    modes = {g["per_channel"] for name, g in info.items() if g["weight_bits"] <= 8}
+    modes = {g["per_channel"] for name, g in info.items() if widest_bits(g["weight_bits"]) <= 8}
     if len(modes) > 1:
         raise ExportError(
             "Cannot export a model mixing per-channel and per-tensor weight groups: the TFLite converter applies "
@@ -211,22 +224,41 @@ def _convert(deploy, x: np.ndarray, int8_io: bool, per_channel: bool) -> bytes:
     raise ExportError(f"Full-integer TFLite conversion failed. Converter: {detail}") from error
 
 
-def _match_tensors(levels: dict, groups: dict, deployed_names: dict) -> dict:
-    """group name -> (tensor name, level info), matched by the deployed layer name in tensor names."""
+def _filters(info: dict, deployed_names: dict, segments: dict) -> list[dict]:
+    """The filter tensors to find in the file: one per group, one per width of a channel-wise group.
+
+    Returns:
+        ``{"group", "layer" (the name fragment of its tensors), "bits", "channels" (None: every channel
+        in order)}`` per filter.
+    """
+    out = []
+    for group, layer_name in deployed_names.items():
+        bits = info[group]["weight_bits"]
+        if group not in segments:
+            out.append({"group": group, "layer": layer_name, "bits": bits, "channels": None})
+            continue
+        for sub, width, chans in segments[group]:
+            out.append({"group": group, "layer": f"{layer_name}/{sub}", "bits": width, "channels": list(chans)})
+    return out
+
+
+def _match_tensors(levels: dict, filters: list[dict]) -> list:
+    """(tensor name, level info) of each filter, matched by its deployed layer name in tensor names."""
     def named(text: str, layer_name: str) -> bool:
         return f"/{layer_name}/" in text or text.startswith(f"{layer_name}/")
 
-    matched = {}
-    for group, layer_name in deployed_names.items():
+    matched = []
+    for f in filters:
+        layer_name = f["layer"]
         candidates = [name for name in levels if named(name, layer_name)]
         if len(candidates) != 1:  # TF < 2.21 names quantized filters tfl.pseudo_qconst*: use the op's output
             candidates = [name for name, lv in levels.items() if named(lv.get("output", ""), layer_name)]
         if len(candidates) != 1:
             raise ExportError(
-                f"Cannot find the weight tensor of group `{group}` in the converted model (tensors matching "
+                f"Cannot find the weight tensor of group `{f['group']}` in the converted model (tensors matching "
                 f"`{layer_name}`: {candidates}). Weight tensors: {list(levels)}"
             )
-        matched[group] = (candidates[0], levels[candidates[0]])
+        matched.append((candidates[0], levels[candidates[0]]))
     return matched
 
 
@@ -337,22 +369,23 @@ def export_tflite(
     if c_array is not None:
         check_c_name(c_array)  # before converting: a bad name must not cost a conversion
     packing = _check_packing(packed, info)
-    per_channel = all(g["per_channel"] for g in info.values() if g["weight_bits"] <= 8)
+    per_channel = all(g["per_channel"] for g in info.values() if widest_bits(g["weight_bits"]) <= 8)
     notes = []
 
     deploy, deployed_names = build_deploy_model(qat_model, dense_as_conv=dense_as_conv)
     data = _convert(deploy, x, int8_io, per_channel)
-    matched = _match_tensors(count_levels(data), group_layers(qat_model), deployed_names)
+    filters = _filters(info, deployed_names, deployed_segments(deploy))
+    matched = _match_tensors(count_levels(data), filters)
     targets = [
-        GridTarget(matched[name][1]["index"], g["weight_bits"], g["per_channel"])
-        for name, g in info.items()
-        if 2 <= g["weight_bits"] <= 7
+        GridTarget(lv["index"], f["bits"], info[f["group"]]["per_channel"])
+        for f, (_, lv) in zip(filters, matched)
+        if 2 <= f["bits"] <= 7
     ]
     data, snapped = snap_to_grid(data, targets)
     _verify_litert(data, x)
     levels = count_levels(data)
-    matched = {name: (tensor, levels[tensor]) for name, (tensor, _) in matched.items()}
-    groups, off_grid = _group_records(info, matched, snapped, per_channel, notes)
+    matched = [(tensor, levels[tensor]) for tensor, _ in matched]
+    groups, off_grid = _group_records(info, filters, matched, snapped, per_channel, notes)
     _check_activation_levels(data, groups, x, off_grid)
     if off_grid:
         raise ExportError(
@@ -362,31 +395,33 @@ def export_tflite(
 
     data, arena, scratch = _pack_and_measure(data, groups, packing, x, notes)
     _read_back_storage(data, groups)
-    if any(g["storage"] == "lut" for g in groups):
+    groups = _merge_segments(groups, info)
+    if any("lut" in g["storage"].split("+") for g in groups):
         notes.append("LUT-compressed: runs on TFLite Micro only (LiteRT rejects compressed tensors)")
     c_paths = _write_files(path, data, c_array)
     return _export_report(path, data, groups, packing, arena, scratch, int8_io, per_channel, c_paths, notes)
 
 
-def _group_records(info: dict, matched: dict, snapped, per_channel: bool, notes: list) -> tuple[list, list]:
-    """Each group's record of ``export_tflite``'s report (what the file holds for it), and the groups
-    found off their bit-width grid."""
+def _group_records(info: dict, filters: list, matched: list, snapped, per_channel: bool, notes: list) -> tuple[list, list]:
+    """Each filter's record of ``export_tflite``'s report (what the file holds for it: one per group, one per width
+    of a channel-wise group), and the groups found off their bit-width grid."""
     groups, off_grid = [], []
-    for name, g in info.items():
-        tensor, lv = matched[name]
-        bits = g["weight_bits"] if g["weight_bits"] <= 8 else 8
+    for f, (tensor, lv) in zip(filters, matched):
+        name, g, width = f["group"], info[f["group"]], f["bits"]
+        bits = width if width <= 8 else 8
         limit = 2**bits - 1  # the symmetric narrow-range grid: -(2^(b-1) - 1) .. 2^(b-1) - 1
         count = lv["max_levels_per_channel"] if per_channel else lv["levels_per_tensor"]
-        if 2 <= g["weight_bits"] <= 7 and lv["index"] not in snapped:
+        if 2 <= width <= 7 and lv["index"] not in snapped:
             notes.append(f"group `{name}`: int8 values left as converted (not rewritten to the exact grid)")
-        if g["weight_bits"] <= 8 and count > limit:
-            off_grid.append(f"`{name}` ({g['weight_bits']} bits): {count} distinct values in `{tensor}`")
+        if width <= 8 and count > limit:
+            off_grid.append(f"`{name}` ({width} bits): {count} distinct values in `{tensor}`")
         int8_bytes = int(lv["params"] if lv["type"] != "INT4" else math.ceil(lv["params"] / 2))
         groups.append(
             {
                 "name": name,
                 "kind": g["kind"],
-                "weight_bits": g["weight_bits"],
+                "weight_bits": width,
+                **({} if f["channels"] is None else {"channels": f["channels"]}),
                 "activation_bits": g["activation_bits"],
                 "deployed_activation_bits": None,  # set below from the levels counted in the file
                 "activation_levels": None,
@@ -396,7 +431,7 @@ def _group_records(info: dict, matched: dict, snapped, per_channel: bool, notes:
                 "params": lv["params"],
                 "max_levels_per_channel": lv["max_levels_per_channel"],
                 "levels_per_tensor": lv["levels_per_tensor"],
-                "exact_grid": g["weight_bits"] == 8 and per_channel or lv["index"] in snapped,
+                "exact_grid": width == 8 and per_channel or lv["index"] in snapped,
                 "int8_bytes": int8_bytes,
                 "packed_bytes": math.ceil(lv["params"] * bits / 8),
                 "lut_bytes": None,
@@ -410,8 +445,9 @@ def _group_records(info: dict, matched: dict, snapped, per_channel: bool, notes:
                 f"group `{name}`: {g['activation_bits']}-bit activations are kept on their grid inside int8 "
                 "(scale = the trained step, a MINIMUM op clamps at the trained maximum)"
             )
-        if g["weight_bits"] > 8:
-            notes.append(f"group `{name}` was left in float ({g['weight_bits']} bits): deployed as int8")
+        if width > 8:
+            notes.append(f"group `{name}` was left in float ({width} bits): deployed as int8")
+    notes[:] = list(dict.fromkeys(notes))  # one note per group, not per filter
     return groups, off_grid
 
 
@@ -478,7 +514,7 @@ def _write_files(path: str, data: bytes, c_array: str | None) -> list | None:
 def _export_report(path, data: bytes, groups: list, packing: str, arena, scratch, int8_io, per_channel, c_paths,
                    notes) -> ExportReport:
     """``export_tflite``'s report of the file written (LiteRT runs it unless a group is LUT-compressed)."""
-    lut_in_file = any(g["storage"] == "lut" for g in groups)
+    lut_in_file = any("lut" in g["storage"].split("+") for g in groups)
     runtimes = ([] if lut_in_file else ["litert"]) + ([] if arena is None else ["tflm"])
     lut_weight_bytes = sum(g["lut_bytes"] for g in groups) if packing == "lut" else None
     return ExportReport(
@@ -504,10 +540,50 @@ def _export_report(path, data: bytes, groups: list, packing: str, arena, scratch
     )
 
 
+def _merge_segments(rows: list, info: dict) -> list:
+    """One report dict per group: a channel-wise group's filters become its ``segments`` (see ExportReport)."""
+    by_group: dict = {}
+    for row in rows:
+        by_group.setdefault(row["name"], []).append(row)
+    groups = []
+    for name, parts in by_group.items():
+        bits = info[name]["weight_bits"]
+        if len(parts) == 1:
+            group = dict(parts[0], weight_bits=bits)
+            group.pop("channels", None)
+            if "channels" in parts[0]:
+                group["segments"] = [dict(parts[0])]
+            groups.append(group)
+            continue
+        first = parts[0]
+        acts = {p["deployed_activation_bits"] for p in parts}
+        luts = [p["lut_bytes"] for p in parts]
+        groups.append({
+            "name": name, "kind": first["kind"], "weight_bits": bits, "activation_bits": first["activation_bits"],
+            "deployed_activation_bits": acts.pop() if len(acts) == 1 else None,
+            "activation_levels": max((p["activation_levels"] or 0) for p in parts) or None,
+            "tensor": None, "tensor_index": None, "type": "+".join(p["type"] for p in parts),
+            "params": sum(p["params"] for p in parts),
+            "max_levels_per_channel": max(p["max_levels_per_channel"] for p in parts), "levels_per_tensor": None,
+            "exact_grid": all(p["exact_grid"] for p in parts),
+            "int8_bytes": sum(p["int8_bytes"] for p in parts), "packed_bytes": sum(p["packed_bytes"] for p in parts),
+            "lut_bytes": None if any(v is None for v in luts) else sum(luts),
+            "storage": "+".join(p["storage"] for p in parts),
+            "stored_bytes": sum(p["stored_bytes"] for p in parts), "flash_bytes": sum(p["flash_bytes"] for p in parts),
+            "segments": parts,
+        })
+    return groups
+
+
+def _widths(bits) -> set:
+    """The widths a group's filters are stored at: its bits, or the channel widths of channel-wise bits."""
+    return set(bits) - {PRUNED} if isinstance(bits, tuple) else {bits}
+
+
 def _check_packing(packed, info: dict) -> str:
     """The packing name; an ExportError when "int4" / "lut" would store nothing packed."""
     packing = packing_name(packed)
-    bits = [g["weight_bits"] for g in info.values()]
+    bits = sorted({w for g in info.values() for w in _widths(g["weight_bits"])})
     if packing == "lut" and not any(b in LUT_BITS for b in bits):
         raise ExportError(
             "Invalid value for `packed`: no group was trained at 2..7 bits, so there is nothing to LUT-compress. "

@@ -9,7 +9,9 @@ from tfmpq._keras import keras, tf, tfmot
 from tf_keras.src.saving.serialization_lib import SafeModeScope
 from tfmpq.checks import check_inputs
 from tfmpq.convert import as_tf_keras
+from tfmpq.errors import PolicyError
 from tfmpq.graph import check_model
+from tfmpq.metrics import pruned_inputs
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import BN_FOLDS, NEVER, QuantGroupLayer
 from tfmpq.quantize.registry import PerLayerQuantizeRegistry
@@ -48,7 +50,8 @@ def quantize_model(
 
     Each quantizable group becomes one `QuantGroupLayer` (weighted op with its BatchNormalization folded
     in and its ReLU/ReLU6) wrapped by tfmot's `QuantizeWrapperV2`, named `quant_<group>`: it fake-quantizes
-    the folded kernel at the group's weight bits and its output at the group's activation bits. The model
+    the folded kernel at the group's weight bits (each output channel at its own width for channel-wise
+    bits, see `QuantPolicy`) and its output at the group's activation bits. The model
     input and Add/Concatenate/pooling outputs are quantized at 8 bits. Built with tfmot's
     `ModelTransformer` + `quantize_apply` through a `PerLayerQuantizeRegistry`, in one transform pass.
 
@@ -72,7 +75,8 @@ def quantize_model(
 
     Raises:
         UnsupportedModelError: for subclassed models, and Keras 3 models with a layer tfmpq cannot convert.
-        PolicyError: if `policy` was made for another model.
+        PolicyError: if `policy` was made for another model, or has channel-wise bits with
+            `per_channel=False` (a channel's width needs its own scale).
         ValueError: a negative `bn_freeze_step` or an unknown `bn_fold`.
 
     Example:
@@ -89,6 +93,12 @@ def quantize_model(
         raise ValueError(f"Invalid value for `bn_freeze_step`: expected >= 0 or None. Received: {bn_freeze_step}.")
     if bn_fold not in BN_FOLDS:
         raise ValueError(f"Invalid value for `bn_fold`: expected one of {BN_FOLDS}. Received: bn_fold={bn_fold!r}.")
+    if policy.is_channel_wise and not per_channel:
+        channel_wise = [n for n, b in zip(policy.group_names, policy.weight_bits) if isinstance(b, tuple)]
+        raise PolicyError(
+            f"Invalid value for `per_channel`: groups {channel_wise} have channel-wise weight bits, which need one "
+            "scale per output channel (per_channel=True). Received: per_channel=False."
+        )
     registry = PerLayerQuantizeRegistry(
         {n: (w, a) for n, w, a in zip(policy.group_names, policy.weight_bits, policy.activation_bits)},
         per_channel=per_channel,
@@ -97,7 +107,7 @@ def quantize_model(
     )
     scheme = PerLayerQuantizeScheme(
         groups, registry, per_channel=per_channel, symmetric=symmetric, bn_freeze_step=bn_freeze_step,
-        bn_fold=bn_fold,
+        bn_fold=bn_fold, input_keep={n: kept for n, (_, kept) in pruned_inputs(groups, policy.weight_bits).items()},
     )
     # Cloning re-creates every layer from its config; a Lambda (kept in float) holds Python code, which
     # Keras refuses to deserialize in safe mode. The code is the user's own model's, not a file's.
@@ -133,12 +143,14 @@ def policy_of(qat_model) -> dict:
     """Bits and options per group, read from the QAT model's layers themselves.
 
     Returns:
-        group name -> {"weight_bits", "activation_bits", "per_channel", "symmetric", "kind"}.
+        group name -> {"weight_bits", "activation_bits", "per_channel", "symmetric", "kind"}; weight bits
+        are an int, or a tuple of one bit-width per output channel for a channel-wise group.
     """
     out = {}
     for wrapper, inner in _wrappers(qat_model):
         abits = wrapper.quantize_config.activation_bits
-        wbits = int(inner.weight_bits_var.numpy())
+        channels = inner.channel_bits()
+        wbits = channels[0] if len(set(channels)) == 1 else channels
         if inner.variable_bits:
             abits = int(wrapper._output_quantizer_vars["bits"].numpy())  # noqa: SLF001 (tfmot attribute)
         out[inner.name] = {

@@ -24,8 +24,19 @@ quantization off (16/32 bits) both equal Keras's conv -> BN(training=True) outpu
 and gradients. They differ only in what the batch statistics are of (the quantized or the float conv)
 and in the cost: two_conv runs two convolutions forward and two backward.
 The freeze step lives in a variable, so changing it (``tfmpq.freeze_bn``) works after tracing.
+
+Channel-wise bits: the weight bits are a per-output-channel vector variable (``channel_bits_var``),
+so one traced graph serves per-layer and per-channel policies alike (a per-layer policy is the vector
+of one width, the same arithmetic element for element). A 0 prunes a channel: its kernel is zero and
+beta and the folded bias are selected to 0, so its output is exactly 0 in every forward (as deployed,
+where the channel is removed). A Conv1D / Conv2D / Dense group fed by pruned channels keeps the kernel
+rows that multiply them off its weight grid (``input_keep_var``: they are zeros, and export removes
+them, ``tfmpq.metrics.pruned_inputs``), so its scales are the ones the deployed kernel has. Selects, not
+products: with nothing pruned every value is bit for bit what it was without them.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from tfmpq._keras import keras, tf
 from tfmpq.quantize.quantizers import fake_quant_weights
@@ -36,6 +47,8 @@ _ACTIVATIONS = {
     "relu6": tf.nn.relu6,
 }
 KINDS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
+#: Kinds whose kernel rows (input axis) belong to input channels: rows fed by pruned channels are masked.
+ROW_KINDS = ("Conv1D", "Conv2D", "Dense")
 BN_FOLDS = ("one_conv", "two_conv")
 NEVER = 2**62  # freeze step meaning "never freeze"
 # one_conv: a channel whose folded kernel max|W * s| is below this (gamma ~ 0) cannot be recovered by
@@ -52,11 +65,12 @@ class QuantGroupLayer(keras.layers.Layer):
         layer_config: `get_config()` of the weighted layer.
         bn_config: `get_config()` of the folded BatchNormalization, or None.
         activation: "linear", "relu" or "relu6", applied after the folded op.
-        weight_bits: 2..8, or 16/32 to leave the kernel in float. Defaults to 8.
+        weight_bits: 2..8, or 16/32 to leave the kernel in float, or one bit-width per output channel
+            (2..8, 0 = pruned; the channel order of ``tfmpq.QuantPolicy``). Defaults to 8.
         per_channel: one scale per output channel. Defaults to True.
         symmetric: zero point 0 (TFLite int8 kernels need it). Defaults to True.
         bn_freeze_step: training step after which BN uses moving statistics. None: never. Defaults to None.
-        variable_bits: the bit-width always lives in `weight_bits_var` (so fixed and variable-bit models
+        variable_bits: the bit-widths always live in `channel_bits_var` (so fixed and variable-bit models
             share one graph); with True, a group built at 16/32 bits keeps its quantizer too, so the
             variable can switch it between float and 2..8 bits after tracing. Defaults to False.
         bn_fold: the training forward of a group with BatchNormalization before the freeze step:
@@ -65,6 +79,9 @@ class QuantGroupLayer(keras.layers.Layer):
             float convolution for the batch statistics and a quantized one for the output; Jacob et
             al. 2018, sec. 3.2). Inference and export are the same folded model in both. Defaults to
             "one_conv".
+        input_keep: Conv1D / Conv2D / Dense: one flag per channel of the group that feeds this one, False
+            where that channel is pruned: the kernel rows it feeds (row r belongs to channel r mod C) are
+            zeros and outside the weight grid. None: every row kept. Defaults to None.
 
     Raises:
         ValueError: an unknown `kind`, `activation` or `bn_fold`.
@@ -76,12 +93,13 @@ class QuantGroupLayer(keras.layers.Layer):
         layer_config: dict,
         bn_config: dict | None = None,
         activation: str = "linear",
-        weight_bits: int = 8,
+        weight_bits=8,
         per_channel: bool = True,
         symmetric: bool = True,
         bn_freeze_step: int | None = None,
         variable_bits: bool = False,
         bn_fold: str = "one_conv",
+        input_keep=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -99,12 +117,19 @@ class QuantGroupLayer(keras.layers.Layer):
         self.layer_config = dict(layer_config)
         self.bn_config = dict(bn_config) if bn_config else None
         self.activation = activation
-        self.weight_bits = int(weight_bits)
+        if isinstance(weight_bits, (list, tuple, np.ndarray)):
+            weight_bits = tuple(int(b) for b in weight_bits)
+            if len(set(weight_bits)) == 1:
+                weight_bits = weight_bits[0]
+        else:
+            weight_bits = int(weight_bits)
+        self.weight_bits = weight_bits
         self.per_channel = bool(per_channel)
         self.symmetric = bool(symmetric)
         self.bn_freeze_step = None if bn_freeze_step is None else int(bn_freeze_step)
         self.variable_bits = bool(variable_bits)
         self.bn_fold = bn_fold
+        self.input_keep = None if input_keep is None else tuple(bool(k) for k in input_keep)
 
     # ---- construction ----------------------------------------------------------------------------
     @property
@@ -112,7 +137,53 @@ class QuantGroupLayer(keras.layers.Layer):
         """Whether the kernel is fake-quantized (for variable bits: at the variable's current value)."""
         if self.built:
             return float(self.weight_bits_var.numpy()) <= 8
-        return self.weight_bits <= 8
+        return self._widest <= 8
+
+    @property
+    def _widest(self) -> int:
+        return max(self.weight_bits) if isinstance(self.weight_bits, tuple) else self.weight_bits
+
+    @property
+    def weight_bits_var(self) -> tf.Tensor:
+        """The group's widest channel bit-width now (a scalar tensor; 16/32: float). Read-only: the bits
+        live in ``channel_bits_var``, set them with :meth:`assign_weight_bits`."""
+        return tf.reduce_max(self.channel_bits_var)
+
+    def channel_bits(self) -> tuple:
+        """The bit-width of every output channel now (ints; 0 = pruned)."""
+        return tuple(int(round(b)) for b in self.channel_bits_var.numpy())
+
+    def assign_weight_bits(self, bits) -> None:
+        """Sets the weight bits of a built layer without retracing: an int (every channel) or one per channel.
+
+        Raises:
+            ValueError: a sequence whose length is not the layer's output channels.
+        """
+        if isinstance(bits, (list, tuple, np.ndarray)):
+            values = np.asarray(bits, np.float32).reshape(-1)
+            if values.size != self.out_channels:
+                raise ValueError(
+                    f"Invalid value for `bits`: group `{self.name}` has {self.out_channels} output channels. "
+                    f"Received {values.size} per-channel bit-widths."
+                )
+        else:
+            values = np.full((self.out_channels,), float(bits), np.float32)
+        self.channel_bits_var.assign(values)
+
+    def assign_input_keep(self, keep=None) -> None:
+        """Sets which input channels feed this group (see `input_keep`) without retracing; None keeps all."""
+        if self.kind in ROW_KINDS:
+            self.input_keep_var.assign(self._row_mask_values(keep))
+
+    def _row_mask_values(self, keep) -> np.ndarray:
+        rows = int(self.input_keep_var.shape[0])
+        if keep is None:
+            return np.ones((rows,), np.float32)
+        keep = np.asarray(keep, np.float32).reshape(-1)
+        if rows % keep.size:
+            raise ValueError(f"Invalid value for `input_keep`: group `{self.name}` has {rows} kernel rows, not a "
+                             f"multiple of {keep.size} input channels.")
+        return np.tile(keep, rows // keep.size)
 
     def _kernel_shape(self, input_shape):
         c = self.layer_config
@@ -151,11 +222,22 @@ class QuantGroupLayer(keras.layers.Layer):
             )
         # Bits live in a variable even for a fixed policy, so a fixed and a variable-bit model run the
         # very same graph (constant-folded bits let Grappler reassociate the scale arithmetic, and a
-        # 1e-7 difference flips grid levels during training).
-        self.weight_bits_var = self.add_weight(
-            "tfmpq_weight_bits", shape=(), trainable=False,
-            initializer=keras.initializers.Constant(float(self.weight_bits)),
+        # 1e-7 difference flips grid levels during training). One per output channel (channel-wise bits).
+        bits = self.weight_bits if isinstance(self.weight_bits, tuple) else (self.weight_bits,) * self.out_channels
+        if len(bits) != self.out_channels:
+            raise ValueError(
+                f"Invalid value for `weight_bits`: group `{self.name}` has {self.out_channels} output channels. "
+                f"Received {len(bits)} per-channel bit-widths."
+            )
+        self.channel_bits_var = self.add_weight(
+            "tfmpq_weight_bits", shape=(self.out_channels,), trainable=False,
+            initializer=keras.initializers.Constant(np.asarray(bits, np.float32)),
         )
+        if self.kind in ROW_KINDS:  # a variable too: a variable-bit model prunes its inputs without a rebuild
+            rows = kshape[0] if self.kind == "Dense" else kshape[-2]
+            self.input_keep_var = self.add_weight("tfmpq_input_keep", shape=(rows,), trainable=False,
+                                                  initializer="ones")
+            self.input_keep_var.assign(self._row_mask_values(self.input_keep))
         super().build(input_shape)
 
     # ---- the op, per kind --------------------------------------------------------------------------
@@ -185,16 +267,26 @@ class QuantGroupLayer(keras.layers.Layer):
         return kernel * scale
 
     def _quantize_kernel(self, kernel):
-        if not self.variable_bits and self.weight_bits > 8:
+        if not self.variable_bits and self._widest > 8:
             return kernel
-        bits = self.weight_bits_var
-        return tf.cond(bits > 8.5, lambda: tf.identity(kernel), lambda: self._fake_quant(kernel, bits))
+        bits = self.channel_bits_var
+        return tf.cond(tf.reduce_min(bits) > 8.5, lambda: tf.identity(kernel), lambda: self._fake_quant(kernel, bits))
+
+    def _kept(self, values):
+        """`values` (one per output channel) with the pruned channels' set to 0 (see the module docstring).
+        A select, not a product: bit for bit `values` where nothing is pruned, in every rewrite of the graph."""
+        return tf.where(self.channel_bits_var > 0.5, values, tf.zeros_like(values))
 
     def _fake_quant(self, kernel, bits):
         if self.kind == "DepthwiseConv2D":  # output channel = (in, multiplier) flattened, TFLite's layout
             kh, kw, cin, mult = kernel.shape
             q = fake_quant_weights(tf.reshape(kernel, (kh, kw, cin * mult)), bits, self.per_channel, self.symmetric)
             return tf.reshape(q, kernel.shape)
+        if self.kind in ROW_KINDS:  # rows fed by pruned channels: zeros, off the grid (see `input_keep`)
+            shape = [1] * kernel.shape.rank
+            shape[0 if self.kind == "Dense" else -2] = -1
+            rows = tf.reshape(self.input_keep_var > 0.5, shape)
+            kernel = tf.where(rows, kernel, tf.zeros_like(kernel))
         return fake_quant_weights(kernel, bits, self.per_channel, self.symmetric)
 
     def _bias(self):
@@ -203,7 +295,8 @@ class QuantGroupLayer(keras.layers.Layer):
     def _bn_params(self):
         bn = self.bn_config
         gamma = self.gamma if self.gamma is not None else tf.ones((self.out_channels,))
-        beta = self.beta if self.beta is not None else tf.zeros((self.out_channels,))
+        # beta of a pruned channel is 0: one_conv's output gamma * x_hat + beta is then 0 (its x_hat is 0)
+        beta = self._kept(self.beta if self.beta is not None else tf.zeros((self.out_channels,)))
         return gamma, beta, float(bn.get("epsilon", 1e-3)), float(bn.get("momentum", 0.99))
 
     def _sigma(self, eps):
@@ -216,13 +309,13 @@ class QuantGroupLayer(keras.layers.Layer):
             sigma: sqrt(moving_variance + eps) as read at the start of a training step; None reads it now.
         """
         if self.bn_config is None:
-            return self.kernel, self._bias()
+            return self.kernel, self._kept(self._bias())
         gamma, beta, eps, _ = self._bn_params()
         if sigma is None:
             sigma = self._sigma(eps)
         kernel = self._scale_kernel(self.kernel, gamma / sigma)
         bias = beta - gamma * (self.moving_mean - self._bias()) / sigma
-        return kernel, bias
+        return kernel, self._kept(bias)
 
     def call(self, inputs, training=None):
         if training is None:
@@ -251,7 +344,7 @@ class QuantGroupLayer(keras.layers.Layer):
                 return tf.identity(y)
 
         def frozen_branch():
-            bias = beta - gamma * (self.moving_mean - self._bias()) / sigma
+            bias = self._kept(beta - gamma * (self.moving_mean - self._bias()) / sigma)
             return self._op(inputs, self._quantize_kernel(kernel)) + bias
 
         in_training = tf.logical_and(tf.cast(training, tf.bool), self.train_step < self.freeze_step)
@@ -288,7 +381,7 @@ class QuantGroupLayer(keras.layers.Layer):
         sigma_b = tf.sqrt(var_b + eps)
         beta, add_bias = self._beta_and_bias_mean(beta)
         corrected = self._scale_kernel(self._quantize_kernel(kernel), sigma / sigma_b)
-        y = self._op(inputs, corrected) + (beta - gamma * mean_conv / sigma_b)
+        y = self._op(inputs, corrected) + self._kept(beta - gamma * mean_conv / sigma_b)
         return y, add_bias(mean_conv), self._moving_variance_update(var_b, y_float)
 
     def _one_conv(self, inputs, kernel, gamma, beta, sigma, eps):
@@ -342,11 +435,12 @@ class QuantGroupLayer(keras.layers.Layer):
             layer_config=self.layer_config,
             bn_config=self.bn_config,
             activation=self.activation,
-            weight_bits=self.weight_bits,
+            weight_bits=list(self.weight_bits) if isinstance(self.weight_bits, tuple) else self.weight_bits,
             per_channel=self.per_channel,
             symmetric=self.symmetric,
             bn_freeze_step=self.bn_freeze_step,
             variable_bits=self.variable_bits,
             bn_fold=self.bn_fold,
+            input_keep=None if self.input_keep is None else list(self.input_keep),
         )
         return config

@@ -26,24 +26,35 @@ from tfmpq.quantize.layers import NEVER
 
 
 def bit_values(vbm, policy) -> np.ndarray:
-    """The values ``VariableBitModel.set_policy(policy)`` assigns, in ``vbm._bit_variables()`` order."""
-    other = 8.0 if any(a <= 8 for a in policy.activation_bits) else 32.0
-    out = [other] * len(vbm._other_bits)  # noqa: SLF001
-    bits = dict(zip(policy.group_names, zip(policy.weight_bits, policy.activation_bits)))
-    for name in vbm._groups:  # noqa: SLF001 - the order of _bit_variables
-        w, a = bits[name]
-        out += [float(w), float(a)]
-    return np.asarray(out, np.float32)
+    """The values ``VariableBitModel.set_policy(policy)`` assigns: every bit variable of
+    ``vbm._bit_variables()`` flattened, in that order (a group's channel bits take one value per channel)."""
+    return bits_row(vbm, dict(zip(policy.group_names, policy.weight_bits)),
+                    dict(zip(policy.group_names, policy.activation_bits)))
 
 
-def _bits_row(vbm, weight: dict, activation: dict) -> np.ndarray:
-    """One row of bit values from per-group weight and activation bits (group name -> bits)."""
-    acts = list(activation.values())
-    other = 8.0 if any(a <= 8 for a in acts) else 32.0
-    row = [other] * len(vbm._other_bits)  # noqa: SLF001
-    for name in vbm._groups:  # noqa: SLF001
-        row += [float(weight[name]), float(activation[name])]
-    return np.asarray(row, np.float32)
+def bits_row(vbm, weight: dict, activation: dict) -> np.ndarray:
+    """One row of bit values from per-group weight and activation bits (group name -> bits).
+
+    Args:
+        vbm: the ``VariableBitModel``.
+        weight: group name -> weight bits: an int, or one bit-width per output channel (a channel-wise
+            sampler, e.g. one width per cluster of channels, passes its per-channel bits here).
+        activation: group name -> activation bits.
+
+    Returns:
+        ``vbm.bit_values(weight, activation)``: a float32 vector, in ``vbm._bit_variables()`` order.
+    """
+    return vbm.bit_values(weight, activation)
+
+
+def _bit_slices(bit_vars) -> list[tuple[int, int, tuple]]:
+    """(start, stop, shape) of each bit variable's values in a row of :func:`bits_row`."""
+    out, start = [], 0
+    for v in bit_vars:
+        size = int(np.prod(v.shape.as_list())) if v.shape.rank else 1
+        out.append((start, start + size, tuple(v.shape.as_list())))
+        start += size
+    return out
 
 
 def sandwich(vbm, rng: np.random.Generator, weight_choices, activation_choices, num_random: int) -> np.ndarray:
@@ -56,15 +67,16 @@ def sandwich(vbm, rng: np.random.Generator, weight_choices, activation_choices, 
         num_random: random policies per step.
 
     Returns:
-        A ``(2 + num_random, num_bit_variables)`` float32 array; row 0 is the highest-bit policy.
+        A ``(2 + num_random, row size)`` float32 array of :func:`bits_row` rows; row 0 is the
+        highest-bit policy.
     """
     names = list(vbm._groups)  # noqa: SLF001
     rows = [
-        _bits_row(vbm, {n: max(weight_choices) for n in names}, {n: max(activation_choices) for n in names}),
-        _bits_row(vbm, {n: min(weight_choices) for n in names}, {n: min(activation_choices) for n in names}),
+        bits_row(vbm, {n: max(weight_choices) for n in names}, {n: max(activation_choices) for n in names}),
+        bits_row(vbm, {n: min(weight_choices) for n in names}, {n: min(activation_choices) for n in names}),
     ]
     for _ in range(num_random):
-        rows.append(_bits_row(
+        rows.append(bits_row(
             vbm, {n: int(rng.choice(weight_choices)) for n in names}, {n: int(rng.choice(activation_choices)) for n in names}
         ))
     return np.stack(rows)
@@ -111,6 +123,7 @@ def train_shared(vbm, data, *, epochs: int, optimizer, loss, weight_choices, act
     """
     model = vbm.model
     bit_vars = vbm._bit_variables()  # noqa: SLF001
+    slices = _bit_slices(bit_vars)
     trainable = model.trainable_variables
     k = 2 + int(num_random)
     loss = keras.losses.get(loss)
@@ -122,8 +135,8 @@ def train_shared(vbm, data, *, epochs: int, optimizer, loss, weight_choices, act
         teacher = None
         top_loss = tf.constant(0.0)
         for i in range(k):  # unrolled: one forward/backward per policy of the sandwich
-            for j, v in enumerate(bit_vars):
-                v.assign(bits[i, j])
+            for v, (start, stop, shape) in zip(bit_vars, slices):
+                v.assign(tf.reshape(bits[i, start:stop], shape))
             with tf.GradientTape() as tape:
                 out = model(x, training=True)
                 value = tf.reduce_mean(loss(y, out) if teacher is None else teach(teacher, out))

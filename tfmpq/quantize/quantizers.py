@@ -77,13 +77,25 @@ def fake_quant_weights(w: tf.Tensor, bits, per_channel: bool, symmetric: bool) -
 
     Args:
         w: the (folded) float kernel, output channels last.
-        bits: 2..8 (a Python int or a scalar tensor).
+        bits: 2..8 (a Python int or a scalar tensor), or one bit-width per output channel (a vector
+            along the last axis, channel-wise bits): channel c then lies on its own ``bits[c]``-bit grid
+            (symmetric: at most 2^bits[c] - 1 values), and a 0 prunes it (all its values 0, no gradient).
         per_channel: one scale per output channel (last axis) instead of one per tensor.
         symmetric: zero point 0 on the narrow range (TFLite int8 kernels), else asymmetric min/max.
 
     Returns:
         A tensor of `w`'s shape whose values lie on the `bits`-bit grid; straight-through gradient.
     """
+    if getattr(bits, "shape", None) is not None and len(bits.shape) == 1:
+        # Channel-wise bits: the same arithmetic, elementwise along the last axis (so a vector of one
+        # width gives exactly the scalar width's values); pruned channels are selected away after it.
+        keep = bits > 0.5
+        q = _fake_quant_weights(w, tf.where(keep, bits, tf.fill(tf.shape(bits), 8.0)), per_channel, symmetric)
+        return tf.where(keep, q, tf.zeros_like(q))
+    return _fake_quant_weights(w, bits, per_channel, symmetric)
+
+
+def _fake_quant_weights(w: tf.Tensor, bits, per_channel: bool, symmetric: bool) -> tf.Tensor:
     reduce_axes = list(range(w.shape.rank - 1)) if per_channel else None
     if symmetric:
         m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(w), axis=reduce_axes), _EPS))

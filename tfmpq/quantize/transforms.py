@@ -93,6 +93,7 @@ class _FoldGroup(Transform):
             bn_freeze_step=self.options["bn_freeze_step"],
             bn_fold=self.options["bn_fold"],
             variable_bits=self.registry.variable_bits,
+            input_keep=self.options.get("input_keep", {}).get(group.name),
             name=group.name,
         )
         fused = LayerNode(
@@ -154,11 +155,11 @@ class PerLayerQuantizeLayoutTransform(tfmot.quantization.keras.QuantizeLayoutTra
     """The layout transform of the per-layer scheme: fold groups, quantize inputs; one pass."""
 
     def __init__(self, groups, registry: PerLayerQuantizeRegistry, per_channel=True, symmetric=True,
-                 bn_freeze_step=None, bn_fold="one_conv"):
+                 bn_freeze_step=None, bn_fold="one_conv", input_keep=None):
         self.groups = {g.name: g for g in groups}
         self.registry = registry
         self.options = {"per_channel": per_channel, "symmetric": symmetric, "bn_freeze_step": bn_freeze_step,
-                        "bn_fold": bn_fold}
+                        "bn_fold": bn_fold, "input_keep": dict(input_keep or {})}
 
     def apply(self, model, layer_quantize_map):
         bits = self.registry.other_activation_bits
