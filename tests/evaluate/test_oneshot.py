@@ -137,6 +137,22 @@ def test_resumed_evaluator_loads_instead_of_training(trained, digits_bn_cnn, dig
     assert other.oneshot_path() != trained.oneshot_path()
 
 
+def test_a_cache_of_another_variable_layout_is_trained_again(trained, digits_bn_cnn, digits, tmp_path):
+    """A shared model saved by an older tfmpq (one bit-width per group, before channel-wise bits) has other
+    variable shapes: it is trained again, with a warning, and the file replaced (not a crash, not stale weights)."""
+    import shutil
+
+    ev = _evaluator(digits_bn_cnn, digits, cache_dir=tmp_path)
+    path = ev.oneshot_path()
+    shutil.copy(trained.oneshot_path()[:-4] + ".json", path[:-4] + ".json")
+    np.savez(path, *[np.zeros(3, np.float32)])  # another layout
+    with pytest.warns(UserWarning, match="saved by another version of tfmpq"):
+        c = ev.evaluate(QuantPolicy.uniform(digits_bn_cnn, 8, 8))
+    assert ev.num_shared_trainings == 1 and ev.oneshot_info["source"] == "trained" and c.ok
+    with np.load(path) as f:
+        assert len(f.files) == len(ev._shared.vbm.model.variables)
+
+
 def test_shared_training_has_its_own_learning_rate(trained, digits_bn_cnn, digits):
     """oneshot_learning_rate trains the shared model; learning_rate is the QAT one (fine-tunes, re-scores)."""
     policy = QuantPolicy.from_bits(digits_bn_cnn, [3, 8], [8, 2])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -96,8 +97,14 @@ class SharedModel:
                 values = [f[f"arr_{i}"] for i in range(len(f.files))]
             with open(path[:-4] + ".json") as f:
                 info = json.load(f)
-            self.load(values, dict(info, source="loaded", path=path))
-            return self.vbm
+            try:
+                self.load(values, dict(info, source="loaded", path=path))
+                return self.vbm
+            except ValueError:
+                # the same problem, saved by a tfmpq whose variable-bit model held other variables (before
+                # channel-wise bits, one bit-width per group): train again and replace the file
+                warnings.warn(f"The shared one-shot weights in {path} were saved by another version of tfmpq (another "
+                              f"variable layout): training them again.", stacklevel=2)
         vbm = self._new()
         seed_everything(self.seed)
         c = self.config
