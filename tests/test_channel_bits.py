@@ -239,7 +239,7 @@ def test_ptq_evaluator_scores_a_channel_wise_policy(cnn, digits):
     p = QuantPolicy.from_bits(cnn, weight_bits=MIXED)
     candidate = ev.evaluate(p)
     static = tfmpq.quantize_model(cnn, p)
-    tfmpq.calibrate(static, ev._calib_x, batch_size=64)
+    tfmpq.calibrate(static, ev.representative_data(), batch_size=64)
     hits = np.argmax(static.predict(val[0], verbose=0), -1) == val[1]
     assert candidate.ok and candidate.accuracy == pytest.approx(hits.mean())
     assert candidate.metrics["groups"][0]["channels"] == [[2, 8], [4, 8]]
