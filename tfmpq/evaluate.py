@@ -40,6 +40,8 @@ from tfmpq.quantize import VariableBitModel, calibrate, quantize_model
 from tfmpq.quantize import oneshot as _oneshot
 from tfmpq.policy import QUANT_BITS
 from tfmpq.quantize.layers import BN_FOLDS
+from tfmpq.recipe import FinetuneRecipe
+from tfmpq.training import CosineDecay, DistillationLoss, distill_targets, packed_accuracy, teacher_probabilities
 
 __all__ = ["Evaluator", "EvaluatorSpec", "Candidate", "configure_tensorflow", "EVALUATIONS"]
 
@@ -231,8 +233,10 @@ class Evaluator:
         # base dataset (see _train_data) so every candidate sees the same order whatever was
         # evaluated before it: a resumed search scores exactly like an uninterrupted one.
         self._train_arrays = isinstance(train, (tuple, list))
+        self._distill_base = None  # see _distill_data
         if self._train_arrays:
             x, y = train
+            self._train_xy = (x, y)
             self._num_train = len(x)
             self._train_base = tf.data.Dataset.from_tensor_slices((x, y)).cache()
             n_cal = min(len(x), self.calibration_batches * self.batch_size)
@@ -289,6 +293,43 @@ class Evaluator:
         return self._train_base.shuffle(
             self._num_train, seed=self.seed, reshuffle_each_iteration=True
         ).batch(self.batch_size)
+
+    # -- the fine-tune recipe (tfmpq.recipe, tfmpq.training) ----------------------------------------
+    def _recipe_rate(self, recipe: FinetuneRecipe | None) -> float:
+        return self.learning_rate if recipe is None or recipe.learning_rate is None else float(recipe.learning_rate)
+
+    def _recipe_callbacks(self, recipe: FinetuneRecipe | None, epochs: int) -> list:
+        """The cosine schedule of ``recipe`` over ``epochs`` (also on the traced search model: the rate is a
+        variable); nothing for a constant rate."""
+        if recipe is None or recipe.schedule != "cosine":
+            return []
+        if self._num_train is None:
+            raise ValueError("Invalid value for `recipe`: a cosine schedule needs `train` as (x, y) arrays "
+                             "(its length sets the steps). Received: a tf.data.Dataset.")
+        steps = epochs * math.ceil(self._num_train / self.batch_size)
+        return [CosineDecay(self._recipe_rate(recipe), steps)]
+
+    def _num_classes(self) -> int:
+        return int(self.model.output_shape[-1] or 0)
+
+    def _distillation_loss(self, recipe: FinetuneRecipe):
+        if self._num_classes() < 2:
+            raise ValueError(f"Invalid value for `recipe`: distillation needs a multi-class output. Received: a model "
+                             f"with output shape {self.model.output_shape}; use FinetuneRecipe(distill=False).")
+        return DistillationLoss(self._num_classes(), recipe.distill_weight, recipe.temperature, self._from_logits())
+
+    def _distill_data(self):
+        """The training pairs with the float model's probabilities packed beside the labels
+        (``tfmpq.training.distill_targets``), in the same shuffled order as :meth:`_train_data`."""
+        if not self._train_arrays:
+            raise ValueError("Invalid value for `recipe`: distillation needs `train` as (x, y) arrays (the teacher's "
+                             "outputs are computed once). Received: a tf.data.Dataset.")
+        if self._distill_base is None:
+            x, y = self._train_xy
+            teacher = teacher_probabilities(self.model, np.asarray(x), self._from_logits())
+            self._distill_base = tf.data.Dataset.from_tensor_slices((x, distill_targets(y, teacher))).cache()
+        return self._distill_base.shuffle(self._num_train, seed=self.seed, reshuffle_each_iteration=True).batch(
+            self.batch_size)
 
     def signature(self) -> dict:
         """A JSON-able description of what a score means; stored in search checkpoints."""
@@ -359,7 +400,8 @@ class Evaluator:
 
         return jsonable(metrics_summary(self.model, policy, per_channel=self.per_channel))
 
-    def build(self, policy, epochs: int | None = None, evaluation: str | None = None, reuse: bool = False):
+    def build(self, policy, epochs: int | None = None, evaluation: str | None = None, reuse: bool = False,
+              recipe: FinetuneRecipe | None = None):
         """Quantizes the float model with ``policy`` and trains (qat) or calibrates (ptq) it.
 
         Args:
@@ -368,7 +410,11 @@ class Evaluator:
             evaluation: ``"qat"`` or ``"ptq"``; None uses the evaluator's. Defaults to None.
             reuse: use the shared variable-bit search model (the returned model is then only valid
                 until the next candidate); False builds a standalone QAT model, what export and
-                fine-tuning need. Defaults to False.
+                fine-tuning need. A distilled ``recipe`` always builds a standalone model (its loss
+                differs from the search model's). Defaults to False.
+            recipe: QAT with a :class:`~tfmpq.recipe.FinetuneRecipe` (its learning rate, schedule and
+                distillation); None trains as a search candidate does (constant ``learning_rate``).
+                Defaults to None.
 
         Returns:
             ``(qat_model, accuracy, info)``: the model holding the best epoch's weights, its validation
@@ -385,6 +431,8 @@ class Evaluator:
                 )
             return self._oneshot_build(policy)
         training = (evaluation or self.evaluation) == "qat"
+        distill = recipe is not None and recipe.distill and training
+        reuse = reuse and not distill
         if reuse:
             qat = self._reused_model(policy, compile_model=training)
         else:
@@ -399,16 +447,20 @@ class Evaluator:
         if (evaluation or self.evaluation) == "ptq":
             calibrate(qat, self._calib_x, batch_size=self.batch_size)
             return qat, self._accuracy(qat), info
-        if not reuse:
-            qat.compile(optimizer=self._make_optimizer(), loss=self.loss, metrics=["accuracy"])
+        epochs = self.epochs if epochs is None else int(epochs)
+        if distill:
+            qat.compile(optimizer=self._make_optimizer(self._recipe_rate(recipe)), loss=self._distillation_loss(recipe),
+                        metrics=[packed_accuracy(self._num_classes())])
+        elif not reuse:
+            qat.compile(optimizer=self._make_optimizer(self._recipe_rate(recipe)), loss=self.loss, metrics=["accuracy"])
         best = _best_weights_callback()
         timer = _step_timer()
         hist = qat.fit(
-            self._train_data(),
-            epochs=self.epochs if epochs is None else int(epochs),
+            self._distill_data() if distill else self._train_data(),
+            epochs=epochs,
             validation_data=self._val,
             verbose=0,
-            callbacks=[keras.callbacks.TerminateOnNaN(), best, timer],
+            callbacks=[keras.callbacks.TerminateOnNaN(), best, timer, *self._recipe_callbacks(recipe, epochs)],
         )
         val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
         losses = [float(v) for v in hist.history.get("loss", [])]
@@ -510,7 +562,7 @@ class Evaluator:
             self._float_accuracy = self._accuracy(self.model)
         return self._float_accuracy
 
-    def finetune_float(self, epochs: int):
+    def finetune_float(self, epochs: int | None = None, recipe: FinetuneRecipe | None = None):
         """The fair float reference: the float model trained ``epochs`` more epochs with the QAT recipe
         (same optimizer, learning rate, loss, batch size, data order and best-epoch choice on val).
 
@@ -518,7 +570,10 @@ class Evaluator:
         quantization; compare QAT fine-tunes with this instead (issue 12, item 3).
 
         Args:
-            epochs: training epochs, >= 1.
+            epochs: training epochs, >= 1; None takes ``recipe.epochs``. Defaults to None.
+            recipe: the :class:`~tfmpq.recipe.FinetuneRecipe` the QAT fine-tunes it is compared with use
+                (schedule, learning rate; with ``distill`` the float model learns from its own starting
+                point's outputs, as the QAT models do). Defaults to None (constant ``learning_rate``).
 
         Returns:
             ``(val_accuracy, model)``: the best epoch's validation accuracy (NaN if training diverged)
@@ -526,15 +581,21 @@ class Evaluator:
             never changed).
         """
 
-        if not isinstance(epochs, int) or epochs < 1:
+        if epochs is None and recipe is not None:
+            epochs = recipe.epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Invalid value for `epochs`: expected an integer >= 1. Received: epochs={epochs!r}")
         self._seed_everything()
         model = keras.models.clone_model(self.model)
         model.set_weights(self.model.get_weights())
-        model.compile(optimizer=self._make_optimizer(), loss=self.loss, metrics=["accuracy"])
+        distill = recipe is not None and recipe.distill
+        model.compile(optimizer=self._make_optimizer(self._recipe_rate(recipe)),
+                      loss=self._distillation_loss(recipe) if distill else self.loss,
+                      metrics=[packed_accuracy(self._num_classes())] if distill else ["accuracy"])
         best = _best_weights_callback()
-        hist = model.fit(self._train_data(), epochs=epochs, validation_data=self._val, verbose=0,
-                         callbacks=[keras.callbacks.TerminateOnNaN(), best])
+        hist = model.fit(self._distill_data() if distill else self._train_data(), epochs=epochs,
+                         validation_data=self._val, verbose=0,
+                         callbacks=[keras.callbacks.TerminateOnNaN(), best, *self._recipe_callbacks(recipe, epochs)])
         val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
         if not val_acc or not all(math.isfinite(v) for v in val_acc + hist.history.get("loss", [])):
             return float("nan"), model
@@ -660,25 +721,32 @@ class Evaluator:
                              error="training diverged (non-finite loss or accuracy)", info=info)
         return Candidate(policy, acc, metrics, seconds, info=info)
 
-    def finetune(self, policy, epochs: int, reuse: bool = False):
+    def finetune(self, policy, epochs: int | None = None, reuse: bool = False, recipe: FinetuneRecipe | None = None):
         """QAT fine-tuning of one policy for ``epochs`` epochs (Šafář et al.: the front, 50 epochs).
 
         Args:
             policy: a ``QuantPolicy`` of the model.
-            epochs: QAT epochs, >= 1.
+            epochs: QAT epochs, >= 1; None takes ``recipe.epochs``. Defaults to None.
             reuse: train the shared variable-bit search model (no build or trace: much faster for short
                 fine-tunes; the returned model is only valid until the next candidate). False builds a
                 standalone QAT model, what export needs. Defaults to False.
+            recipe: a :class:`~tfmpq.recipe.FinetuneRecipe` (schedule, distillation from the float model,
+                learning rate); None trains with the evaluator's constant ``learning_rate`` and no teacher.
+                Defaults to None.
 
         Returns:
             ``(candidate, model)``: the score after fine-tuning and the fine-tuned QAT model.
         """
-        if epochs < 1:
+        if epochs is None:
+            if recipe is None:
+                raise ValueError("Invalid arguments: pass `epochs` or a `recipe`. Received: neither.")
+            epochs = recipe.epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Invalid value for `epochs`: expected >= 1. Received: epochs={epochs!r}")
         start = time.perf_counter()
         metrics = self.metrics(policy)
         # fine-tuning always trains (Šafář), whatever the search scored with
-        model, acc, info = self.build(policy, epochs=epochs, evaluation="qat", reuse=reuse)
+        model, acc, info = self.build(policy, epochs=epochs, evaluation="qat", reuse=reuse, recipe=recipe)
         seconds = time.perf_counter() - start
         if not math.isfinite(acc):
             return Candidate(policy, None, metrics, seconds, status="failed",
