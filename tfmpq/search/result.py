@@ -53,6 +53,8 @@ class Result:
         self.finetuned: list[tuple[Candidate, object]] = []
         #: the held-out comparison, once :meth:`compare_with_uniform` ran
         self.comparison: dict | None = None
+        #: the held-out comparison at budgets, once :meth:`compare_at_budgets` ran
+        self.budget_comparison: dict | None = None
         #: a budgeted search's report of its best policy (``bbpso`` / ``ga``: Tmamna et al. 2024, sec. 5.3)
         self.report: dict | None = None
         self.float_accuracy: float | None = None
@@ -121,6 +123,38 @@ class Result:
         if self.run_dir is not None:
             write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
         return self.comparison
+
+    def compare_at_budgets(self, test, budgets="auto", cost: str | None = None, recipe=None,
+                           finetune_epochs: int | None = None, candidates_per_budget: int = 2, num_budgets: int = 8,
+                           auto_bits=None, baselines=None, keep_models: bool = False, verbose: int = 1) -> dict:
+        """The most accurate searched policy and the largest uniform one under each budget, fine-tuned alike,
+        chosen on validation, scored on ``test`` (:func:`tfmpq.search.budgets.compare_at_budgets`; written to
+        ``budgets.json`` and resumed from it).
+
+        Args:
+            test: held-out ``(x, y)`` the search never saw (reporting only).
+            budgets: a list of budgets on ``cost`` or ``"auto"`` (``num_budgets`` midpoints of equal bins between
+                the costs of uniform 2- and 5-bit for a 2..8 space). Defaults to "auto".
+            cost: any cost metric (``"weight_bytes"``, ``"flash_bytes"``, ...); None: the search's. Defaults to None.
+            recipe: a :class:`~tfmpq.recipe.FinetuneRecipe`; None: its defaults. Defaults to None.
+            finetune_epochs, candidates_per_budget, num_budgets, auto_bits, baselines, keep_models, verbose: see
+                :func:`~tfmpq.search.budgets.compare_at_budgets`.
+
+        Returns:
+            ``{"cost", "rows": [{"budget", "front", "uniform", "gain", "p_value", ...}], "mean_gain", ...}``;
+            also kept in ``result.budget_comparison``.
+
+        Example:
+        >>> out = result.compare_at_budgets(test=(x_test, y_test), budgets=[36_000, 48_000])
+        >>> out["mean_gain"], [(r["front"]["genes"], r["gain"], r["p_value"]) for r in out["rows"]]
+        """
+        from tfmpq.search.budgets import compare_at_budgets
+
+        self.budget_comparison = compare_at_budgets(
+            self, test, budgets=budgets, cost=cost, recipe=recipe, finetune_epochs=finetune_epochs,
+            candidates_per_budget=candidates_per_budget, num_budgets=num_budgets, auto_bits=auto_bits,
+            baselines=baselines, keep_models=keep_models, verbose=verbose)
+        return self.budget_comparison
 
     def summary(self) -> str:
         """A short text: counts, the front, and how it compares with the uniform policies."""
