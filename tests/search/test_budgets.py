@@ -108,3 +108,14 @@ def test_handmade_families_take_their_widest_fitting_member():
     assert fams["largest-1"](1) is None
     with pytest.raises(ValueError, match="`params`: expected one count per group"):
         handmade_baselines(space, params[:2], cost)
+
+
+def test_budget_curve_is_drawn(searched, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tfmpq.report import plot_budget_curve
+
+    result, test = searched
+    out = result.compare_at_budgets(test=test, num_budgets=3, recipe=RECIPE, verbose=0)
+    saved = json.loads((result.run_dir / "budgets.json").read_text())["result"]
+    plot_budget_curve(saved, tmp_path / "budget_curve.png")
+    assert (tmp_path / "budget_curve.png").stat().st_size > 10_000 and out["rows"]
