@@ -49,7 +49,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", default="1,3,8", help="fine-tune lengths, comma-separated")
     p.add_argument("--policies", default="largest 2 rest 4;uniform 3",
                    help="';'-separated: 'uniform B', 'largest B rest C' or comma-separated bits")
-    p.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {list(RECIPES)}")
+    p.add_argument("--recipes", default=",".join(RECIPES),
+                   help=f"comma-separated, of {list(RECIPES)}, each optionally @RATE (a peak rate other than "
+                        f"--learning-rate, e.g. cosine+distill@3e-4)")
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/finetune_recipe/bench.json")
@@ -88,8 +90,10 @@ def main(argv=None) -> int:
         key = f"{label}|{recipe_name}|{e}"
         if key in done:
             continue
-        schedule, distill = RECIPES[recipe_name]
-        recipe = FinetuneRecipe(epochs=e, schedule=schedule, distill=distill)
+        base, _, rate = recipe_name.partition("@")  # "cosine+distill@3e-4": another peak learning rate
+        schedule, distill = RECIPES[base]
+        recipe = FinetuneRecipe(epochs=e, schedule=schedule, distill=distill,
+                                learning_rate=float(rate) if rate else None)
         policy = tfmpq.QuantPolicy.from_bits(model, weight_bits=list(bits), activation_bits=8)
         t0 = time.perf_counter()
         cand, qat = ev.finetune(policy, recipe=recipe)
