@@ -498,3 +498,43 @@ def test_search_usage_names_oneshot_and_rescore(capsys):
     with pytest.raises(SystemExit):
         cli.main(["search", "zoo:small_cnn_fmnist", "--rescore", "qat", "--rescore-members", "0"])
     assert "--rescore-members" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- run directories of tfmpq before issue 26
+OLD_RUNS = os.path.join(os.path.dirname(__file__), "search", "data", "pre_refactor")
+
+
+@pytest.mark.parametrize("name", ["cli_nsga2", "cli_bbpso", "cli_ilp"])
+def test_the_options_of_an_old_command_line_are_what_it_recorded(name):
+    """The command lines of runs written before the flags were generated from the registry and the
+    configurations resolve to exactly the options those runs recorded in cli.json."""
+    record = json.loads(open(os.path.join(OLD_RUNS, name, "cli.json")).read())
+    args = cli.build_parser().parse_args(record["argv"])
+    assert json.loads(json.dumps(cli._search_options(args))) == record["options"]
+
+
+def _resume_old(capsys, tmp_path, name, *flags):
+    import shutil
+
+    run_dir = tmp_path / name
+    shutil.copytree(os.path.join(OLD_RUNS, name), run_dir)
+    signature = json.loads((run_dir / "run.json").read_text())
+    code, out, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--resume", *flags, "--quiet", "-o", str(run_dir))
+    assert code == 0, err
+    assert json.loads((run_dir / "run.json").read_text()) == signature  # the same problem, evaluator included
+    return run_dir, out
+
+
+def test_an_old_command_line_run_resumes_and_goes_on(capsys, tmp_path):
+    """A finished nsga2 run of the old command line, extended by a generation: its cli.json, signature
+    (the real evaluator's) and checkpoint are read as they are, and only the new offspring are evaluated."""
+    run_dir, out = _resume_old(capsys, tmp_path, "cli_nsga2", "--generations", "1")
+    assert "(2 evaluated here, 0 cached)" in out
+    assert len((run_dir / "evaluations.jsonl").read_text().splitlines()) == 4
+
+
+def test_old_command_line_bbpso_and_ilp_runs_resume(capsys, tmp_path):
+    run_dir, out = _resume_old(capsys, tmp_path, "cli_bbpso", "--iterations", "1")
+    assert "evaluated here" in out and len(json.loads((run_dir / "history.json").read_text())) == 2
+    _, out = _resume_old(capsys, tmp_path, "cli_ilp")
+    assert "(0 evaluated here, 0 cached)" in out  # finished: the ILP's tables come from run.json

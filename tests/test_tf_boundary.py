@@ -1,5 +1,6 @@
 """Issue 18: `import tfmpq.search`, `import tfmpq.report` and reading a run directory need no TensorFlow; nor do
-the ILP and clustered TPE strategies (issue 15) given their tables.
+the ILP and clustered TPE strategies (issue 15) given their tables, nor the evaluator's and the space's
+configurations (issue 26).
 
 A subprocess blocks every TensorFlow / Keras / tfmot import (an import hook that raises), then runs a
 search with an evaluator of its own, reads the run back and reports it.
@@ -23,6 +24,9 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 sys.path[:0] = [sys.argv[2]]
 import tfmpq, tfmpq.search, tfmpq.report, tfmpq.policy, tfmpq.metrics, tfmpq.candidate, tfmpq.stats
+import tfmpq.evaluate, tfmpq.options, tfmpq.search.registry
+# the configurations and the problem builder's sorting of options need no TensorFlow (the Evaluator does)
+configs = [tfmpq.evaluate.EvaluatorConfig(evaluation="oneshot").to_json(), tfmpq.search.SpaceConfig(bits=(4, 8)).to_json()]
 from search_fakes import FakeEvaluator
 from tfmpq.search import SearchSpace, nsga2, bbpso
 from tfmpq.report import load_run, summary_text, write_report
@@ -52,7 +56,8 @@ else:
     lazy = None
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in Block.BLOCKED)
 print("RESULT " + __import__("json").dumps({"front": len(result.front), "run_front": len(run.front),
-      "summary": summary_text(run)[:40], "files": len(files), "loaded": loaded, "lazy": lazy, "guided": guided}))
+      "summary": summary_text(run)[:40], "files": len(files), "loaded": loaded, "lazy": lazy, "guided": guided,
+      "configs": len(configs)}))
 '''
 
 
@@ -68,3 +73,4 @@ def test_search_and_report_work_with_tensorflow_blocked(tmp_path):
     assert out["front"] > 0 and out["run_front"] == out["front"] and out["files"] >= 2
     assert out["lazy"] is not None and "blocked for this test" in out["lazy"]  # the Evaluator is the boundary
     assert out["guided"] == [2, 5]  # the ILP's two best allocations, clustered TPE's five trials
+    assert out["configs"] == 2

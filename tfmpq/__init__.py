@@ -2,8 +2,9 @@
 
 Pipeline (imports flow one way): convert -> graph -> policy -> metrics -> quantize -> evaluate -> hessian -> search
 -> export -> report. Everything here loads lazily: ``import tfmpq`` imports no TensorFlow, and neither do
-``tfmpq.graph``, ``tfmpq.policy``, ``tfmpq.metrics``, ``tfmpq.search`` (until it builds an Evaluator)
-and ``tfmpq.report``; ``tfmpq.quantize``, ``tfmpq.evaluate`` and ``tfmpq.export`` do. Every function that takes a float
+``tfmpq.graph``, ``tfmpq.policy``, ``tfmpq.metrics``, ``tfmpq.options``, ``tfmpq.evaluate`` (until its
+``Evaluator`` is used: ``EvaluatorConfig`` needs none), ``tfmpq.search`` (until it builds an Evaluator) and
+``tfmpq.report``; ``tfmpq.quantize`` and ``tfmpq.export`` do. Every function that takes a float
 model also takes a Keras 3 model (``tfmpq.as_tf_keras``).
 """
 import importlib
@@ -27,8 +28,8 @@ _EXPORTS = {
     "run_tflite": "tfmpq.export", "write_c_array": "tfmpq.export",
     "sensitivity": "tfmpq.hessian", "omega_table": "tfmpq.hessian",
 }
-_SUBMODULES = ("candidate", "checks", "convert", "data", "evaluate", "export", "graph", "hessian", "metrics", "policy", "quantize",
-               "report", "search", "stats", "zoo", "cli")
+_SUBMODULES = ("candidate", "checks", "convert", "data", "evaluate", "export", "graph", "hessian", "metrics", "options",
+               "policy", "quantize", "report", "search", "stats", "zoo", "cli")
 
 
 def __getattr__(name):

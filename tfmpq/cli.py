@@ -4,7 +4,7 @@ Commands (``tfmpq COMMAND --help`` for every option)::
 
     tfmpq info MODEL                                   groups, parameters, MACs, what stays float
     tfmpq quantize MODEL --bits 8,4,4,8 --data D --epochs N -o OUT
-    tfmpq search MODEL --strategy nsga2|bbpso|ilp|ctpe|exhaustive --data D [--resume] -o RUN_DIR
+    tfmpq search MODEL --strategy NAME --data D [--resume] -o RUN_DIR   (NAME: the strategy registry's)
     tfmpq export RUN_DIR|QAT_MODEL --data D [--c-array] [--packed [int4|lut|auto]] -o OUT
     tfmpq report RUN_DIR                               tables and plots of a search run
 
@@ -28,23 +28,14 @@ from tfmpq._io import captured_stderr, write_json_atomic
 __all__ = ["main", "build_parser"]
 
 PROG = "tfmpq"
-#: What ``tfmpq search`` records in the run directory so that ``export`` and ``--resume`` can
-#: rebuild the model, the data and the evaluator exactly.
-CLI_RECORD = "cli.json"
-#: Defaults of ``tfmpq search`` options; ``--resume`` takes unspecified options from ``cli.json``.
-SEARCH_DEFAULTS = {
-    "strategy": "nsga2", "data": "default", "num_train": None, "num_val": None, "val_fraction": 0.1,
-    "evaluation": "qat", "epochs": None, "batch_size": 64, "learning_rate": 1e-4, "bits": "2,3,4,5,6,7,8",
-    "activation_bits": 8, "search_activations": False, "pin_first_last": False, "objective": "weight_bytes",
-    "population": 16, "offspring": 16, "generations": 10, "budget": "avg_op_bits", "target": 4.0,
-    "swarm": 15, "iterations": 20, "init": "ligpi", "seed": 0, "per_tensor": False,
-    "solutions": 4, "trials": 40, "probes": 64, "seed_ilp": 0,
-    "distill": False, "oneshot_learning_rate": None, "rescore": None, "rescore_epochs": 2,
-    "rescore_members": None, "calibration_batches": 4,
+#: ``tfmpq search`` options that belong to the command line itself (the data, the run, the objective and the
+#: budget), with their defaults; the configurations' and the strategies' options are added from their
+#: declarations (:func:`search_defaults`). ``--resume`` takes options not given from ``RUN_DIR/cli.json``.
+CLI_SEARCH_DEFAULTS = {
+    "strategy": "nsga2", "data": "default", "num_train": None, "num_val": None, "val_fraction": 0.1, "seed": 0,
+    "objective": "weight_bytes", "budget": "avg_op_bits", "target": 4.0, "rescore": None, "rescore_epochs": 2,
+    "rescore_members": None,
 }
-_DEFAULT_EPOCHS = {"nsga2": 1, "bbpso": 2, "exhaustive": 1, "ilp": 1, "ctpe": 1}
-#: Strategies that allocate bits under a budget (--budget / --target).
-CONSTRAINED = ("bbpso", "ilp", "ctpe")
 
 
 class CliError(Exception):
@@ -90,24 +81,25 @@ def _resolve_target(model, opts: dict) -> float:
     return float(metrics.summary(model, QuantPolicy.uniform(model, bits, act))[opts["budget"]])
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
-    return value
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum`` (``what`` names it in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}. Received: {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
-    return value
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
+#: How ``tfmpq.options.Flag.type`` values are parsed.
+_FLAG_TYPES = {"str": str, "float": float, "positive_int": _positive_int, "non_negative_int": _non_negative_int,
+               "ints": _int_list}
 
 
 def _add_data_args(p: argparse.ArgumentParser, default=argparse.SUPPRESS, val: bool = True,
@@ -146,11 +138,163 @@ class _RefuseValSplit(argparse.Action):
                      "test split is only reported on, never used to score or choose a policy")
 
 
+# ------------------------------------------------------------------------ the generated search options
+def _config_options() -> tuple:
+    """The evaluator's and the space's options that have a flag (``EvaluatorConfig``, ``SpaceConfig``)."""
+    from tfmpq.evaluate.config import EvaluatorConfig
+    from tfmpq.options import options_of
+    from tfmpq.search.space import SpaceConfig
+
+    return tuple(o for o in options_of(EvaluatorConfig) + options_of(SpaceConfig) if o.flag is not None)
+
+
+def _strategy_options() -> dict:
+    """``{option name: Option}`` of every command-line strategy option, first declaration first."""
+    from tfmpq.search import registry
+
+    out = {}
+    for name in registry.names(cli=True):
+        for o in registry.get(name).options:
+            if o.flag is not None:
+                out.setdefault(o.name, o)
+    return out
+
+
+def _takers(option_name: str) -> list[str]:
+    """The command-line strategies that take a strategy option."""
+    from tfmpq.search import registry
+
+    return [n for n in registry.names(cli=True) if option_name in registry.get(n).option_defaults()]
+
+
+def _cli_value(option, value):
+    """An option's value as the command line spells it (``--per-tensor``: ``not per_channel``)."""
+    return (not value) if option.flag.invert else value
+
+
+def search_defaults() -> dict:
+    """Every ``tfmpq search`` option's default, by its ``cli.json`` name (strategy-dependent ones: the option's
+    own default; :func:`_search_options` applies the strategy's)."""
+    out = dict(CLI_SEARCH_DEFAULTS)
+    for o in _config_options():
+        out[o.dest] = _cli_value(o, o.default)
+    for o in _strategy_options().values():
+        out[o.dest] = o.default
+    return out
+
+
+def _strategy_default(name: str, option):
+    """The command line's default of a configuration option under strategy ``name``."""
+    from tfmpq.search import registry
+
+    if not option.flag.per_strategy:
+        return _cli_value(option, option.default)
+    return _cli_value(option, registry.get(name).defaults.get(option.name, option.default))
+
+
+def _default_text(option, strategies: list[str] | None = None) -> str:
+    """The help's "Default: ..." (per strategy where the strategies' defaults differ)."""
+    flag = option.flag
+    if flag.default_text is not None:
+        return f" Default: {flag.default_text}" if flag.default_text else ""
+
+    def show(value):
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, (tuple, list)):
+            return ",".join(map(str, value))
+        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    if strategies is not None and flag.per_strategy:
+        by_value: dict = {}
+        for name in strategies:
+            by_value.setdefault(show(_strategy_default(name, option)), []).append(name)
+        if len(by_value) > 1:
+            return " Default: " + ", ".join(f"{v} ({', '.join(names)})" for v, names in by_value.items())
+    return f" Default: {show(_cli_value(option, option.default))}"
+
+
+def _add_flag(group, option, strategies: list[str] | None = None, prefix: str = "") -> None:
+    """One generated flag (its value defaults to absent: given flags are told from defaults)."""
+    flag = option.flag
+    help_text = (prefix + flag.help + ("." if flag.help else "")).strip() + _default_text(option, strategies)
+    kwargs = dict(default=argparse.SUPPRESS, help=help_text.strip(), dest=option.dest)
+    if flag.kind == "switch":
+        kwargs["action"] = "store_true"
+    elif flag.kind == "toggle":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = _FLAG_TYPES[flag.type]
+        if flag.choices:
+            kwargs["choices"] = flag.choices
+        if flag.metavar:
+            kwargs["metavar"] = flag.metavar
+    group.add_argument(option.flag_name, **kwargs)
+
+
+def _add_search_parser(sub, common) -> None:
+    """``tfmpq search``: its strategies, their options and the configurations' flags come from the registry
+    and the configuration dataclasses."""
+    from tfmpq.metrics import COST_METRICS, TRADED_METRICS
+    from tfmpq.search import registry
+
+    strategies = list(registry.names(cli=True))
+    entries = [registry.get(n) for n in strategies]
+    budgeted = [e.name for e in entries if e.constrained]
+    fronts = [e.name for e in entries if not e.constrained]
+    linear = [e.name for e in entries if e.weights_only]  # their costs are sums of per-group terms
+    lines = "; ".join(f"{e.name}: {e.summary}" for e in entries)
+    p = sub.add_parser("search", parents=[common], allow_abbrev=False,
+                       help=f"mixed-precision policy search ({', '.join(strategies)})",
+                       description=f"Search per-group bit-widths. {lines}. A budget is e.g. --budget avg_op_bits "
+                                   "--target 4, or --budget weight_bytes --target u4: uniform 4-bit's bytes. "
+                                   "Everything goes to RUN_DIR; --resume continues a killed run (options not given "
+                                   "are taken from RUN_DIR/cli.json).")
+    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
+    p.add_argument("--strategy", choices=tuple(strategies), default=argparse.SUPPRESS,
+                   help=f"{lines}. Default: {CLI_SEARCH_DEFAULTS['strategy']}")
+    _add_data_args(p)
+    evaluation, space = p.add_argument_group("evaluation of a candidate"), p.add_argument_group("search space")
+    for o in _config_options():
+        _add_flag(space if o.name in _space_fields() else evaluation, o, strategies)
+    evaluation.add_argument("--rescore", choices=("qat",), default=argparse.SUPPRESS,
+                            help="two-stage search: re-score the final front (a budgeted search: the best) with stand-alone QAT "
+                                 "(--rescore-epochs each; rescored.json). Default: none")
+    evaluation.add_argument("--rescore-epochs", type=_positive_int, default=argparse.SUPPRESS, help="Default: 2")
+    evaluation.add_argument("--rescore-members", type=_positive_int, default=argparse.SUPPRESS,
+                            help="re-score at most this many front members, spread evenly along the cost. Default: all")
+    g = p.add_argument_group(f"front ({', '.join(fronts)})")
+    g.add_argument("--objective", choices=TRADED_METRICS, default=argparse.SUPPRESS,
+                   help="the cost traded against accuracy (flash_bytes: the weights as `tfmpq export --packed "
+                        "auto` stores them; flash_bytes_int4 / _lut: --packed int4 / lut). Default: weight_bytes")
+    g = p.add_argument_group(f"budget ({', '.join(budgeted)})")
+    g.add_argument("--budget", choices=COST_METRICS, default=argparse.SUPPRESS,
+                   help="the constrained metric (e.g. --budget flash_bytes --target 65536: fits in 64 KiB of "
+                        f"flash; {' and '.join(linear)} need a metric linear in each group's bits: not flash_bytes). "
+                        "Default: avg_op_bits")
+    g.add_argument("--target", type=_target, default=argparse.SUPPRESS, metavar="T|uN",
+                   help="budget: metric <= T, or uN: the metric's value for uniform N-bit weights (and "
+                        "N-bit activations when they are searched). Default: 4.0")
+    added = set()
+    for e in entries:
+        mine = [o for o in e.options if o.flag is not None and o.name not in added]
+        if mine:
+            g = p.add_argument_group(e.name)
+            for o in mine:
+                takers = _takers(o.name)
+                _add_flag(g, o, prefix="" if takers == [e.name] else f"{' / '.join(takers)}: ")
+                added.add(o.name)
+    _add_search_run_args(p)
+
+
+def _space_fields() -> set:
+    from tfmpq.search.space import SpaceConfig
+
+    return {f for f in SpaceConfig.__dataclass_fields__}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``tfmpq`` argument parser (exposed for documentation and tests)."""
-    from tfmpq.metrics import FLASH_BUDGETS
-    from tfmpq.search.strategies.bbpso import BUDGETS
-
     # No abbreviated flags: `--val test` must not silently mean `--val-fraction test`.
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -168,14 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    # info
+    for add in (_add_info_parser, _add_quantize_parser, _add_search_parser, _add_export_parser, _add_report_parser):
+        add(sub, common)
+    return parser
+
+
+def _add_info_parser(sub, common) -> None:
     p = sub.add_parser("info", parents=[common], allow_abbrev=False, help="quantizable groups of a model and what stays float",
                        description="Print a model's quantizable groups (index, name, kind, folded layers, "
                                    "parameters after BN folding, MACs) and the weighted layers left in float.")
     p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
     p.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
 
-    # quantize
+
+
+def _add_quantize_parser(sub, common) -> None:
     p = sub.add_parser("quantize", parents=[common], allow_abbrev=False, help="QAT-train one per-layer policy",
                        description="Quantize MODEL with a per-group policy, train it with quantization-aware "
                                    "training and save OUT/qat.h5, OUT/policy.json and OUT/metrics.json.")
@@ -193,92 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, default="default")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
-    # search
-    p = sub.add_parser("search", parents=[common], allow_abbrev=False,
-                       help="mixed-precision policy search (NSGA-II, BBPSO, Hessian ILP, clustered TPE, exhaustive)",
-                       description="Search per-group bit-widths. nsga2: the accuracy / cost Pareto front. bbpso, "
-                                   "ilp, ctpe: the most accurate policy under a budget (e.g. --budget avg_op_bits "
-                                   "--target 4, or --budget weight_bytes --target u4: uniform 4-bit's bytes). ilp: "
-                                   "Hessian traces + an integer linear program (HAWQ-V3), its best allocations "
-                                   "scored; ctpe: Hessian-pruned bits + k-means TPE (Azizi et al. 2023). Everything "
-                                   "goes to RUN_DIR; --resume continues a killed run (options not given are taken "
-                                   "from RUN_DIR/cli.json).")
-    p.add_argument("model", metavar="MODEL", help="a .keras/.h5 file (tf_keras or Keras 3), a SavedModel folder or zoo:NAME")
-    p.add_argument("--strategy", choices=("nsga2", "bbpso", "ilp", "ctpe", "exhaustive"), default=argparse.SUPPRESS,
-                   help="nsga2: the accuracy / cost Pareto front; bbpso, ilp, ctpe: the best policy under --budget; "
-                        "exhaustive: every policy of a small space (--bits). Default: nsga2")
-    _add_data_args(p)
-    g = p.add_argument_group("evaluation of a candidate")
-    g.add_argument("--evaluation", choices=("qat", "ptq", "oneshot"), default=argparse.SUPPRESS,
-                   help="qat: train --epochs of QAT, score the best epoch; ptq: calibrate only; oneshot: train one "
-                        "shared variable-bit model for --epochs once (saved in RUN_DIR), then score each candidate "
-                        "on it after re-calibration. Default: qat")
-    g.add_argument("--distill", action="store_true", default=argparse.SUPPRESS,
-                   help="oneshot: in-place distillation from the highest-bit policy in the shared training")
-    g.add_argument("--oneshot-learning-rate", type=float, default=argparse.SUPPRESS,
-                   help="oneshot: learning rate of the shared training (--learning-rate stays the QAT one of the "
-                        "re-scores and fine-tunes). Default: --learning-rate")
-    g.add_argument("--rescore", choices=("qat",), default=argparse.SUPPRESS,
-                   help="two-stage search: re-score the final front (bbpso: the best) with stand-alone QAT "
-                        "(--rescore-epochs each; rescored.json). Default: none")
-    g.add_argument("--rescore-epochs", type=_positive_int, default=argparse.SUPPRESS, help="Default: 2")
-    g.add_argument("--rescore-members", type=_positive_int, default=argparse.SUPPRESS,
-                   help="re-score at most this many front members, spread evenly along the cost. Default: all")
-    g.add_argument("--epochs", type=_positive_int, default=argparse.SUPPRESS,
-                   help="QAT epochs per candidate. Default: 1 (nsga2, ilp, ctpe), 2 (bbpso)")
-    g.add_argument("--batch-size", type=_positive_int, default=argparse.SUPPRESS, help="Default: 64")
-    g.add_argument("--calibration-batches", type=_positive_int, default=argparse.SUPPRESS,
-                   help="training batches that set activation ranges (ptq) or re-calibrate a candidate (oneshot: "
-                        "2 ranked as well as 4 on the demo CNN, at 0.7x the cost). Default: 4")
-    g.add_argument("--learning-rate", type=float, default=argparse.SUPPRESS, help="Default: 1e-4")
-    g.add_argument("--per-tensor", action="store_true", default=argparse.SUPPRESS,
-                   help="one weight scale per tensor (default: per channel)")
-    g = p.add_argument_group("search space")
-    g.add_argument("--bits", type=_int_list, default=argparse.SUPPRESS, metavar="B[,B...]",
-                   help="candidate weight bits. Default: 2,3,4,5,6,7,8")
-    g.add_argument("--activation-bits", type=_positive_int, default=argparse.SUPPRESS,
-                   help="activation bits when activations are not searched. Default: 8")
-    g.add_argument("--search-activations", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                   help="search activation bits too. Default: on for bbpso, off for nsga2")
-    g.add_argument("--pin-first-last", action="store_true", default=argparse.SUPPRESS,
-                   help="keep the first and last groups at 8 bits")
-    g = p.add_argument_group("nsga2")
-    g.add_argument("--objective", choices=("weight_bytes", "bops") + FLASH_BUDGETS, default=argparse.SUPPRESS,
-                   help="the cost traded against accuracy (flash_bytes: the weights as `tfmpq export --packed "
-                        "auto` stores them; flash_bytes_int4 / _lut: --packed int4 / lut). Default: weight_bytes")
-    g.add_argument("--population", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
-    g.add_argument("--offspring", type=_positive_int, default=argparse.SUPPRESS, help="Default: 16")
-    g.add_argument("--generations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 10")
-    g = p.add_argument_group("budget (bbpso, ilp, ctpe)")
-    g.add_argument("--budget", choices=BUDGETS, default=argparse.SUPPRESS,
-                   help="the constrained metric (e.g. --budget flash_bytes --target 65536: fits in 64 KiB of "
-                        "flash; ilp and ctpe need a metric linear in each group's bits: not flash_bytes). "
-                        "Default: avg_op_bits")
-    g.add_argument("--target", type=_target, default=argparse.SUPPRESS, metavar="T|uN",
-                   help="budget: metric <= T, or uN: the metric's value for uniform N-bit weights (and "
-                        "N-bit activations when they are searched). Default: 4.0")
-    g = p.add_argument_group("bbpso")
-    g.add_argument("--swarm", type=_positive_int, default=argparse.SUPPRESS, help="Default: 15")
-    g.add_argument("--iterations", type=_non_negative_int, default=argparse.SUPPRESS, help="Default: 20")
-    g.add_argument("--init", choices=("ligpi", "random"), default=argparse.SUPPRESS, help="Default: ligpi")
-    g = p.add_argument_group("sensitivity-guided (ilp, ctpe, and --seed-ilp for nsga2 / bbpso)")
-    g.add_argument("--solutions", type=_positive_int, default=argparse.SUPPRESS,
-                   help="ilp: the optimal and next-best allocations scored. Default: 4")
-    g.add_argument("--trials", type=_positive_int, default=argparse.SUPPRESS,
-                   help="ctpe: configurations scored (a quarter of them random first). Default: 40")
-    g.add_argument("--probes", type=_positive_int, default=argparse.SUPPRESS,
-                   help="Hutchinson probes of the Hessian traces. Default: 64")
-    g.add_argument("--seed-ilp", type=_non_negative_int, default=argparse.SUPPRESS, metavar="N",
-                   help="nsga2 / bbpso: put N ILP allocations at spread budgets into the initial population. "
-                        "Default: 0")
+
+
+def _add_search_run_args(p) -> None:
+    """``tfmpq search``'s run and parallel-evaluation flags."""
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="Default: 0")
     g.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     g.add_argument("--overwrite", action="store_true", help="replace a previous run in RUN_DIR")
     g.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
-                   help="QAT-fine-tune the front (bbpso: the best) afterwards. Default: 0")
+                   help="QAT-fine-tune the front (a budgeted search: the best) afterwards. Default: 0")
     g.add_argument("--compare", type=_non_negative_int, default=0, metavar="EPOCHS",
-                   help="nsga2: afterwards fine-tune the uniform policies and the front members that may reach "
+                   help="a front: afterwards fine-tune the uniform policies and the front members that may reach "
                         "uniform 8-bit accuracy, EPOCHS each, choose on validation and report on the test split "
                         "(Result.compare_with_uniform; comparison.json). Default: 0 (no comparison)")
     g.add_argument("--quiet", action="store_true", help="no per-generation progress")
@@ -294,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs each Ray actor reserves (0.5: two per GPU). Default: 0")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory")
 
-    # export
+
+
+def _add_export_parser(sub, common) -> None:
     p = sub.add_parser("export", parents=[common], allow_abbrev=False, help="export a run's models or a QAT model to .tflite",
                        description="Export to full-integer .tflite files (sub-8-bit weights on their grid in "
                                    "int8 containers; --packed int4|lut|auto: stored at their bit-width) and report "
@@ -305,8 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="RUN_DIR|QAT_MODEL")
     _add_data_args(p, default=None, val=False)
     p.add_argument("--members", choices=("front", "best"), default=None,
-                   help="run directory: export the front or the best candidate (default: front for nsga2, "
-                        "best for bbpso)")
+                   help="run directory: export the front or the best candidate (default: the front, or the best "
+                        "of a budgeted search)")
     p.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
                    help="run directory: fine-tune each member with EPOCHS of QAT before exporting. Default: 0")
     p.add_argument("--model", default=None, help="run directory made from Python (no cli.json): the float MODEL")
@@ -323,7 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="data subset seed. Default: 0 (or the run's)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
-    # report
+
+
+def _add_report_parser(sub, common) -> None:
     p = sub.add_parser("report", parents=[common], allow_abbrev=False, help="tables and plots of a search run",
                        description="Print the front (and best / uniform / export) tables of a run and write "
                                    "report.md, pareto.png and the history plot.")
@@ -331,7 +412,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="where report.md and the plots go. Default: RUN_DIR")
     p.add_argument("--no-plots", action="store_true", help="tables only")
-    return parser
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -550,27 +630,67 @@ def cmd_quantize(args) -> int:
 
 
 def _search_options(args) -> dict:
-    """The effective search options: given flags, else (``--resume``) the run's cli.json, else defaults."""
-    given = {k: v for k, v in vars(args).items() if k in SEARCH_DEFAULTS}
+    """The effective search options: given flags, else (``--resume``) the run's cli.json, else defaults (the
+    strategy's where its registry entry sets one, e.g. bbpso's 2 epochs)."""
+    from tfmpq.search import store
+
+    defaults = search_defaults()
+    given = {k: v for k, v in vars(args).items() if k in defaults}
     stored = {}
-    record_path = os.path.join(args.output, CLI_RECORD)
-    if args.resume and os.path.isfile(record_path):
-        with open(record_path, encoding="utf-8") as f:
-            stored = json.load(f).get("options", {})
-    opts = {**SEARCH_DEFAULTS, **{k: v for k, v in stored.items() if k in SEARCH_DEFAULTS}, **given}
-    if isinstance(opts["bits"], str):
-        opts["bits"] = _int_list(opts["bits"])
-    if opts["epochs"] is None:
-        opts["epochs"] = _DEFAULT_EPOCHS[opts["strategy"]]
-    if "search_activations" not in given and "search_activations" not in stored:
-        opts["search_activations"] = opts["strategy"] == "bbpso"
+    if args.resume:
+        stored = (store.read_cli_record(args.output) or {}).get("options", {})
+    opts = {**defaults, **{k: v for k, v in stored.items() if k in defaults}, **given}
+    for o in _config_options():
+        if o.dest not in given and o.dest not in stored:
+            opts[o.dest] = _strategy_default(opts["strategy"], o)
+    opts["bits"] = list(opts["bits"]) if not isinstance(opts["bits"], str) else _int_list(opts["bits"])
     if isinstance(opts["target"], str):
         opts["target"] = _target(opts["target"])
     return opts
 
 
+def _search_kwargs(args, opts: dict, model) -> dict:
+    """The keyword arguments of ``tfmpq.search.search`` for the command line's options."""
+    from tfmpq.search import registry
+
+    entry = registry.get(opts["strategy"])
+    kwargs = {o.name: _cli_value(o, opts[o.dest]) for o in _config_options()}
+    kwargs["bits"] = tuple(kwargs["bits"])
+    if entry.weights_only:
+        kwargs.pop("search_activations")  # checked by cmd_search
+    kwargs.update({o.name: opts[o.dest] for o in entry.options if o.flag is not None})
+    if entry.constrained:
+        kwargs.update(budget=opts["budget"], target=_resolve_target(model, opts))
+    else:
+        kwargs["objectives"] = ("accuracy", opts["objective"])
+    kwargs.update(
+        run_dir=args.output, resume=args.resume, overwrite=args.overwrite, seed=opts["seed"],
+        verbose=0 if args.quiet else 1, executor=args.executor, workers=args.workers, ray_address=args.ray_address,
+        gpus_per_worker=args.gpus_per_worker, rescore=opts["rescore"], rescore_epochs=opts["rescore_epochs"],
+        rescore_members=opts["rescore_members"])
+    return kwargs
+
+
+def _check_search_flags(args, opts: dict) -> None:
+    """The flag combinations ``tfmpq search`` refuses before loading anything but the options."""
+    from tfmpq.search import registry
+
+    entry = registry.get(opts["strategy"])
+    if args.compare and entry.constrained:
+        fronts = [n for n in registry.names(cli=True) if not registry.get(n).constrained]
+        raise CliError(f"Invalid flags: --compare needs --strategy {' or '.join(fronts)} (it compares a front with "
+                       "uniform policies).")
+    if entry.weights_only and opts["search_activations"]:
+        raise CliError(f"Invalid flags: --strategy {entry.name} allocates weight bits only; drop "
+                       "--search-activations.")
+    if opts["seed_ilp"] and "seed_ilp" not in entry.option_defaults():
+        raise CliError(f"Invalid flags: --seed-ilp seeds {' or '.join(_takers('seed_ilp'))}; --strategy {entry.name} "
+                       "does not take it.")
+
+
 def cmd_search(args) -> int:
-    from tfmpq import search
+    from tfmpq import report, search
+    from tfmpq.search import store
 
     if args.resume and args.overwrite:
         raise CliError("Invalid flags: --resume and --overwrite exclude each other.")
@@ -579,33 +699,17 @@ def cmd_search(args) -> int:
     if args.executor == "process" and (args.ray_address or args.gpus_per_worker):
         raise CliError("Invalid flags: --ray-address and --gpus-per-worker need --executor ray.")
     opts = _search_options(args)
-    record_path = os.path.join(args.output, CLI_RECORD)
-    if args.resume and os.path.isfile(record_path):
-        with open(record_path, encoding="utf-8") as f:
-            previous = json.load(f)
-        if previous.get("model") != args.model:
-            raise CliError(f"Cannot resume {args.output}: it was searched with model {previous.get('model')!r}, "
-                           f"not {args.model!r}.")
+    _check_search_flags(args, opts)
+    previous = store.read_cli_record(args.output) if args.resume else None
+    if previous is not None and previous.get("model") != args.model:
+        raise CliError(f"Cannot resume {args.output}: it was searched with model {previous.get('model')!r}, "
+                       f"not {args.model!r}.")
     ds = _load_data(opts["data"])
     model = _resolve_for_data(args.model, ds)
     _check_model_fits_data(model, ds)
     roles = _roles(ds, args.model, opts["num_train"], opts["num_val"], opts["val_fraction"], args.num_test,
                    opts["seed"])
     train, val = roles.train, roles.val
-    if args.compare and opts["strategy"] != "nsga2":
-        raise CliError("Invalid flags: --compare needs --strategy nsga2 (it compares a front with uniform policies).")
-    common = dict(
-        evaluation=opts["evaluation"], epochs=opts["epochs"], batch_size=opts["batch_size"],
-        learning_rate=opts["learning_rate"], per_channel=not opts["per_tensor"], bits=tuple(opts["bits"]),
-        search_activations=opts["search_activations"], activation_bits=opts["activation_bits"],
-        pin_first_last=opts["pin_first_last"], run_dir=args.output, resume=args.resume,
-        overwrite=args.overwrite, seed=opts["seed"], verbose=0 if args.quiet else 1,
-        executor=args.executor, workers=args.workers, ray_address=args.ray_address,
-        gpus_per_worker=args.gpus_per_worker, distill=opts["distill"],
-        oneshot_learning_rate=opts["oneshot_learning_rate"], rescore=opts["rescore"],
-        rescore_epochs=opts["rescore_epochs"], rescore_members=opts["rescore_members"],
-        calibration_batches=opts["calibration_batches"],
-    )
     print(f"{opts['strategy']} search of `{model.name}` on {ds.name}: {len(train[1])} training / {len(val[1])} "
           f"validation samples, {opts['evaluation']} evaluation"
           + (f" ({opts['epochs']} epoch(s){' of shared training' if opts['evaluation'] == 'oneshot' else ''})"
@@ -613,39 +717,14 @@ def cmd_search(args) -> int:
           + ("" if args.executor == "serial" else f", {args.executor} executor"
              + (f" with {args.workers} workers" if args.workers else "")))
     record = {"command": "search", "model": args.model, "options": opts, "argv": getattr(args, "_argv", None)}
-    existing = any(os.path.exists(os.path.join(args.output, n)) for n in ("evaluations.jsonl", "checkpoint.json",
-                                                                          "run.json"))
-    if not existing or args.resume or args.overwrite:  # else the search refuses the run dir: keep its record
+    if not store.holds_run(args.output) or args.resume or args.overwrite:  # else the search refuses the run dir
         os.makedirs(args.output, exist_ok=True)
-        _write_json(record_path, record)  # first: a killed run can be resumed and exported
+        store.write_output(args.output, store.CLI_RECORD, record, default=_json_default)  # first: resumable, exportable
     start = time.perf_counter()
-    if opts["strategy"] in ("ilp", "ctpe") and opts["search_activations"]:
-        raise CliError(f"Invalid flags: --strategy {opts['strategy']} allocates weight bits only; drop "
-                       "--search-activations.")
-    if opts["seed_ilp"] and opts["strategy"] not in ("nsga2", "bbpso"):
-        raise CliError("Invalid flags: --seed-ilp seeds nsga2 or bbpso; ilp and ctpe use the Hessian themselves.")
-    sensitive = dict(num_probes=opts["probes"]) if opts["strategy"] in ("ilp", "ctpe") else {}
-    if opts["strategy"] in CONSTRAINED:
-        target = _resolve_target(model, opts)
-    if opts["strategy"] == "nsga2":
-        result = search.nsga2(model, train, val, population=opts["population"], offspring=opts["offspring"],
-                              generations=opts["generations"], objectives=("accuracy", opts["objective"]),
-                              seed_ilp=opts["seed_ilp"], **common)
-    elif opts["strategy"] == "exhaustive":
-        result = search.exhaustive(model, train, val, objectives=("accuracy", opts["objective"]), **common)
-    elif opts["strategy"] == "bbpso":
-        result = search.bbpso(model, train, val, budget=opts["budget"], target=target, swarm=opts["swarm"],
-                              iterations=opts["iterations"], init=opts["init"], seed_ilp=opts["seed_ilp"], **common)
-    elif opts["strategy"] == "ilp":
-        common.pop("search_activations")
-        result = search.ilp(model, train, val, budget=opts["budget"], target=target, solutions=opts["solutions"],
-                            **sensitive, **common)
-    else:
-        common.pop("search_activations")
-        result = search.ctpe(model, train, val, budget=opts["budget"], target=target, trials=opts["trials"],
-                             **sensitive, **common)
+    result = search.search(opts["strategy"], model, train, val, **_search_kwargs(args, opts, model))
+    report.write_plots(result)
     seconds = time.perf_counter() - start
-    _write_json(record_path, {**record, "seconds": seconds})
+    store.write_output(args.output, store.CLI_RECORD, {**record, "seconds": seconds}, default=_json_default)
     if args.quiet:
         print(result.summary())
     print(f"search wall time {seconds:.0f} s ({result.num_evaluated} evaluated here, {result.num_cached} cached)")
@@ -659,15 +738,10 @@ def cmd_search(args) -> int:
             from tfmpq.search.compare import comparison_text
 
             print(comparison_text(result.comparison))
-    print(f"wrote {args.output}: front.json, best.json, evaluations.jsonl, summary.txt, plots"
-          + (", comparison.json" if args.compare else ""))
+    print(f"wrote {args.output}: {store.FRONT}, {store.BEST}, {store.EVALUATIONS}, {store.SUMMARY}, plots"
+          + (f", {store.COMPARISON}" if args.compare else ""))
     print(f"next: tfmpq report {args.output}   |   tfmpq export {args.output} -o {os.path.join(args.output, 'export')}")
     return 0
-
-
-def _is_run_dir(path: str) -> bool:
-    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, n))
-                                       for n in ("front.json", "evaluations.jsonl", "run.json"))
 
 
 def _c_name(stem: str) -> str:
@@ -711,13 +785,15 @@ def _print_export_rows(rows: list[dict]) -> None:
 
 
 def cmd_export(args) -> int:
+    from tfmpq.search import store
+
     source = args.source
     if not os.path.exists(source):
         raise FileNotFoundError(f"Export source not found: {source!r}. Expected a `tfmpq search` run directory, "
                                 "a `tfmpq quantize` output folder or a QAT .h5 file.")
-    if os.path.isdir(source) and os.path.isfile(os.path.join(source, "qat.h5")) and not _is_run_dir(source):
+    if os.path.isdir(source) and os.path.isfile(os.path.join(source, "qat.h5")) and not store.is_run_dir(source):
         source = os.path.join(source, "qat.h5")
-    if _is_run_dir(source):
+    if store.is_run_dir(source):
         return _export_run(args, source)
     if os.path.isdir(source):
         raise CliError(f"Cannot export {source!r}: it is neither a search run directory (front.json, "
@@ -756,21 +832,39 @@ def _export_model(args, path: str) -> int:
     return 0
 
 
+def _export_evaluator(model, roles, ev_sig: dict, opts: dict):
+    """The evaluator a run's members are rebuilt with: the run's recorded settings (``run.json``), the
+    command line's where it recorded none. A one-shot run's members are fine-tuned with QAT, never scored
+    on a shared model."""
+    from tfmpq.evaluate import Evaluator, EvaluatorConfig
+
+    evaluation = ev_sig.get("evaluation", opts["evaluation"])
+    config = EvaluatorConfig(
+        evaluation="qat" if evaluation == "oneshot" else evaluation,
+        epochs=max(int(ev_sig.get("epochs") or opts["epochs"] or 1), 1),
+        batch_size=int(ev_sig.get("batch_size", opts["batch_size"])),
+        per_channel=bool(ev_sig.get("per_channel", not opts["per_tensor"])),
+        symmetric=bool(ev_sig.get("symmetric", True)),
+        learning_rate=float(ev_sig.get("learning_rate") or opts["learning_rate"]),
+        calibration_batches=int(ev_sig.get("calibration_batches", 4)),
+    )
+    return Evaluator(model, roles.train, roles.val, config, seed=int(ev_sig.get("seed", opts["seed"])))
+
+
 def _export_run(args, run_dir: str) -> int:
-    from tfmpq.evaluate import Candidate, Evaluator
+    from tfmpq.evaluate import Candidate
     from tfmpq.export.models import export_models, member_file_name
-    from tfmpq.search.store import read_json
+    from tfmpq.search import store
 
     start = time.perf_counter()
-    record_path = os.path.join(run_dir, CLI_RECORD)
-    record = read_json(record_path) if os.path.isfile(record_path) else None
-    run = read_json(os.path.join(run_dir, "run.json")) if os.path.isfile(os.path.join(run_dir, "run.json")) else {}
+    files = store.read_run(run_dir)
+    record, run = files.cli, files.signature
     model_spec = args.model or (record or {}).get("model")
     if model_spec is None:
-        raise CliError(f"Cannot export {run_dir}: it has no {CLI_RECORD} (it was not made by `tfmpq search`). "
+        raise CliError(f"Cannot export {run_dir}: it has no {store.CLI_RECORD} (it was not made by `tfmpq search`). "
                        "Pass the float model with --model MODEL (and --data), or export from Python with "
                        "result.export(...).")
-    opts = dict(SEARCH_DEFAULTS, **((record or {}).get("options") or {}))
+    opts = dict(search_defaults(), **((record or {}).get("options") or {}))
     if args.data is not None:
         opts["data"] = args.data
     if getattr(args, "num_train", None) is not None:
@@ -778,39 +872,20 @@ def _export_run(args, run_dir: str) -> int:
     if hasattr(args, "seed"):
         opts["seed"] = args.seed
     ev_sig = run.get("evaluator") if isinstance(run.get("evaluator"), dict) else {}
-    evaluation = ev_sig.get("evaluation", opts["evaluation"])
-    if evaluation == "oneshot":
-        if not args.finetune:
-            raise CliError(f"Cannot export {run_dir} as searched: its scores come from a shared one-shot model, "
-                           "not a model of each policy. Add --finetune EPOCHS (stand-alone QAT of each member).")
-        evaluation = "qat"  # only fine-tuning is used: never the shared training
-    constrained = bool(run.get("constraint"))
-    members = args.members or ("best" if constrained else "front")
-    if members == "best":
-        best = read_json(os.path.join(run_dir, "best.json")) if os.path.isfile(os.path.join(run_dir, "best.json")) \
-            else None
-        chosen = [best] if best else []
-    else:
-        chosen = read_json(os.path.join(run_dir, "front.json")) if os.path.isfile(os.path.join(run_dir, "front.json")) \
-            else []
+    if ev_sig.get("evaluation", opts["evaluation"]) == "oneshot" and not args.finetune:
+        raise CliError(f"Cannot export {run_dir} as searched: its scores come from a shared one-shot model, "
+                       "not a model of each policy. Add --finetune EPOCHS (stand-alone QAT of each member).")
+    members = args.members or ("best" if run.get("constraint") else "front")
+    chosen = ([files.best] if files.best else []) if members == "best" else (files.front or [])
     if not chosen:
-        raise CliError(f"Nothing to export in {run_dir}: no {'best.json' if members == 'best' else 'front.json'} "
+        raise CliError(f"Nothing to export in {run_dir}: no {store.BEST if members == 'best' else store.FRONT} "
                        "(did the search finish? `tfmpq search ... --resume` completes it).")
     ds = _load_data(opts["data"])
     model = _resolve_for_data(model_spec, ds)
     roles = _roles(ds, model_spec, opts["num_train"], opts["num_val"], opts["val_fraction"], args.num_test,
                    opts["seed"])
-    train, val = roles.train, roles.val
     x_test, y_test = roles.test
-    evaluator = Evaluator(
-        model, train, val, evaluation=evaluation,
-        epochs=max(int(ev_sig.get("epochs") or opts["epochs"] or 1), 1),
-        batch_size=int(ev_sig.get("batch_size", opts["batch_size"])), seed=int(ev_sig.get("seed", opts["seed"])),
-        per_channel=bool(ev_sig.get("per_channel", not opts["per_tensor"])),
-        symmetric=bool(ev_sig.get("symmetric", True)),
-        learning_rate=float(ev_sig.get("learning_rate") or opts["learning_rate"]),
-        calibration_batches=int(ev_sig.get("calibration_batches", 4)),
-    )
+    evaluator = _export_evaluator(model, roles, ev_sig, opts)
     now = evaluator.signature()
     for key in ("weights_sha1", "data_sha1"):
         if ev_sig.get(key) and now.get(key) and ev_sig[key] != now[key]:

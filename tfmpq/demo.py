@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import tfmpq
-    from tfmpq import data, search, zoo
+    from tfmpq import data, report, search, zoo
+    from tfmpq.search import store
     from tfmpq._io import write_json_atomic
     from tfmpq.accuracy import model_accuracy
     from tfmpq.export import write_c_array
@@ -51,13 +52,14 @@ def main(argv=None) -> int:
           f"(as shipped); {len(y_tr)} training / {len(y_val)} validation / {len(y_test)} test images")
     print(tfmpq.graph.groups_table(tfmpq.quantizable_groups(model)))
 
-    resume = os.path.exists(os.path.join(args.run_dir, "checkpoint.json")) and not args.fresh
+    resume = os.path.exists(os.path.join(args.run_dir, store.CHECKPOINT)) and not args.fresh
     result = search.nsga2(
         model, (x_tr, y_tr), (x_val, y_val), evaluation="qat", epochs=1,
         population=population, offspring=population, generations=generations, run_dir=args.run_dir,
         resume=resume, overwrite=args.fresh, seed=0, learning_rate=1e-4,
     )
-    print(f"Pareto plot (validation scores): {os.path.join(args.run_dir, 'pareto.png')}")
+    report.write_plots(result)
+    print(f"Pareto plot (validation scores): {os.path.join(args.run_dir, store.PARETO_PLOT)}")
 
     cmp = result.compare_with_uniform(test=(x_test, y_test), finetune_epochs=finetune_epochs, keep_models=True)
     export_dir = os.path.join(args.run_dir, "export")
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
               f"{100 * r['keras_qat']:8.2f}% {ci(r['keras_qat']):>13} {100 * r['litert']:7.2f}% "
               f"{100 * r['tflm']:7.2f}% {r['file_bytes']:10,}")
     print(f"(float model fine-tuned alike: {100 * cmp['float']['test_accuracy']:.2f}% {ci(cmp['float']['test_accuracy'])})")
-    write_json_atomic(os.path.join(args.run_dir, "demo.json"),
+    write_json_atomic(os.path.join(args.run_dir, "demo.json"),  # the demo's own record, beside the run's files
                       {"float_accuracy": float_acc, "comparison_saving": cmp["saving"],
                        "mcnemar_p": (cmp["mcnemar"] or {}).get("p_value"), "models": rows,
                        "seconds": time.perf_counter() - t0}, indent=2, default=list)

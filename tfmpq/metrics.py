@@ -36,6 +36,7 @@ at a place TFLite Micro's memory planner chooses. It is measured on the written 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from tfmpq.convert import as_tf_keras
@@ -61,9 +62,47 @@ LUT_HEADER_BYTES = 16
 FILE_QPARAM_BYTES = 12
 #: Flash metrics computed by :func:`summary`.
 FLASH_METRICS = ("flash_bytes", "flash_bytes_int4", "flash_bytes_lut", "flash_bytes_int8")
-#: The flash metrics that depend on the policy: search objectives and budgets. (``flash_bytes_int8``
-#: does not: int8 containers take 8 bits per weight whatever the bits; it is the reference.)
-FLASH_BUDGETS = ("flash_bytes", "flash_bytes_int4", "flash_bytes_lut")
+
+
+@dataclasses.dataclass(frozen=True)
+class CostMetric:
+    """A cost of a policy that :func:`summary` computes and a search minimises (objective) or bounds (budget).
+
+    Attributes:
+        name: the key of :func:`summary`'s dict.
+        unit: ``"bytes"``, ``"bit-ops"`` or ``"bits"`` (an average bit-width: a budget, not a size to trade).
+        linear: a sum of per-group terms when activation bits are fixed, so an integer linear program can
+            allocate bits under it (``tfmpq.search.allocation``; ``avg_op_bits <= T`` as ``bops <= T^2 MACs``).
+        description: what it is, with its source.
+    """
+
+    name: str
+    unit: str
+    linear: bool
+    description: str
+
+
+#: The one table of the cost metrics a search may use, in the order budgets are offered (Tmamna et al.'s
+#: avg_op_bits first). ``flash_bytes_int8`` is not here: int8 containers take 8 bits per weight whatever
+#: the policy, so it is the reference of the flash costs, never a cost.
+COST_METRIC_TABLE = {m.name: m for m in (
+    CostMetric("avg_op_bits", "bits", True, "MAC-weighted operation bit-width (Tmamna et al. 2024, eq. 11)"),
+    CostMetric("avg_weight_bits", "bits", True, "parameter-weighted weight bit-width (Tmamna et al. 2024, eq. 10)"),
+    CostMetric("weight_bytes", "bytes", True, "weights, biases and quantization parameters"),
+    CostMetric("bops", "bit-ops", True, "bit operations (Baskin et al. 2021)"),
+    CostMetric("flash_bytes", "bytes", False, "the weights as export_tflite(packed='auto') stores them (a group's "
+                                              "storage depends on the others': not a sum of per-group terms)"),
+    CostMetric("flash_bytes_int4", "bytes", True, "the weights as export_tflite(packed='int4') stores them"),
+    CostMetric("flash_bytes_lut", "bytes", True, "the weights as export_tflite(packed='lut') stores them"),
+)}
+#: Every cost metric: a search's objectives after accuracy, and the metrics a budget may bound.
+COST_METRICS = tuple(COST_METRIC_TABLE)
+#: Costs that are sums of per-group terms (with fixed activation bits): what the ILP allocates under.
+LINEAR_METRICS = tuple(m.name for m in COST_METRIC_TABLE.values() if m.linear)
+#: Sizes and operation counts: the costs a front trades against accuracy on the command line.
+TRADED_METRICS = tuple(m.name for m in COST_METRIC_TABLE.values() if m.unit != "bits")
+#: The flash metrics that depend on the policy: search objectives and budgets.
+FLASH_BUDGETS = tuple(n for n in COST_METRICS if n.startswith("flash_bytes"))
 
 
 def _other_float_params(model) -> int:

@@ -4,8 +4,8 @@ A run directory (``tfmpq.search.store``) holds ``run.json`` (the problem), ``eva
 (every scored candidate), ``history.json``, ``front.json`` / ``best.json`` and, after ``tfmpq
 export``, ``export/export.json``. :func:`load_run` reads them into a :class:`RunView` that quacks
 like the search's ``Result`` where plotting needs it: :func:`plot_pareto` / :func:`plot_history`
-draw either, so a report made later looks like the one the search wrote (``tfmpq.search.run``
-writes the plots with :func:`write_plots`). No TensorFlow is imported.
+draw either, so a report made later looks like one drawn when the search ended (the search draws
+nothing; ``tfmpq search`` and the demo call :func:`write_plots` on its ``Result``). No TensorFlow is imported.
 
 Example:
 
@@ -21,9 +21,9 @@ import math
 import os
 from pathlib import Path
 
-from tfmpq._io import write_text_atomic
 from tfmpq.errors import CheckpointError
 from tfmpq.metrics import is_byte_metric
+from tfmpq.search import store
 
 __all__ = ["RunView", "load_run", "format_table", "front_table", "uniform_table", "export_table",
            "summary_text", "markdown_report", "plot_pareto", "plot_history", "write_report"]
@@ -251,13 +251,11 @@ def summary_text(run: RunView) -> str:
         if r.get("feasible") is False:
             parts.append("INFEASIBLE: no policy within the budget was seen")
         lines.append("budget report: " + ", ".join(parts))
-    if run.comparison is not None:
-        from tfmpq.search.compare import comparison_text
+    from tfmpq.search.compare import comparison_lines
 
-        lines.append(comparison_text(run.comparison))
-    elif run.constraint is None:
-        lines.append("no held-out comparison yet: the accuracies below are the validation scores that chose the "
-                     "front (`tfmpq search ... --compare EPOCHS` or Result.compare_with_uniform(test=...))")
+    lines += comparison_lines(run.comparison, run.constraint is not None, hint=(
+        "no held-out comparison yet: the accuracies below are the validation scores that chose the front "
+        "(`tfmpq search ... --compare EPOCHS` or Result.compare_with_uniform(test=...))"))
     return "\n".join(lines)
 
 
@@ -371,10 +369,10 @@ def write_plots(run, out_dir: str | os.PathLike | None = None) -> list[str]:
     out = Path(out_dir if out_dir is not None else run.run_dir)
     files = []
     if len(run.objectives) >= 2 and any(c.ok for c in run.candidates):
-        plot_pareto(run, out / "pareto.png")
-        files.append(str(out / "pareto.png"))
+        plot_pareto(run, out / store.PARETO_PLOT)
+        files.append(str(out / store.PARETO_PLOT))
     if run.history:
-        name = "hypervolume.png" if run.constraint is None else "convergence.png"
+        name = store.HYPERVOLUME_PLOT if run.constraint is None else store.CONVERGENCE_PLOT
         plot_history(run, out / name)
         files.append(str(out / name))
     return files
@@ -414,8 +412,8 @@ def write_report(run: RunView, out_dir: str | os.PathLike | None = None, plots: 
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
     files = write_plots(run, out) if plots else []
-    write_text_atomic(out / "report.md", markdown_report(run, files))
-    files.insert(0, str(out / "report.md"))
+    store.write_output(out, store.REPORT, markdown_report(run, files))
+    files.insert(0, str(out / store.REPORT))
     text = [summary_text(run), "", "Pareto front:" if run.constraint is None else "Non-dominated candidates:",
             front_table(run)]
     if run.uniform:

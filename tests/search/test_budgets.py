@@ -57,7 +57,7 @@ def test_each_budget_picks_on_validation_and_reports_on_test(searched):
     gains = [r["gain"] for r in out["rows"]]
     assert out["mean_gain"] == pytest.approx(np.mean(gains))
     saved = json.loads((result.run_dir / "budgets.json").read_text())
-    assert saved["result"]["rows"][0]["front"]["genes"] == list(out["rows"][0]["front"]["genes"])
+    assert saved["results"]["weight_bytes"]["rows"][0]["front"]["genes"] == list(out["rows"][0]["front"]["genes"])
     # the test set steers nothing: scrambled test labels, the same picks (from the cache: nothing retrained)
     scrambled = np.random.default_rng(1).permutation(yt)
     again = result.compare_at_budgets(test=(xt, scrambled), num_budgets=3, recipe=RECIPE, verbose=0)
@@ -116,6 +116,6 @@ def test_budget_curve_is_drawn(searched, tmp_path):
 
     result, test = searched
     out = result.compare_at_budgets(test=test, num_budgets=3, recipe=RECIPE, verbose=0)
-    saved = json.loads((result.run_dir / "budgets.json").read_text())["result"]
+    saved = json.loads((result.run_dir / "budgets.json").read_text())["results"]["weight_bytes"]
     plot_budget_curve(saved, tmp_path / "budget_curve.png")
     assert (tmp_path / "budget_curve.png").stat().st_size > 10_000 and out["rows"]

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from search_fakes import FakeEvaluator
+from tfmpq import report
 from tfmpq.search import Engine, SearchSpace, hypervolume_2d, nsga2
 from tfmpq.search.pareto import non_dominated
 
@@ -53,9 +54,10 @@ def test_non_dominated():
 def test_outputs_written(tmp_path):
     result = nsga2(evaluator=FakeEvaluator(), space=SPACE, population=8, offspring=8, generations=2,
                    run_dir=tmp_path, verbose=0)
-    for name in ("run.json", "evaluations.jsonl", "checkpoint.json", "history.json", "front.json",
-                 "pareto.png", "hypervolume.png", "summary.txt"):
+    for name in ("run.json", "evaluations.jsonl", "checkpoint.json", "history.json", "front.json", "summary.txt"):
         assert (tmp_path / name).exists(), name
+    assert not list(tmp_path.glob("*.png"))  # the search draws nothing: its caller does
+    assert sorted(report.write_plots(result)) == [str(tmp_path / "hypervolume.png"), str(tmp_path / "pareto.png")]
     front = json.loads((tmp_path / "front.json").read_text())
     assert [tuple(c["genes"]) for c in front] == [c.genes for c in result.front]
     assert front[0]["policy"]["weight_bits"] == list(result.front[0].policy.weight_bits)

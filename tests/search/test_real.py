@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from tfmpq import report
 from tfmpq.search import Evaluator, exhaustive, nsga2
 
 
@@ -19,6 +20,7 @@ def test_nsga2_front_equals_exhaustive_front_small_space(digits_mlp, digits, mem
                   generations=3, seed=0, run_dir=tmp_path, verbose=0)
     assert _genes_acc(found) == _genes_acc(truth)
     assert found.front[-1].accuracy >= found.uniform["8-bit"].accuracy
+    report.write_plots(found)
     assert (tmp_path / "pareto.png").stat().st_size > 0
     assert json.loads((tmp_path / "front.json").read_text())[0]["policy"]["groups"] == ["hidden", "out"]
 

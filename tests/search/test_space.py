@@ -1,11 +1,13 @@
 """SearchSpace: the exact chromosome <-> QuantPolicy mapping, pins, overrides, enumeration."""
+import json
+import pathlib
 import random
 
 import pytest
 
 from tfmpq.errors import PolicyError
 from tfmpq.policy import QuantPolicy
-from tfmpq.search import SearchSpace
+from tfmpq.search import SearchSpace, SpaceConfig
 
 GROUPS = ("conv", "dw", "fc")
 
@@ -90,3 +92,38 @@ def test_signature_and_equality():
     a = SearchSpace(GROUPS, bits=(2, 4))
     assert a == SearchSpace(list(GROUPS), bits=[4, 2, 4])
     assert a != SearchSpace(GROUPS, bits=(2, 4), pin_first_last=True)
+
+
+# -- SpaceConfig: the space's options, checked once ------------------------------------------------------
+def test_space_config_json_round_trip_and_the_space_it_makes():
+    config = SpaceConfig(bits=(8, 4, 2), search_activations=True, activation_choices=(8, 4), overrides={"b": (4, 8)},
+                         pinned={"c": (8, 4)})
+    assert SpaceConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    space = SearchSpace(("a", "b", "c"), config=config)
+    assert space == SearchSpace(("a", "b", "c"), bits=(2, 4, 8), search_activations=True, activation_choices=(4, 8),
+                                overrides={"b": (4, 8)}, pinned={"c": (8, 4)})
+    assert space.config == config and SearchSpace.from_signature(space.signature()) == space
+    with pytest.raises(ValueError, match="pass the space's options in `config` or as keywords, not both"):
+        SearchSpace(("a", "b"), config=config, pin_first_last=True)
+
+
+def test_space_options_are_checked_before_any_model_is_read():
+    with pytest.raises(ValueError, match=r"Invalid value for `bits`: expected integers in 2..8 or 16/32"):
+        SpaceConfig(bits=(4, 9))
+    with pytest.raises(ValueError, match=r"Invalid pin for group `a`"):
+        SpaceConfig(pinned={"a": (8, 8, 8)})
+    with pytest.raises(ValueError, match=r"Invalid keys for SpaceConfig: \['bit'\]"):
+        SpaceConfig.from_json({"bit": [4]})
+
+
+def test_space_signatures_are_those_tfmpq_wrote_before_the_config():
+    """``run.json``'s space of every kind of space is what the pre-config code (commit ae66179) wrote."""
+    from tfmpq._keras import keras
+    from tfmpq.search import make_space
+
+    model = keras.Sequential([keras.layers.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu", name="hidden"),
+                              keras.layers.Dense(10, activation="softmax", name="out")])
+    golden = json.loads((pathlib.Path(__file__).parent / "data" / "pre_refactor" / "signatures.json").read_text())
+    for name, case in golden["spaces"].items():
+        assert make_space(model, **case["kwargs"]).signature() == case["signature"], name

@@ -352,6 +352,25 @@ def export_tflite(
     _verify_litert(data, x)
     levels = count_levels(data)
     matched = {name: (tensor, levels[tensor]) for name, (tensor, _) in matched.items()}
+    groups, off_grid = _group_records(info, matched, snapped, per_channel, notes)
+    _check_activation_levels(data, groups, x, off_grid)
+    if off_grid:
+        raise ExportError(
+            "The converted model is not the trained model: these groups lost their bit-width grid in conversion: "
+            + "; ".join(off_grid)
+        )
+
+    data, arena, scratch = _pack_and_measure(data, groups, packing, x, notes)
+    _read_back_storage(data, groups)
+    if any(g["storage"] == "lut" for g in groups):
+        notes.append("LUT-compressed: runs on TFLite Micro only (LiteRT rejects compressed tensors)")
+    c_paths = _write_files(path, data, c_array)
+    return _export_report(path, data, groups, packing, arena, scratch, int8_io, per_channel, c_paths, notes)
+
+
+def _group_records(info: dict, matched: dict, snapped, per_channel: bool, notes: list) -> tuple[list, list]:
+    """Each group's record of ``export_tflite``'s report (what the file holds for it), and the groups
+    found off their bit-width grid."""
     groups, off_grid = [], []
     for name, g in info.items():
         tensor, lv = matched[name]
@@ -393,7 +412,12 @@ def export_tflite(
             )
         if g["weight_bits"] > 8:
             notes.append(f"group `{name}` was left in float ({g['weight_bits']} bits): deployed as int8")
-    # Activations: count the values each group's output takes in the file over the representative data.
+    return groups, off_grid
+
+
+def _check_activation_levels(data: bytes, groups: list, x, off_grid: list) -> None:
+    """Counts the values each group's output takes in the file over the representative data; a group with
+    more than its activation bits allow joins ``off_grid``."""
     act = count_activation_levels(data, [g["tensor_index"] for g in groups], x[:256])
     for g in groups:
         found = act.get(g["tensor_index"])
@@ -406,12 +430,14 @@ def export_tflite(
                             f"output `{found['tensor']}`")
         else:
             g["deployed_activation_bits"] = abits  # at most 2^b values: the trained grid, in int8 containers
-    if off_grid:
-        raise ExportError(
-            "The converted model is not the trained model: these groups lost their bit-width grid in conversion: "
-            + "; ".join(off_grid)
-        )
 
+
+def _pack_and_measure(data: bytes, groups: list, packing: str, x, notes: list):
+    """``packing`` applied to the int8-container file, and the TFLite Micro arena of the result.
+
+    Returns:
+        ``(data, arena bytes or None, scratch bytes over the int8 file's arena or None)``.
+    """
     int8_data = data
     try:
         int8_arena = tflm_arena_bytes(int8_data, x[:1])
@@ -432,12 +458,11 @@ def export_tflite(
                 f"packed kernels take {scratch} B more TFLite Micro arena than int8 containers (reference "
                 "kernels: INT4 filters are unpacked into scratch, LUT filters decoded into a tensor)"
             )
-    _read_back_storage(data, groups)
-    lut_in_file = any(g["storage"] == "lut" for g in groups)
-    runtimes = ([] if lut_in_file else ["litert"]) + ([] if arena is None else ["tflm"])
-    if lut_in_file:
-        notes.append("LUT-compressed: runs on TFLite Micro only (LiteRT rejects compressed tensors)")
+    return data, arena, scratch
 
+
+def _write_files(path: str, data: bytes, c_array: str | None) -> list | None:
+    """Writes the .tflite file (and the C array asked for): all or nothing. Returns the C array's paths."""
     _write_atomic(path, data)
     c_paths = None
     if c_array is not None:
@@ -447,6 +472,14 @@ def export_tflite(
             os.unlink(path)  # all or nothing: no .tflite without the C array asked for
             raise ExportError(f"Cannot write the C array `{c_array}` next to `{path}`: {e.strerror or e}. "
                               "Nothing was written.") from None
+    return c_paths
+
+
+def _export_report(path, data: bytes, groups: list, packing: str, arena, scratch, int8_io, per_channel, c_paths,
+                   notes) -> ExportReport:
+    """``export_tflite``'s report of the file written (LiteRT runs it unless a group is LUT-compressed)."""
+    lut_in_file = any(g["storage"] == "lut" for g in groups)
+    runtimes = ([] if lut_in_file else ["litert"]) + ([] if arena is None else ["tflm"])
     lut_weight_bytes = sum(g["lut_bytes"] for g in groups) if packing == "lut" else None
     return ExportReport(
         path=path,

@@ -34,8 +34,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from tfmpq.metrics import LINEAR_METRICS
+
 #: Budgets whose cost is a sum of per-group terms when activation bits are fixed (see module docstring).
-LINEAR_BUDGETS = ("weight_bytes", "bops", "avg_op_bits", "avg_weight_bits", "flash_bytes_int4", "flash_bytes_lut")
+LINEAR_BUDGETS = LINEAR_METRICS
 #: The objective is shifted per group and scaled to this largest value before solving, so HiGHS's
 #: absolute optimality gap (1e-6) is negligible against the differences between allocations.
 OBJECTIVE_SCALE = 1e6

@@ -14,8 +14,9 @@ precision has room. :func:`compare_at_budgets` asks the question at each budget:
    the uniform policy and McNemar's exact test on the same images (paired).
 
 Fine-tunes are cached by chromosome and written to ``run_dir/budgets.json`` after each one (with the test
-hits, packed): a comparison killed half-way resumes without training anything twice, and one chromosome is
-fine-tuned once however many budgets it serves.
+hits, packed): a comparison killed half-way resumes without training anything twice, one chromosome is
+fine-tuned once however many budgets it serves, and comparisons on two cost metrics (``weight_bytes`` and
+``flash_bytes``) of one search share their fine-tunes.
 """
 from __future__ import annotations
 
@@ -27,15 +28,13 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tfmpq._io import write_json_atomic
 from tfmpq.metrics import format_cost
 from tfmpq.recipe import FinetuneRecipe
+from tfmpq.search import store
 from tfmpq.search.pareto import non_dominated
 from tfmpq.stats import mcnemar, wilson_interval
 
-__all__ = ["compare_at_budgets", "auto_budgets", "budgets_text", "budgets_to_json", "BUDGETS_FILE"]
-
-BUDGETS_FILE = "budgets.json"
+__all__ = ["compare_at_budgets", "auto_budgets", "budgets_text", "budgets_to_json", "read_budgets"]
 
 Baseline = Callable[[float], Sequence[int] | None]
 
@@ -80,34 +79,39 @@ def _auto_range(space, cost_of, auto_bits: tuple[int, int] | None) -> tuple[floa
 class _Tuner:
     """Fine-tunes chromosomes with one recipe, once each, and remembers their rows and test hits."""
 
-    def __init__(self, result, test, cost: str, recipe: FinetuneRecipe, path, verbose: int):
-        self.ev, self.space, self.result = result.evaluator, result.space, result
-        self.test, self.cost, self.recipe, self.path, self.verbose = test, cost, recipe, path, verbose
+    def __init__(self, result, test, cost: str, recipe: FinetuneRecipe, verbose: int):
+        self.ev, self.space, self.result, self.run_dir = result.evaluator, result.space, result, result.run_dir
+        self.test, self.cost, self.recipe, self.verbose = test, cost, recipe, verbose
         self.rows: dict[tuple, dict] = {}
         self.hits: dict[tuple, np.ndarray] = {}
         self.models: dict[tuple, object] = {}
-        self.key = {"recipe": recipe.to_dict(), "evaluator": _jsonable(self.ev.signature()),
-                    "test_sha1": _test_sha1(test), "cost": cost}
+        self.key = {"recipe": recipe.to_dict(), "evaluator": _jsonable(self.ev.signature()), "test_sha1": _test_sha1(test)}
+        self.results: dict[str, dict] = {}  # the comparison per cost metric, as stored
         self._load()
 
     def _load(self) -> None:
-        stored = _read_json(self.path) if self.path is not None else None
-        if not stored or stored.get("key") != self.key:
-            return
+        stored = store.read_output(self.run_dir, store.BUDGETS) if self.run_dir is not None else None
+        if not isinstance(stored, dict) or stored.get("key") != self.key:
+            return  # another recipe, evaluator or test set: another comparison (the file is replaced)
+        self.results = dict(stored.get("results", {}))
         for row in stored.get("finetuned", []):
             genes = tuple(row["genes"])
             hits = np.unpackbits(np.frombuffer(base64.b64decode(row.pop("hits")), np.uint8))[:row["num_test"]]
-            self.rows[genes] = {**row, "genes": genes, "policy": self.space.decode(genes)}
+            self.rows[genes] = {**row, "genes": genes, "policy": self.space.decode(genes), "cost": self.cost_of(genes)}
             self.hits[genes] = hits.astype(bool)
 
-    def _save(self, extra: dict | None = None) -> None:
-        if self.path is None:
+    def save(self, result: dict | None = None) -> None:
+        """Writes every fine-tune (the test hits packed) and the comparisons made so far."""
+        if self.run_dir is None:
             return
+        if result is not None:
+            self.results[self.cost] = result
         finetuned = []
         for genes, row in self.rows.items():
             packed = base64.b64encode(np.packbits(self.hits[genes]).tobytes()).decode("ascii")
             finetuned.append({**_row_json(row), "hits": packed})
-        write_json_atomic(self.path, {"key": self.key, "finetuned": finetuned, **(extra or {})})
+        store.write_output(self.run_dir, store.BUDGETS, {"key": self.key, "finetuned": finetuned,
+                                                         "results": self.results})
 
     def cost_of(self, genes) -> float:
         return float(self.ev.metrics(self.space.decode(tuple(genes)))[self.cost])
@@ -133,7 +137,7 @@ class _Tuner:
                 "seconds": time.perf_counter() - t0,
             }
             self.hits[genes] = hits
-            self._save()
+            self.save()
             row = self.rows[genes]
             if self.verbose:
                 print(f"  fine-tuned {role:<9} {_label(row):<30} {format_cost(self.cost, row['cost'])}: val "
@@ -208,8 +212,7 @@ def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, re
                          f"cost={cost!r}. Expected one of {sorted(k for k, v in probe.items() if isinstance(v, (int, float)))}.")
     test = check_data(ev.model, test, name="test")
     start = time.perf_counter()
-    path = None if result.run_dir is None else result.run_dir / BUDGETS_FILE
-    tune = _Tuner(result, test, cost, recipe, path, verbose)
+    tune = _Tuner(result, test, cost, recipe, verbose)
     budgets = _budgets(budgets, space, tune.cost_of, num_budgets, auto_bits)
     pool = _pool(result, cost, tune.cost_of)
     uniforms = sorted(space.uniform_chromosomes(), key=tune.cost_of)
@@ -238,7 +241,7 @@ def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, re
         "finetuned": sorted(tune.rows.values(), key=lambda r: r["cost"]),
         "seconds": time.perf_counter() - start,
     }
-    tune._save({"result": budgets_to_json(out)})
+    tune.save(budgets_to_json(out))
     if keep_models:
         out["models"] = models
     if verbose:
@@ -299,6 +302,12 @@ def _budget_row(budget: float, pool, uniforms, tune: _Tuner, k: int, baselines: 
 
 
 # -- text and JSON ------------------------------------------------------------------------------------
+def read_budgets(run_dir) -> dict[str, dict]:
+    """The comparisons at budgets stored in a run directory, by cost metric (``{}`` when there are none)."""
+    stored = store.read_output(run_dir, store.BUDGETS)
+    return dict(stored.get("results", {})) if isinstance(stored, dict) else {}
+
+
 def budgets_to_json(out: Mapping) -> dict:
     """A JSON-able copy of :func:`compare_at_budgets`' dict (policies as dicts, genes as lists, no models)."""
     def rows(r):
@@ -351,18 +360,6 @@ def _row_json(r):
     r["policy"] = policy.to_dict() if hasattr(policy, "to_dict") else policy
     r["genes"] = None if r.get("genes") is None else [int(g) for g in r["genes"]]
     return r
-
-
-def _read_json(path):
-    """The stored comparison, or None (absent or unreadable: a torn write is retrained, never trusted)."""
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _jsonable(value):

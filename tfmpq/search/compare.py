@@ -27,13 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from tfmpq._io import write_json_atomic
 from tfmpq.metrics import format_cost
+from tfmpq.search import store
 from tfmpq.stats import mcnemar, wilson_interval
 
 #: Accuracy allowed below uniform 8-bit (Šafář et al. compare at "the same accuracy").
 DEFAULT_TOLERANCE = 0.005
-COMPARISON_FILE = "comparison.json"
 
 
 def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: float = DEFAULT_TOLERANCE,
@@ -72,8 +71,6 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
         TypeError: the evaluator cannot fine-tune (a custom evaluator).
         ValueError: invalid ``finetune_epochs`` / ``tolerance``, or bad ``test`` data.
     """
-    from tfmpq.checks import check_data
-
     ev = result.evaluator
     for method in ("finetune", "finetune_float", "correct", "metrics"):
         if not callable(getattr(ev, method, None)):
@@ -83,79 +80,16 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
         raise ValueError(f"Invalid value for `finetune_epochs`: expected an integer >= 1. Received: {finetune_epochs!r}")
     if not 0 <= tolerance < 1:
         raise ValueError(f"Invalid value for `tolerance`: expected a fraction in [0, 1). Received: {tolerance!r}")
-    test = check_data(ev.model, test, name="test")
-    space, cost = result.space, (result.objectives[1] if len(result.objectives) > 1 else "weight_bytes")
     start = time.perf_counter()
-    rows: dict[tuple, dict] = {}
-    # a two-stage search (one-shot scores, then stand-alone QAT re-scores of its front: Result.rescore):
-    # the re-scored front, on its QAT scores (the one-shot scores are on another scale)
-    rescored = {tuple(c.genes): c for c in getattr(result, "rescored", None) or [] if c.ok}
-    hits: dict[Any, np.ndarray] = {}
-
-    def say(text: str) -> None:
-        if verbose:
-            print(text, flush=True)
-
-    def tune(genes: tuple, role: str) -> dict:
-        if genes in rows:
-            return rows[genes]
-        policy = space.decode(genes)
-        t0 = time.perf_counter()
-        try:
-            candidate, model = ev.finetune(policy, finetune_epochs, reuse=True)
-        except TypeError:  # an evaluator without the shared search model
-            candidate, model = ev.finetune(policy, finetune_epochs)
-        ok = candidate.ok
-        h = ev.correct(model, test) if ok else np.zeros(len(test[1]), bool)
-        searched = rescored.get(genes) or result.candidate(genes)
-        row = _row(h, candidate.accuracy if ok else None, policy, genes, space.uniform_label(genes), cost,
-                   ev.metrics(policy)[cost], role)
-        row["search_accuracy"] = None if searched is None or not searched.ok else searched.accuracy
-        row["seconds"] = time.perf_counter() - t0
-        rows[genes], hits[genes] = row, h
-        say(f"  fine-tuned {role:<8} {_label(row):<28} {cost} {format_cost(cost, row['cost'])}: val "
-            f"{_pct(row['val_accuracy'])}, test {_pct(row['test_accuracy'])} ({row['seconds']:.0f} s)")
-        return row
-
-    say(f"Comparing the front with uniform policies: {finetune_epochs} fine-tuning epoch(s) each, chosen on "
-        f"validation, reported on {len(test[1])} test samples.")
-    val_f, float_model = ev.finetune_float(finetune_epochs)
-    hits["float"] = ev.correct(float_model, test)
-    float_row = _row(hits["float"], val_f if math.isfinite(val_f) else None, None, None, "float", cost,
-                     None, "float")
-    say(f"  fine-tuned float    {'float':<28}: val {_pct(float_row['val_accuracy'])}, "
-        f"test {_pct(float_row['test_accuracy'])}")
-
-    uniforms = sorted(space.uniform_chromosomes(), key=lambda g: -ev.metrics(space.decode(g))[cost])
-    u8 = tune(uniforms[0], "uniform")
-    if u8["val_accuracy"] is None:
-        raise RuntimeError(f"Fine-tuning uniform {u8['label']} diverged: no target accuracy to compare at.")
+    tuner = _Tuner(result, test, finetune_epochs, verbose)
+    tuner.say(f"Comparing the front with uniform policies: {finetune_epochs} fine-tuning epoch(s) each, chosen on "
+              f"validation, reported on {len(tuner.test[1])} test samples.")
+    float_row = tuner.float_row()
+    uniforms = sorted(tuner.space.uniform_chromosomes(), key=lambda g: -ev.metrics(tuner.space.decode(g))[tuner.cost])
+    u8, best_uniform = tuner.uniform_side(uniforms, tolerance)
     target_val = u8["val_accuracy"] - tolerance
     target_test = u8["test_accuracy"] - tolerance
-    best_uniform = u8
-    for genes in uniforms[1:]:  # cheaper and cheaper
-        row = tune(genes, "uniform")
-        if row["val_accuracy"] is None or row["val_accuracy"] < target_val:
-            break  # fewer bits will not do better: stop fine-tuning
-        best_uniform = row
-
-    front = result.rescored_front if rescored else result.front
-    search_u8 = rescored.get(tuple(uniforms[0])) if rescored else result.candidate(uniforms[0])
-    floor = (search_u8.accuracy if search_u8 is not None and search_u8.ok else -math.inf) - tolerance - slack
-    members = sorted((c for c in front if c.ok and c.genes not in rows),
-                     key=lambda c: (c.metrics[cost], -c.accuracy))
-    best_front = None
-    for c in members:
-        if c.metrics[cost] >= best_uniform["cost"]:
-            break  # no saving possible from here on
-        if c.accuracy < floor:
-            continue
-        row = tune(tuple(c.genes), "front")
-        if row["val_accuracy"] is not None and row["val_accuracy"] >= target_val:
-            best_front = row
-            break
-    if best_front is None and best_uniform["genes"] in {tuple(c.genes) for c in result.front}:
-        best_front = best_uniform  # the uniform policy is the front's own answer: no saving, no loss
+    best_front = tuner.front_side(uniforms[0], best_uniform, target_val, tolerance, slack)
 
     for side in (best_front, best_uniform, u8):
         if side is not None:
@@ -163,12 +97,12 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
     saving = None if best_front is None else 1.0 - best_front["cost"] / best_uniform["cost"]
     paired = None
     if best_front is not None:
-        paired = mcnemar(hits[best_front["genes"]], hits[best_uniform["genes"]])
+        paired = mcnemar(tuner.hits[best_front["genes"]], tuner.hits[best_uniform["genes"]])
     out = {
-        "cost": cost,
+        "cost": tuner.cost,
         "tolerance": float(tolerance),
         "finetune_epochs": int(finetune_epochs),
-        "num_test": int(len(test[1])),
+        "num_test": int(len(tuner.test[1])),
         "selection": "validation",
         "target_accuracy": float(target_test),
         "target_val_accuracy": float(target_val),
@@ -178,7 +112,7 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
         "float": float_row,
         "saving": saving,
         "mcnemar": paired,
-        "finetuned": sorted(rows.values(), key=lambda r: -r["cost"]),
+        "finetuned": sorted(tuner.rows.values(), key=lambda r: -r["cost"]),
         "seconds": time.perf_counter() - start,
     }
     if keep_models:  # standalone copies (the shared search model is overwritten by the next policy)
@@ -187,9 +121,98 @@ def compare_with_uniform(result, test, finetune_epochs: int = 3, tolerance: floa
             if row is not None:
                 out["models"][role] = ev.finetune(row["policy"], finetune_epochs)[1]
     if result.run_dir is not None:
-        write_json_atomic(result.run_dir / COMPARISON_FILE, comparison_to_json(out))
-    say(comparison_text(out))
+        store.write_output(result.run_dir, store.COMPARISON, comparison_to_json(out))
+    tuner.say(comparison_text(out))
     return out
+
+
+class _Tuner:
+    """The fine-tunes of one comparison: each policy once, its validation score, its test hits."""
+
+    def __init__(self, result, test, epochs: int, verbose: int):
+        from tfmpq.checks import check_data
+
+        self.result, self.ev, self.epochs, self.verbose = result, result.evaluator, epochs, verbose
+        self.test = check_data(self.ev.model, test, name="test")
+        self.space = result.space
+        self.cost = result.objectives[1] if len(result.objectives) > 1 else "weight_bytes"
+        self.rows: dict[tuple, dict] = {}
+        self.hits: dict[Any, np.ndarray] = {}
+        # a two-stage search (one-shot scores, then stand-alone QAT re-scores of its front: Result.rescore):
+        # the re-scored front, on its QAT scores (the one-shot scores are on another scale)
+        self.rescored = {tuple(c.genes): c for c in getattr(result, "rescored", None) or [] if c.ok}
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            print(text, flush=True)
+
+    def tune(self, genes: tuple, role: str) -> dict:
+        """The row of ``genes`` fine-tuned (once: a second call returns the first row)."""
+        if genes in self.rows:
+            return self.rows[genes]
+        ev, cost, policy = self.ev, self.cost, self.space.decode(genes)
+        t0 = time.perf_counter()
+        try:
+            candidate, model = ev.finetune(policy, self.epochs, reuse=True)
+        except TypeError:  # an evaluator without the shared search model
+            candidate, model = ev.finetune(policy, self.epochs)
+        ok = candidate.ok
+        h = ev.correct(model, self.test) if ok else np.zeros(len(self.test[1]), bool)
+        searched = self.rescored.get(genes) or self.result.candidate(genes)
+        row = _row(h, candidate.accuracy if ok else None, policy, genes, self.space.uniform_label(genes), cost,
+                   ev.metrics(policy)[cost], role)
+        row["search_accuracy"] = None if searched is None or not searched.ok else searched.accuracy
+        row["seconds"] = time.perf_counter() - t0
+        self.rows[genes], self.hits[genes] = row, h
+        self.say(f"  fine-tuned {role:<8} {_label(row):<28} {cost} {format_cost(cost, row['cost'])}: val "
+                 f"{_pct(row['val_accuracy'])}, test {_pct(row['test_accuracy'])} ({row['seconds']:.0f} s)")
+        return row
+
+    def float_row(self) -> dict:
+        """The float model fine-tuned alike (the reference a QAT number must beat)."""
+        val_f, float_model = self.ev.finetune_float(self.epochs)
+        self.hits["float"] = self.ev.correct(float_model, self.test)
+        row = _row(self.hits["float"], val_f if math.isfinite(val_f) else None, None, None, "float", self.cost,
+                   None, "float")
+        self.say(f"  fine-tuned float    {'float':<28}: val {_pct(row['val_accuracy'])}, "
+                 f"test {_pct(row['test_accuracy'])}")
+        return row
+
+    def uniform_side(self, uniforms: list, tolerance: float) -> tuple[dict, dict]:
+        """Uniform 8-bit's row and the cheapest uniform row that reaches its validation accuracy - tolerance."""
+        u8 = self.tune(uniforms[0], "uniform")
+        if u8["val_accuracy"] is None:
+            raise RuntimeError(f"Fine-tuning uniform {u8['label']} diverged: no target accuracy to compare at.")
+        target_val = u8["val_accuracy"] - tolerance
+        best_uniform = u8
+        for genes in uniforms[1:]:  # cheaper and cheaper
+            row = self.tune(genes, "uniform")
+            if row["val_accuracy"] is None or row["val_accuracy"] < target_val:
+                break  # fewer bits will not do better: stop fine-tuning
+            best_uniform = row
+        return u8, best_uniform
+
+    def front_side(self, uniform8: tuple, best_uniform: dict, target_val: float, tolerance: float,
+                   slack: float) -> dict | None:
+        """The cheapest front member cheaper than ``best_uniform`` that reaches ``target_val`` (members whose
+        search score lies more than ``tolerance + slack`` below uniform 8-bit's are not fine-tuned)."""
+        result, cost = self.result, self.cost
+        front = result.rescored_front if self.rescored else result.front
+        search_u8 = self.rescored.get(tuple(uniform8)) if self.rescored else result.candidate(uniform8)
+        floor = (search_u8.accuracy if search_u8 is not None and search_u8.ok else -math.inf) - tolerance - slack
+        members = sorted((c for c in front if c.ok and c.genes not in self.rows),
+                         key=lambda c: (c.metrics[cost], -c.accuracy))
+        for c in members:
+            if c.metrics[cost] >= best_uniform["cost"]:
+                break  # no saving possible from here on
+            if c.accuracy < floor:
+                continue
+            row = self.tune(tuple(c.genes), "front")
+            if row["val_accuracy"] is not None and row["val_accuracy"] >= target_val:
+                return row
+        if best_uniform["genes"] in {tuple(c.genes) for c in result.front}:
+            return best_uniform  # the uniform policy is the front's own answer: no saving, no loss
+        return None
 
 
 def _row(h: np.ndarray, val, policy, genes, label, cost: str, cost_value, role: str) -> dict:
@@ -217,6 +240,14 @@ def comparison_to_json(comparison: dict) -> dict:
         out[key] = row(comparison.get(key))
     out["finetuned"] = [row(r) for r in comparison.get("finetuned", [])]
     return out
+
+
+def comparison_lines(comparison: dict | None, constrained: bool, hint: str) -> list[str]:
+    """The held-out comparison's lines of a run summary; without one, ``hint`` (an unconstrained run's
+    accuracies are the validation scores that chose its front, which cannot show it beats uniform)."""
+    if comparison is not None:
+        return [comparison_text(comparison)]
+    return [] if constrained else [hint]
 
 
 def comparison_text(c: dict) -> str:

@@ -31,15 +31,13 @@ from tfmpq.candidate import Candidate
 from tfmpq.search.constraints import Constraint
 from tfmpq.search.executors import Executor, describe_error
 from tfmpq.search.executors import get as get_executor
-from tfmpq.search.pareto import COST_METRICS, Objectives
+from tfmpq.search.pareto import Objectives
 from tfmpq.search.space import Chromosome, SearchSpace
-from tfmpq.search.store import RUN, RunStore
+from tfmpq.search.store import CHECKPOINT, EVALUATIONS, HISTORY, RUN, RunStore
 from tfmpq.search.strategies.base import Ask
 
 #: 2: strategies keep their own memory in the state (BBPSO), repeats are journaled.
 CHECKPOINT_FORMAT = 2
-#: Metrics the built-in evaluator reports that a search may use as objectives or budgets.
-OBJECTIVES = ("accuracy",) + COST_METRICS
 
 
 def _normalise(obj: Any) -> Any:
@@ -339,7 +337,7 @@ class Engine:
             return checkpoint["state"]
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(
-                f"Cannot resume from `{self.store.path('checkpoint.json')}`: it is incomplete or corrupt ({e!r})."
+                f"Cannot resume from `{self.store.path(CHECKPOINT)}`: it is incomplete or corrupt ({e!r})."
             ) from None
 
     def _load_journal(self, replay_from: int = 0) -> None:
@@ -361,7 +359,7 @@ class Engine:
                     continue
             except (KeyError, TypeError, ValueError) as e:
                 raise CheckpointError(
-                    f"Cannot resume from `{self.store.path('evaluations.jsonl')}`: a record does not fit this "
+                    f"Cannot resume from `{self.store.path(EVALUATIONS)}`: a record does not fit this "
                     f"search space ({e})."
                 ) from None
             if key not in self.cache:
@@ -410,7 +408,7 @@ class Engine:
             self.store.check_signature(signature, self.store.read_json(RUN), RUN)
             checkpoint = self.store.load_checkpoint()
             if checkpoint is not None:
-                self.store.check_signature(signature, checkpoint.get("signature"), "checkpoint.json")
+                self.store.check_signature(signature, checkpoint.get("signature"), CHECKPOINT)
             self._load_journal(replay_from=int((checkpoint or {}).get("journal_records", 0)))
             if checkpoint is not None:
                 state = self._restore(checkpoint)
@@ -434,7 +432,7 @@ class Engine:
             self._gen_seconds.append(seconds)
             self._record(strategy, state, seconds, total)
             self.store.save_checkpoint(self._checkpoint(strategy, state))
-            self.store.write_json("history.json", self.history)
+            self.store.write_json(HISTORY, self.history)
         return state
 
     def _record(self, strategy, state: dict, seconds: float, total: int) -> None:

@@ -55,6 +55,11 @@ def _kmeans():
     return KMeans
 
 
+def check_installed() -> None:
+    """Raises ImportError (naming what to install) unless Optuna and scikit-learn are installed."""
+    _optuna(), _kmeans()
+
+
 def kmeans_1d(values: Sequence[float], k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """k-means of scalars: each value's cluster rank (0 = the cluster with the largest centroid) and the
     sorted centroids (largest first).

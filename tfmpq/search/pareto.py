@@ -16,9 +16,6 @@ from tfmpq.search.constraints import FAILED_ACCURACY, Constraint, deb_better
 #: Cost given to a failed candidate whose metrics could not even be computed: finite (so DEAP's
 #: crowding distance stays finite) and larger than any real size or BOP count.
 FAILED_COST = 1e30
-#: Metrics a search can use as costs (``tfmpq.metrics.summary`` keys).
-COST_METRICS = ("weight_bytes", "bops", "avg_weight_bits", "avg_op_bits", "flash_bytes", "flash_bytes_int4",
-                "flash_bytes_lut")
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:

@@ -1,67 +1,108 @@
 """The outcome of a search: the front, every candidate, the history and the summary."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from tfmpq.candidate import Candidate, jsonable
 from tfmpq.metrics import format_cost
+from tfmpq.search import store
 from tfmpq.search.compare import DEFAULT_TOLERANCE as SUMMARY_TOLERANCE
-from tfmpq.search.store import RESCORED
-from tfmpq._io import write_json_atomic, write_text_atomic
+from tfmpq.search.compare import comparison_lines
+from tfmpq.search.pareto import Objectives
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class Result:
-    """What a search returns.
+    """What a search returns: a snapshot of the run (:meth:`from_engine`), and what was done after it.
 
     Attributes:
+        strategy: the strategy's name.
+        space: the :class:`~tfmpq.search.SearchSpace`.
+        evaluator: the evaluator the run scored with (it fine-tunes, re-scores and exports).
+        ranking: the run's objectives and constraint (:class:`~tfmpq.search.pareto.Objectives`).
+        objectives: ``("accuracy", cost, ...)``.
+        constraint: the run's :class:`~tfmpq.search.constraints.Constraint`, or None.
+        candidates: every evaluated candidate, in evaluation order (failed ones included).
         front: the Pareto front of every scored (feasible) candidate of the run, sorted by increasing
             cost (``weight_bytes`` by default).
-        candidates: every evaluated candidate, in evaluation order (failed ones included).
+        best: the Deb-best candidate (the most accurate feasible one; unconstrained: most accurate).
         population: the strategy's final population / swarm, as candidates.
         history: one dict per generation (evaluations, cache hits, best accuracy, hypervolume, ...).
-        best: the Deb-best candidate (the most accurate feasible one; unconstrained: most accurate).
         uniform: ``{label: Candidate}`` of the uniform policies that were evaluated.
         run_dir: the run directory or None.
-        num_evaluated / num_cached / num_failed: evaluator calls and cache hits of this process,
-            failed candidates.
+        num_evaluated / num_cached: evaluator calls and cache hits of this process.
+        report: a budgeted search's report of its best policy (Tmamna et al. 2024, sec. 5.3:
+            ``tfmpq.search.driver.budget_report``), or None.
+        float_accuracy: the float model's validation accuracy of that report, or None.
+        ilp_optimum: the ILP's Omega-optimal allocation (``ILP.extras``), or None.
+        pruned: clustered TPE's bit-widths per group after pruning (``CTPE.extras``), or None.
+        sensitivity: the Hessian traces a sensitivity-guided search used (None when resumed or unused).
+        sensitivity_seconds: the time the ILP's tables took, or None.
         finetuned: ``[(Candidate, model)]`` after :meth:`finetune`.
+        comparison: the held-out comparison, once :meth:`compare_with_uniform` ran.
+        budget_comparison: the held-out comparison at budgets, once :meth:`compare_at_budgets` ran.
+        rescored: the two-stage search's second stage (:meth:`rescore`): the members re-scored with
+            stand-alone QAT.
+        rescored_front: the front (a constrained search: the Deb-best) of the re-scored members.
     """
 
-    def __init__(self, engine, strategy, state: dict):
-        self._engine = engine  # kept for introspection in tests; Result itself reads only what it copies
-        self.ranking = engine.ranking
-        self.strategy = strategy.name
-        self.space = engine.space
-        self.evaluator = engine.evaluator
-        self.objectives = engine.objectives
-        self.constraint = engine.constraint
-        self.candidates: list[Candidate] = engine.candidates
-        self.front: list[Candidate] = engine.front()
-        self.best: Candidate | None = engine.best()
-        self.population: list[Candidate] = [engine.cache[tuple(g)] for g in strategy.population(state)]
-        self.history: list[dict] = list(engine.history)
-        self.run_dir = engine.store.run_dir
-        self.num_evaluated = engine.num_evaluated
-        self.num_cached = engine.num_cached
-        self.num_failed = sum(1 for c in self.candidates if not c.ok)
-        self.uniform: dict[str, Candidate] = {}
-        for genes in engine.space.uniform_chromosomes():
-            if genes in engine.cache:
-                self.uniform[engine.space.uniform_label(genes)] = engine.cache[genes]
-        self.finetuned: list[tuple[Candidate, object]] = []
-        #: the held-out comparison, once :meth:`compare_with_uniform` ran
-        self.comparison: dict | None = None
-        #: the held-out comparison at budgets, once :meth:`compare_at_budgets` ran
-        self.budget_comparison: dict | None = None
-        #: a budgeted search's report of its best policy (``bbpso`` / ``ga``: Tmamna et al. 2024, sec. 5.3)
-        self.report: dict | None = None
-        self.float_accuracy: float | None = None
-        #: the two-stage search's second stage (:meth:`rescore`): the members re-scored with stand-alone QAT
-        self.rescored: list[Candidate] = []
-        #: the front (a constrained search: the Deb-best) of the re-scored members
-        self.rescored_front: list[Candidate] = []
+    strategy: str
+    space: Any
+    evaluator: Any
+    ranking: Objectives
+    objectives: tuple
+    constraint: Any
+    candidates: list[Candidate]
+    front: list[Candidate]
+    best: Candidate | None
+    population: list[Candidate]
+    history: list[dict]
+    uniform: dict[str, Candidate]
+    run_dir: Path | None = None
+    num_evaluated: int = 0
+    num_cached: int = 0
+    report: dict | None = None
+    float_accuracy: float | None = None
+    ilp_optimum: Candidate | None = None
+    pruned: dict | None = None
+    sensitivity: Any = None
+    sensitivity_seconds: float | None = None
+    finetuned: list = dataclasses.field(default_factory=list)
+    comparison: dict | None = None
+    budget_comparison: dict | None = None
+    rescored: list = dataclasses.field(default_factory=list)
+    rescored_front: list = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_engine(cls, engine, strategy, state: dict, **extras) -> "Result":
+        """A snapshot of a finished run: copies of what the engine holds, and the strategy's extras
+        (:meth:`Strategy.extras`) with ``extras`` (fields the caller knows, e.g. the Hessian traces).
+
+        Raises:
+            TypeError: an extra that is not a declared field of :class:`Result`.
+        """
+        extras = {**strategy.extras(engine.view, state), **extras}
+        undeclared = sorted(set(extras) - set(EXTRAS))
+        if undeclared:
+            raise TypeError(f"Invalid result extras {undeclared} of strategy `{strategy.name}`: declare them as "
+                            f"fields of tfmpq.search.Result (declared: {EXTRAS}).")
+        space = engine.space
+        return cls(
+            strategy=strategy.name, space=space, evaluator=engine.evaluator, ranking=engine.ranking,
+            objectives=engine.objectives, constraint=engine.constraint,
+            candidates=list(engine.candidates), front=engine.front(), best=engine.best(),
+            population=[engine.cache[tuple(g)] for g in strategy.population(state)], history=list(engine.history),
+            uniform={space.uniform_label(g): engine.cache[g] for g in space.uniform_chromosomes() if g in engine.cache},
+            run_dir=engine.store.run_dir, num_evaluated=engine.num_evaluated, num_cached=engine.num_cached, **extras)
+
+    @property
+    def num_failed(self) -> int:
+        """Candidates that failed (diverged, crashed)."""
+        return sum(1 for c in self.candidates if not c.ok)
 
     @property
     def hypervolume(self) -> float | None:
@@ -80,17 +121,21 @@ class Result:
     # -- outputs -------------------------------------------------------------------------------
     def save(self) -> None:
         """Writes ``front.json``, ``best.json``, ``history.json`` and ``summary.txt`` (the plots are
-        ``tfmpq.report``'s: :func:`tfmpq.report.write_plots`)."""
+        drawn by the caller: ``write_plots`` of the report module)."""
         if self.run_dir is None:
             return
-        write_json_atomic(self.run_dir / "front.json", [c.to_json() for c in self.front])
+        store.write_output(self.run_dir, store.FRONT, [c.to_json() for c in self.front])
         if self.best is not None:
             best = self.best.to_json()
             if self.report is not None:
                 best["report"] = self.report
-            write_json_atomic(self.run_dir / "best.json", best)
-        write_json_atomic(self.run_dir / "history.json", self.history)
-        write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
+            store.write_output(self.run_dir, store.BEST, best)
+        store.write_output(self.run_dir, store.HISTORY, self.history)
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        if self.run_dir is not None:
+            store.write_output(self.run_dir, store.SUMMARY, self.summary() + "\n")
 
     # -- summary -------------------------------------------------------------------------------
     def compare_with_uniform(self, test, finetune_epochs: int = 3, tolerance: float = SUMMARY_TOLERANCE,
@@ -120,8 +165,7 @@ class Result:
 
         self.comparison = compare_with_uniform(self, test, finetune_epochs=finetune_epochs, tolerance=tolerance,
                                                slack=slack, keep_models=keep_models, verbose=verbose)
-        if self.run_dir is not None:
-            write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
+        self._write_summary()
         return self.comparison
 
     def compare_at_budgets(self, test, budgets="auto", cost: str | None = None, recipe=None,
@@ -188,13 +232,9 @@ class Result:
             lines.append("re-scored with stand-alone QAT (genes: search -> QAT accuracy): " + ", ".join(
                 f"{c.genes}: {_pct(self.candidate(c.genes).accuracy if self.candidate(c.genes) else None)} -> "
                 f"{_pct(c.accuracy)}" for c in self.rescored))
-        if self.comparison is not None:
-            from tfmpq.search.compare import comparison_text
-
-            lines.append(comparison_text(self.comparison))
-        elif self.constraint is None:
-            lines.append("(validation scores only: they chose the front, so they cannot show it beats uniform "
-                         "quantization; run result.compare_with_uniform(test=...) for the held-out comparison)")
+        lines += comparison_lines(self.comparison, self.constraint is not None, hint=(
+            "(validation scores only: they chose the front, so they cannot show it beats uniform quantization; run "
+            "result.compare_with_uniform(test=...) for the held-out comparison)"))
         return "\n".join(lines)
 
     def rescore(self, epochs: int = 2, members: Sequence[Candidate] | None = None, max_members: int | None = None,
@@ -237,14 +277,13 @@ class Result:
             members = self.front if self.constraint is None else [c for c in [self.best] if c is not None]
         if max_members is not None:
             members = spread_members(members, self.ranking.cost, max_members)
-        path = None if self.run_dir is None else self.run_dir / RESCORED
         # what a re-score means: the evaluator's signature, its QAT learning rate and optimizer (a one-shot
         # evaluator's signature leaves them out) and the epochs; a stored re-score of another is ignored
         ev = self.evaluator
         signature = dict(getattr(ev, "signature", dict)(), finetune_learning_rate=getattr(ev, "learning_rate", None),
                          finetune_optimizer=getattr(ev, "optimizer", None))
         meaning = json.loads(json.dumps({"epochs": int(epochs), "evaluator": jsonable(signature)}))  # as stored
-        done = _stored_rescores(path, meaning)
+        done = _stored_rescores(self.run_dir, meaning)
         self.rescored = []
         records = []
         for c in members:
@@ -258,8 +297,8 @@ class Result:
             self.rescored.append(scored)
             records.append({"genes": list(c.genes), "search_accuracy": c.accuracy, "epochs": int(epochs),
                             "rescored": scored.to_json()})
-            if path is not None:  # after each member: a kill loses at most the one in training
-                write_json_atomic(path, dict(meaning, members=records, front=None))
+            if self.run_dir is not None:  # after each member: a kill loses at most the one in training
+                store.write_output(self.run_dir, store.RESCORED, dict(meaning, members=records, front=None))
             if verbose:
                 print(f"rescore {c.genes}: search {_pct(c.accuracy)} -> QAT ({epochs} epochs) {_pct(scored.accuracy)}"
                       + (" (re-used from rescored.json)" if stored is not None else ""), flush=True)
@@ -269,9 +308,10 @@ class Result:
         else:
             best = self.ranking.best(ok)
             self.rescored_front = [] if best is None else [best]
-        if path is not None:
-            write_json_atomic(path, dict(meaning, members=records, front=[list(c.genes) for c in self.rescored_front]))
-            write_text_atomic(self.run_dir / "summary.txt", self.summary() + "\n")
+        if self.run_dir is not None:
+            store.write_output(self.run_dir, store.RESCORED,
+                               dict(meaning, members=records, front=[list(c.genes) for c in self.rescored_front]))
+            self._write_summary()
         return self.rescored
 
     def __repr__(self) -> str:
@@ -309,7 +349,7 @@ class Result:
             records.append({"genes": list(c.genes), "search_accuracy": c.accuracy, "epochs": int(epochs),
                             "finetuned": tuned.to_json()})
         if self.run_dir is not None:
-            write_json_atomic(self.run_dir / "finetune.json", records)
+            store.write_output(self.run_dir, store.FINETUNE, records)
         return [t for t, _ in self.finetuned]
 
     def export(self, directory: str | os.PathLike, representative_data=None, test=None, **kwargs) -> list:
@@ -359,6 +399,10 @@ class Result:
         return [row["report"] for row in rows]
 
 
+#: The fields a strategy (``Strategy.extras``) or its registry entry may fill in.
+EXTRAS = ("report", "float_accuracy", "ilp_optimum", "pruned", "sensitivity", "sensitivity_seconds")
+
+
 def spread_members(members: Sequence[Candidate], cost: str, count: int) -> list[Candidate]:
     """At most ``count`` of ``members``, spread evenly along ``cost`` (by rank: sorted by the cost, the
     members at ``count`` evenly spaced positions, the cheapest and the dearest always among them; a
@@ -372,15 +416,11 @@ def spread_members(members: Sequence[Candidate], cost: str, count: int) -> list[
     return [ordered[i] for i in picks]
 
 
-def _stored_rescores(path, meaning: dict) -> dict:
-    """The members of ``rescored.json`` at ``path`` re-scored with the same evaluator and epochs, by genes."""
-    if path is None or not os.path.exists(path):
+def _stored_rescores(run_dir, meaning: dict) -> dict:
+    """The members of ``rescored.json`` re-scored with the same evaluator and epochs, by genes."""
+    stored = None if run_dir is None else store.read_output(run_dir, store.RESCORED)
+    if not isinstance(stored, dict):  # none, or damaged (the writes are atomic: not from a kill): re-score
         return {}
-    try:
-        with open(path) as f:
-            stored = json.load(f)
-    except (OSError, ValueError):
-        return {}  # a damaged file (the writes are atomic: not from a kill): re-score
     if stored.get("epochs") != meaning["epochs"] or stored.get("evaluator") != meaning["evaluator"]:
         return {}
     return {tuple(m["genes"]): m for m in stored.get("members", []) if m.get("rescored", {}).get("status") == "ok"}

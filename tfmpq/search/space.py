@@ -11,12 +11,14 @@ This module never imports TensorFlow; ``SearchSpace.from_model`` asks the core f
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from tfmpq.errors import PolicyError
+from tfmpq.options import Flag, known_fields, option
 from tfmpq.policy import FLOAT_BITS, QUANT_BITS  # the bit-width constants' one owner (TensorFlow-free)
 
 _VALID_BITS = frozenset(QUANT_BITS + FLOAT_BITS)
@@ -52,30 +54,111 @@ def _check_pin(name: str, value) -> tuple[int, int | None]:
     return int(value), None
 
 
-class SearchSpace:
-    """Per-group bit-widths as a chromosome of integer genes.
+@dataclasses.dataclass(frozen=True)
+class SpaceConfig:
+    """Which bit-widths a search may give each group: the one place a space option is declared and checked.
+
+    The options do not depend on the model; :class:`SearchSpace` applies them to a model's groups (and
+    checks the group names in ``overrides`` / ``pinned``). Every entry point takes these fields as
+    keyword arguments (``tfmpq.search.problem.build_problem`` sorts them out) and ``tfmpq search``
+    generates its flags from their metadata.
 
     Args:
-        group_names: the quantizable groups' names in the model's order (``QuantPolicy.group_names``).
         bits: the candidate weight bit-widths of every free group. Defaults to ``(2, ..., 8)``.
         search_activations: if True, each free group also gets an activation gene. Defaults to False.
         activation_bits: activation bits of every group whose activations are not searched.
             Defaults to 8.
-        activation_choices: candidate activation bit-widths when ``search_activations=True``.
-            Defaults to ``bits``.
+        activation_choices: candidate activation bit-widths when ``search_activations=True``; None:
+            ``bits``. Defaults to None.
         overrides: per-group candidate weight bit-widths replacing ``bits``, e.g. ``{"dense": (4, 8)}``.
             Defaults to None.
         pinned: groups fixed out of the search: ``{"conv2d": 8}`` (weights) or
             ``{"conv2d": (8, 8)}`` (weights, activations). Defaults to None.
         pin_first_last: pin the first and the last group to 8-bit weights and activations.
             Defaults to False.
+
+    Raises:
+        ValueError: a bit-width outside 2..8 and 16/32, an empty set of them, or a malformed pin.
+
+    Example:
+    >>> SpaceConfig(bits=(8, 4), search_activations=True).to_json()["bits"]
+    [4, 8]
+    """
+
+    bits: tuple = option(QUANT_BITS, Flag("candidate weight bits", type="ints", metavar="B[,B...]"))
+    search_activations: bool = option(False, Flag("search activation bits too", kind="toggle"))
+    activation_bits: int = option(8, Flag("activation bits when activations are not searched", type="positive_int"))
+    activation_choices: tuple | None = option(None)
+    overrides: Mapping | None = option(None)
+    pinned: Mapping | None = option(None)
+    pin_first_last: bool = option(False, Flag("keep the first and last groups at 8 bits", kind="switch",
+                                              default_text=""))
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        put("bits", _check_bits(self.bits, "bits"))
+        put("search_activations", bool(self.search_activations))
+        put("activation_bits", _check_bits([self.activation_bits], "activation_bits")[0])
+        if self.activation_choices is not None:
+            put("activation_choices", _check_bits(self.activation_choices, "activation_choices"))
+        put("overrides", {str(n): _check_bits(v, f"overrides[{n!r}]") for n, v in dict(self.overrides or {}).items()})
+        put("pinned", {str(n): _check_pin(n, v) for n, v in dict(self.pinned or {}).items()})
+        put("pin_first_last", bool(self.pin_first_last))
+
+    def to_json(self) -> dict:
+        """Every option, JSON-able (:meth:`from_json` is the inverse)."""
+        out = dataclasses.asdict(self)
+        out["bits"] = list(self.bits)
+        out["activation_choices"] = None if self.activation_choices is None else list(self.activation_choices)
+        out["overrides"] = {k: list(v) for k, v in self.overrides.items()}
+        out["pinned"] = {k: list(v) for k, v in self.pinned.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "SpaceConfig":
+        """The configuration :meth:`to_json` wrote.
+
+        Raises:
+            ValueError: a key that is not an option (the message lists them).
+        """
+        return cls(**known_fields(cls, data))
+
+    def replace(self, **changes) -> "SpaceConfig":
+        """A copy with ``changes`` (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def added_options(self) -> dict:
+        """Options added after the run-directory format was fixed, where they differ from their default:
+        part of the space's signature, so old run directories keep theirs (see ``SIGNED``)."""
+        return {f.name: self.to_json()[f.name] for f in dataclasses.fields(self)
+                if f.name not in SIGNED and getattr(self, f.name) != f.default}
+
+
+#: The options :meth:`SearchSpace.signature` records explicitly (as bits, choices and pins); an option
+#: added later enters the signature only where it differs from its default (:meth:`SpaceConfig.added_options`).
+SIGNED = ("bits", "search_activations", "activation_bits", "activation_choices", "overrides", "pinned",
+          "pin_first_last")
+
+
+class SearchSpace:
+    """Per-group bit-widths as a chromosome of integer genes.
+
+    Args:
+        group_names: the quantizable groups' names in the model's order (``QuantPolicy.group_names``).
+        bits: the candidate weight bit-widths of every free group. Defaults to ``(2, ..., 8)``.
         model: the Keras model the groups belong to, or its list of ``QuantGroup``s; when given,
             policies are built with ``QuantPolicy.from_bits(model, ...)`` and carry the model's
             signature. Defaults to None.
+        config: the space's options as a :class:`SpaceConfig`; None builds one from ``bits`` and
+            ``**options``. Defaults to None.
+        **options: the other :class:`SpaceConfig` fields (``search_activations``, ``activation_bits``,
+            ``activation_choices``, ``overrides``, ``pinned``, ``pin_first_last``).
 
     Raises:
         ValueError: an unknown group name in ``overrides``/``pinned``, a bit-width outside 2..8 and
-            16/32, or a space with no free group.
+            16/32 (:class:`SpaceConfig`), or a space with no free group.
 
     Example:
     >>> space = SearchSpace(["dense", "dense_1"], bits=(4, 8))
@@ -85,58 +168,45 @@ class SearchSpace:
     (4, 8)
     """
 
-    def __init__(
-        self,
-        group_names: Sequence[str],
-        bits: Sequence[int] = QUANT_BITS,
-        *,
-        search_activations: bool = False,
-        activation_bits: int = 8,
-        activation_choices: Sequence[int] | None = None,
-        overrides: Mapping[str, Sequence[int]] | None = None,
-        pinned: Mapping[str, int | tuple[int, int]] | None = None,
-        pin_first_last: bool = False,
-        model=None,
-    ):
+    def __init__(self, group_names: Sequence[str], bits: Sequence[int] = QUANT_BITS, *, model=None,
+                 config: SpaceConfig | None = None, **options):
+        if config is None:
+            config = SpaceConfig(bits=bits, **options)
+        elif options or tuple(bits) != QUANT_BITS:
+            raise ValueError("Invalid arguments: pass the space's options in `config` or as keywords, not both. "
+                             f"Received: config={config!r} and {sorted(options) or ['bits']}.")
+        self.config = config
         self.group_names: tuple[str, ...] = tuple(group_names)
         if not self.group_names:
             raise ValueError("Invalid value for `group_names`: expected at least one group. Received: ()")
         if len(set(self.group_names)) != len(self.group_names):
             raise ValueError(f"Invalid value for `group_names`: names must be unique. Received: {self.group_names}")
-        self.bits = _check_bits(bits, "bits")
-        self.search_activations = bool(search_activations)
-        self.activation_bits = _check_bits([activation_bits], "activation_bits")[0]
-        self.activation_choices = _check_bits(
-            self.bits if activation_choices is None else activation_choices, "activation_choices"
-        )
+        self.bits = config.bits
+        self.search_activations = config.search_activations
+        self.activation_bits = config.activation_bits
+        self.activation_choices = config.activation_choices or config.bits
         self.model = model
-        known = set(self.group_names)
-        overrides = dict(overrides or {})
-        for name in overrides:
-            if name not in known:
-                raise ValueError(
-                    f"Invalid key in `overrides`: no quantizable group named `{name}`. "
-                    f"Expected one of {self.group_names}."
-                )
-        self.overrides = {name: _check_bits(v, f"overrides[{name!r}]") for name, v in overrides.items()}
+        for what, names in (("overrides", config.overrides), ("pinned", config.pinned)):
+            for name in names:
+                if name not in self.group_names:
+                    raise ValueError(
+                        f"Invalid key in `{what}`: no quantizable group named `{name}`. "
+                        f"Expected one of {self.group_names}."
+                    )
+        self.overrides = dict(config.overrides)
         pins: dict[str, tuple[int, int | None]] = {}
-        if pin_first_last:
+        if config.pin_first_last:
             pins[self.group_names[0]] = (8, 8)
             pins[self.group_names[-1]] = (8, 8)
-        for name, value in dict(pinned or {}).items():
-            if name not in known:
-                raise ValueError(
-                    f"Invalid key in `pinned`: no quantizable group named `{name}`. "
-                    f"Expected one of {self.group_names}."
-                )
-            pins[name] = _check_pin(name, value)
+        pins.update(config.pinned)
         self.pinned = pins
-        self.pin_first_last = bool(pin_first_last)
+        self.pin_first_last = config.pin_first_last
         self.free_groups: tuple[str, ...] = tuple(n for n in self.group_names if n not in pins)
         if not self.free_groups:
             raise ValueError(
                 "Invalid search space: every group is pinned, so there is nothing to search. "
-                f"Received: pinned={dict(pinned or {})}, pin_first_last={pin_first_last} for groups {self.group_names}."
+                f"Received: pinned={dict(options.get('pinned') or config.pinned)}, "
+                f"pin_first_last={config.pin_first_last} for groups {self.group_names}."
             )
         choices = [self.overrides.get(n, self.bits) for n in self.free_groups]
         names = [f"{n}/w" for n in self.free_groups]
@@ -155,7 +225,7 @@ class SearchSpace:
 
         Args:
             model: a functional or Sequential Keras model.
-            **kwargs: the other :class:`SearchSpace` arguments.
+            **kwargs: the other :class:`SearchSpace` arguments (``config=`` or its fields).
 
         Returns:
             A :class:`SearchSpace` whose policies are built against ``model``.
@@ -327,6 +397,7 @@ class SearchSpace:
             "bits": list(self.bits),
             "activation_choices": list(self.activation_choices),
             "overrides": {k: list(v) for k, v in self.overrides.items()},
+            **self.config.added_options(),
         }
 
     @classmethod
@@ -339,12 +410,11 @@ class SearchSpace:
         if "bits" not in signature:
             raise ValueError("Invalid value for `signature`: it does not record the space's `bits` "
                              "(a run directory of an older tfmpq). Received keys: " + ", ".join(sorted(signature)))
-        return cls(signature["group_names"], bits=signature["bits"],
-                   search_activations=signature.get("search_activations", False),
-                   activation_bits=signature.get("activation_bits", 8),
-                   activation_choices=signature.get("activation_choices"),
-                   overrides=signature.get("overrides") or None,
-                   pinned={k: tuple(v) for k, v in (signature.get("pinned") or {}).items()})
+        known = {f.name for f in dataclasses.fields(SpaceConfig)}
+        config = SpaceConfig(**{k: v for k, v in signature.items() if k in known and k not in ("pinned", "overrides")},
+                             overrides=signature.get("overrides") or None,
+                             pinned={k: tuple(v) for k, v in (signature.get("pinned") or {}).items()})
+        return cls(signature["group_names"], config=config)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, SearchSpace) and self.signature() == other.signature()

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from tfmpq._io import write_json_atomic  # noqa: F401  (re-exported: the run directory's writer)
+from tfmpq._io import write_json_atomic, write_text_atomic
 from tfmpq.errors import CheckpointError
 
 EVALUATIONS = "evaluations.jsonl"
@@ -36,13 +36,30 @@ COMPARISON = "comparison.json"
 RESCORED = "rescored.json"
 #: What ``tfmpq search`` records to rebuild the model, the data and the evaluator (export, --resume).
 CLI_RECORD = "cli.json"
+SUMMARY = "summary.txt"
+#: ``Result.finetune``'s record of the fine-tuned front.
+FINETUNE = "finetune.json"
+#: The Hessian traces a sensitivity-guided search used (``tfmpq.search.sensitivity``).
+SENSITIVITY = "sensitivity.json"
+#: ``Result.compare_at_budgets``' fine-tunes (with their test hits) and its comparison per cost metric, written after
+#: each fine-tune; ``budget_curve.png`` is the report module's picture of it.
+BUDGETS = "budgets.json"
+BUDGET_PLOT = "budget_curve.png"
+#: The plots the report module's ``write_plots`` draws: the front, and the history of an unconstrained (hypervolume)
+#: or a budgeted (convergence) search; ``report.md`` is ``tfmpq report``'s.
+PARETO_PLOT = "pareto.png"
+HYPERVOLUME_PLOT = "hypervolume.png"
+CONVERGENCE_PLOT = "convergence.png"
+REPORT = "report.md"
 #: Files this module may remove with ``overwrite=True`` (nothing else in the directory is touched).
 OUTPUTS = (
-    RUN, EVALUATIONS, CHECKPOINT, HISTORY, FRONT, BEST, "summary.txt",
-    "pareto.png", "hypervolume.png", "convergence.png", "finetune.json", COMPARISON, "sensitivity.json", RESCORED,
+    RUN, EVALUATIONS, CHECKPOINT, HISTORY, FRONT, BEST, SUMMARY,
+    PARETO_PLOT, HYPERVOLUME_PLOT, CONVERGENCE_PLOT, FINETUNE, COMPARISON, SENSITIVITY, RESCORED, BUDGETS, BUDGET_PLOT,
 )
 #: Any of these marks a directory as a search run.
 RUN_MARKERS = (EVALUATIONS, FRONT, RUN)
+#: Any of these marks a run as started: a new search there needs ``resume`` or ``overwrite``.
+STARTED = (EVALUATIONS, CHECKPOINT, RUN)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -90,7 +107,7 @@ class RunStore:
         if lock:
             self._lock()  # before anything is deleted or cut
         try:
-            existing = [n for n in (EVALUATIONS, CHECKPOINT, RUN) if (self.run_dir / n).exists()]
+            existing = [n for n in STARTED if (self.run_dir / n).exists()]
             if existing and not resume:
                 if not overwrite:
                     raise CheckpointError(
@@ -297,6 +314,51 @@ def read_journal(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError as e:
             raise CheckpointError(f"Cannot read `{path}`: line {i} is not valid JSON ({e}).") from None
     return out
+
+
+def write_output(run_dir: str | os.PathLike, name: str, obj: Any, default=None) -> None:
+    """Writes one file of a run directory atomically: ``obj`` as JSON, or as text when it is a str.
+
+    Args:
+        run_dir: the run directory.
+        name: one of this module's file names.
+        obj: what to write.
+        default: ``json.dump``'s ``default`` for objects JSON does not know. Defaults to None.
+    """
+    path = Path(run_dir) / name
+    if isinstance(obj, str):
+        write_text_atomic(path, obj)
+    else:
+        write_json_atomic(path, obj, default=default)
+
+
+def read_output(run_dir: str | os.PathLike, name: str) -> Any:
+    """A JSON file of a run directory; None when it is missing or damaged (not valid JSON)."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except (OSError, ValueError, CheckpointError):
+        return None
+
+
+def read_signature(run_dir: str | os.PathLike) -> Any:
+    """``run.json`` of a run directory (the problem a resume must match), or None when there is none."""
+    path = Path(run_dir) / RUN
+    return read_json(path) if path.is_file() else None
+
+
+def read_cli_record(run_dir: str | os.PathLike) -> dict | None:
+    """``cli.json`` (``tfmpq search``'s record), or None when the run was not made by the command line."""
+    path = Path(run_dir) / CLI_RECORD
+    return read_json(path) if path.is_file() else None
+
+
+def holds_run(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a run a new search would refuse to overwrite (a journal, a checkpoint or
+    a signature): :class:`RunStore`'s own test."""
+    return any((Path(run_dir) / n).exists() for n in STARTED)
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

@@ -47,6 +47,13 @@ class Ask:
         object.__setattr__(self, "repeat", tuple(tuple(int(g) for g in c) for c in self.repeat))
 
 
+def check_counts(*checks: tuple[str, Any, int]) -> None:
+    """Raises a ValueError naming the first ``(name, value, minimum)`` whose value is not an integer >= minimum."""
+    for arg, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+
+
 class SearchView(Protocol):
     """What a strategy may read of a run (``Engine.view``); nothing in it evaluates or writes.
 
@@ -117,4 +124,9 @@ class Strategy(abc.ABC):
 
     def report(self, view: SearchView, state: dict) -> dict:
         """Extra per-generation values for ``history.json``. Defaults to none."""
+        return {}
+
+    def extras(self, view: SearchView, state: dict) -> dict:
+        """What the strategy adds to the run's ``Result`` after the last generation: values of its declared
+        fields (``ilp_optimum``, ``pruned``, ...). Defaults to none."""
         return {}

@@ -34,21 +34,14 @@ Strategies never import TensorFlow: LIGPI takes the float kernels (NumPy) from t
 from __future__ import annotations
 
 import json
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from tfmpq.convert import as_tf_keras
-from tfmpq.policy import QUANT_BITS
-from tfmpq.search.strategies.base import Ask, Strategy
-from tfmpq.search.strategies.importance import kernels_of, kinds_of, layer_importance
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
+from tfmpq.search.importance import layer_importance
 
 INITS = ("ligpi", "random")
-#: Constrained metrics (keys of ``tfmpq.metrics.summary``); the flash ones are the weights as
-#: ``export_tflite(packed="auto" | "int4" | "lut")`` stores them.
-BUDGETS = ("avg_op_bits", "avg_weight_bits", "weight_bytes", "bops", "flash_bytes", "flash_bytes_int4",
-           "flash_bytes_lut")
 #: How far LIGPI shifts a gene's expected bit level by its layer's importance (see ``_ligpi``).
 LIGPI_SHIFT = 0.5
 #: Resampling attempts to keep the initial swarm free of duplicates.
@@ -132,9 +125,7 @@ class BBPSO(Strategy):
         beta: float = 1.0,
         initial=(),
     ):
-        for arg, value, low in (("swarm", swarm, 1), ("iterations", iterations, 0), ("gamma", gamma, 1), ("R", R, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("swarm", swarm, 1), ("iterations", iterations, 0), ("gamma", gamma, 1), ("R", R, 1))
         if init not in INITS:
             raise ValueError(f"Invalid value for `init`: expected one of {INITS}. Received: init={init!r}")
         self.swarm = swarm
@@ -334,194 +325,3 @@ class BBPSO(Strategy):
         if view.constraint is not None:
             out["gbest_" + view.constraint.metric] = gb.metrics.get(view.constraint.metric)
         return out
-
-
-# -- the user-facing function ----------------------------------------------------------------------
-def budget_report(candidate, float_accuracy: float | None) -> dict:
-    """Sec. 5.3's metrics of one candidate: accuracy, delta accuracy vs. float (eq. 8), compression
-    ratio (eq. 9: 32 / average weight bits, eq. 10), size ratio, average operation bit-width (eq. 11)."""
-    m = candidate.metrics
-    acc = candidate.accuracy
-    return {
-        "accuracy": acc,
-        "float_accuracy": float_accuracy,
-        # eq. 8: delta accuracy = accuracy_quantized - accuracy_original
-        "delta_accuracy": None if acc is None or float_accuracy is None else acc - float_accuracy,
-        "compression_ratio_eq9": m.get("compression_ratio_eq9"),  # eq. 9
-        "compression_ratio": m.get("compression_ratio"),  # float bytes / quantized bytes (biases, scales)
-        "avg_weight_bits": m.get("avg_weight_bits"),  # eq. 10
-        "avg_op_bits": m.get("avg_op_bits"),  # eq. 11
-        "weight_bytes": m.get("weight_bytes"),
-        "flash_bytes": m.get("flash_bytes"),
-    }
-
-
-def run_constrained(strategy, model, train, val, *, budget, target, evaluation, epochs, run_dir, resume,
-                    seed, evaluator, bits, search_activations, verbose, float_accuracy=None, space=None,
-                    **kwargs):
-    """Shared by :func:`bbpso` and the GA baseline: eq. 3 on the engine, then sec. 5.3's report.
-
-    Returns:
-        The engine's ``Result`` with ``result.report`` (see :func:`budget_report`) and
-        ``result.float_accuracy``; ``best.json`` additionally holds the report.
-    """
-    from tfmpq.search import make_space, run  # late: tfmpq.search re-exports this module
-    from tfmpq.search.constraints import Constraint
-
-    if budget not in BUDGETS:
-        raise ValueError(f"Invalid value for `budget`: expected one of {BUDGETS}. Received: budget={budget!r}")
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
-        raise ValueError(f"Invalid value for `target`: expected a number > 0 (the budget on `{budget}`). "
-                         f"Received: target={target!r}")
-    model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the space and the evaluator
-    base_model = model if model is not None else getattr(evaluator, "model", None)
-    if space is None:
-        space = make_space(base_model, evaluator=evaluator, bits=bits, search_activations=search_activations,
-                           **{k: kwargs.pop(k) for k in ("activation_bits", "overrides", "pinned", "pin_first_last")
-                              if k in kwargs})
-    if isinstance(strategy, BBPSO) and strategy.init == "ligpi" and strategy._importance_arg is None \
-            and strategy.kernels is None:
-        if base_model is None:
-            raise ValueError("init='ligpi' needs the float model's kernels: pass `model=` (or an evaluator with "
-                             "`.model`), `kernels=`, or use init='random'.")
-        strategy.kernels = kernels_of(base_model, space.free_groups)
-        strategy.kinds = dict(zip(space.free_groups, kinds_of(base_model, space.free_groups)))
-    result = run(strategy, model, train, val, evaluation=evaluation, epochs=epochs, space=space,
-                 evaluator=evaluator, objectives=("accuracy", budget), constraint=Constraint(budget, float(target)),
-                 run_dir=run_dir, resume=resume, seed=seed, verbose=verbose, **kwargs)
-    if float_accuracy is None and callable(getattr(result.evaluator, "float_accuracy", None)):
-        float_accuracy = result.evaluator.float_accuracy()
-    result.float_accuracy = float_accuracy
-    result.report = None if result.best is None else budget_report(result.best, float_accuracy)
-    if result.report is not None:
-        result.report["feasible"] = result.feasible(result.best)
-        result.report["budget"] = {"metric": budget, "target": float(target)}
-        result.save()  # best.json now holds the report too
-        if verbose:
-            r = result.report
-            delta = "" if r["delta_accuracy"] is None else f" ({100 * r['delta_accuracy']:+.2f} pp vs. float)"
-            acc = "failed" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}%"
-            print(f"{strategy.name} best under {budget} <= {target}: accuracy {acc}{delta}, "
-                  f"compression ratio (eq. 9) {_fmt(r['compression_ratio_eq9'], '.2f')}, avg op bits (eq. 11) "
-                  f"{_fmt(r['avg_op_bits'], '.3f')}, avg weight bits {_fmt(r['avg_weight_bits'], '.3f')}"
-                  + ("" if r["feasible"] else " [INFEASIBLE: no feasible policy seen]"))
-    return result
-
-
-def _fmt(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def bbpso(
-    model=None,
-    train=None,
-    val=None,
-    *,
-    budget: str = "avg_op_bits",
-    target: float = 4.0,
-    swarm: int = 15,
-    iterations: int = 20,
-    evaluation: str = "qat",
-    epochs: int = 2,
-    run_dir=None,
-    resume: bool = False,
-    seed: int = 0,
-    evaluator=None,
-    init: str = "ligpi",
-    screening: bool = True,
-    local_search: bool = True,
-    gamma: int = 5,
-    R: int = 2,
-    search_activations: bool = True,
-    bits: Sequence[int] = QUANT_BITS,
-    verbose: int = 1,
-    kernels: Mapping[str, np.ndarray] | None = None,
-    importance=None,
-    float_accuracy: float | None = None,
-    seed_ilp: int = 0,
-    sensitivity=None,
-    **kwargs,
-):
-    """BBPSO-Quantizer (Tmamna et al. 2024): the most accurate mixed-precision policy with ``budget <= target``.
-
-    Args:
-        model: the trained float Keras model.
-        train: training data ``(x, y)`` or a batched ``tf.data.Dataset``.
-        val: validation data, same forms.
-        budget: the constrained metric: ``"avg_op_bits"`` (eq. 11), ``"avg_weight_bits"`` (eq. 10),
-            ``"weight_bytes"``, ``"bops"``, or ``"flash_bytes"`` (``"flash_bytes_int4"``,
-            ``"flash_bytes_lut"``): the weights as ``export_tflite(packed="auto")`` (``"int4"``,
-            ``"lut"``) writes them, e.g. ``budget="flash_bytes", target=64 * 1024`` for the most
-            accurate model whose weights fit in 64 KiB of flash. Defaults to "avg_op_bits".
-        target: the budget, e.g. 4.0 average bits or a byte count. Defaults to 4.0.
-        swarm: swarm size N (Table 4). Defaults to 15.
-        iterations: iterations T (Table 4). Defaults to 20.
-        evaluation: ``"qat"`` (the paper: fine-tune each particle, then score) or ``"ptq"``.
-            Defaults to "qat".
-        epochs: QAT epochs per particle (Table 4: ep_eval = 2). Defaults to 2.
-        run_dir: run directory (journal, checkpoint, best.json, convergence.png). Defaults to None.
-        resume: continue the run in ``run_dir``. Defaults to False.
-        seed: seeds the search and the evaluator. Defaults to 0.
-        evaluator: a custom evaluator (``evaluate(policy) -> Candidate``). Defaults to None.
-        init: ``"ligpi"`` (eq. 5-6) or ``"random"`` (Table 9's "-IN" variant). Defaults to "ligpi".
-        screening: similarity screening (sec. 4.3.4); False re-evaluates remembered positions.
-            Defaults to True.
-        local_search: the local search process (sec. 4.3.5; False: Table 9's "-LSP"). Defaults to True.
-        gamma: LSP period in iterations. Defaults to 5.
-        R: dimensions changed by the LSP. Defaults to 2.
-        search_activations: a position holds weight and activation bits of every group (Table 5);
-            False keeps activations at ``activation_bits`` (8). Defaults to True.
-        bits: the candidate bit-widths (16/32 = float). Defaults to ``(2, ..., 8)``.
-        verbose: 0 silent, 1 a line per iteration. Defaults to 1.
-        kernels: ``{group: float kernel}`` for LIGPI; None reads them from ``model``. Defaults to None.
-        importance: per-group importance overriding eq. 5-6. Defaults to None.
-        float_accuracy: the float model's validation accuracy for eq. 8; None computes it from
-            ``model`` and ``val`` arrays. Defaults to None.
-        seed_ilp: put this many ILP allocations into the initial swarm, replacing the last particles
-            (Hessian traces of the float model on ``train``, then ``tfmpq.search.ilp``'s Omega-optimal
-            allocation at budgets spread evenly from the cheapest policy up to ``target``; with
-            searched activations, the weights are allocated with 8-bit activations). ``budget`` must be
-            linear (not ``flash_bytes``). 0 for none. Defaults to 0.
-        sensitivity: precomputed traces for ``seed_ilp``. Defaults to None.
-        **kwargs: other arguments of ``tfmpq.search.run`` (``space``, ``pinned``, ``pin_first_last``,
-            ``activation_bits``, ``overwrite``, ``batch_size``, ``learning_rate``, ...).
-
-    Returns:
-        A ``Result``: ``best`` (the Deb-best candidate: the most accurate feasible one when any was
-        seen), ``report`` (sec. 5.3: accuracy, ``delta_accuracy`` eq. 8, ``compression_ratio_eq9``,
-        ``avg_op_bits`` eq. 11), ``history``, ``finetune()``, ``export()``.
-
-    Raises:
-        ValueError: an unknown budget, a non-positive target, invalid sizes or switches.
-
-    Example:
-    >>> result = bbpso(model, (x_tr, y_tr), (x_val, y_val), target=4.0, evaluation="ptq",
-    ...                swarm=8, iterations=5, run_dir="runs/bbpso4")
-    >>> result.best.genes, result.report["delta_accuracy"], result.report["compression_ratio_eq9"]
-    """
-    initial = ()
-    if seed_ilp:
-        from tfmpq.search.strategies.ilp import seeds_for
-
-        initial, evaluator, kwargs["space"] = seeds_for(
-            BBPSO.name, model, train, val, count=seed_ilp, metric=budget, high=target, run_dir=run_dir,
-            resume=resume, evaluator=evaluator, evaluation=evaluation, epochs=epochs, seed=seed, bits=bits,
-            search_activations=search_activations, kwargs=kwargs, sensitivity=sensitivity)
-    strategy = BBPSO(swarm, iterations, init=init, screening=screening, local_search=local_search,
-                     gamma=gamma, R=R, importance=importance, kernels=kernels, initial=initial)
-    return run_constrained(strategy, model, train, val, budget=budget, target=target, evaluation=evaluation,
-                           epochs=epochs, run_dir=run_dir, resume=resume, seed=seed, evaluator=evaluator,
-                           bits=bits, search_activations=search_activations, verbose=verbose,
-                           float_accuracy=float_accuracy, **kwargs)
-
-
-def plain_bbpso(model=None, train=None, val=None, **kwargs):
-    """Plain BBPSO with Deb's rule (Table 10's "BBPSO"): random initialisation, no local search.
-
-    Args:
-        model, train, val, **kwargs: as in :func:`bbpso` (``init`` and ``local_search`` are fixed).
-
-    Returns:
-        A ``Result`` as :func:`bbpso`.
-    """
-    return bbpso(model, train, val, **{**kwargs, "init": "random", "local_search": False})

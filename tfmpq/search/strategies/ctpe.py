@@ -49,12 +49,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from tfmpq.convert import as_tf_keras
 from tfmpq.search.kmeans_tpe import (
     DEFAULT_ALPHA, DEFAULT_C, DEFAULT_K, SCALES, TPEProposer, annealed_k, dual_threshold_split, prune_bits,
 )
-from tfmpq.search.strategies.base import Ask, Strategy
-from tfmpq.search.strategies.ilp import _sig, normalise_tables, per_gene, tables_json
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
+from tfmpq.search.tables import normalise_tables, per_gene, sig, tables_json, weight_tables
 
 #: Value given in ``g(x)`` to a failed candidate, and the base for infeasible proposals (below any accuracy).
 FAILED_VALUE = -1.0
@@ -107,11 +106,8 @@ class CTPE(Strategy):
                  max_tries: int = 32, accept: Callable[[tuple], bool] | None = None, seed: int = 0):
         if startup is None and isinstance(trials, int) and not isinstance(trials, bool):
             startup = max(2, int(round(trials / 4)))
-        for arg, value, low in (("trials", trials, 1), ("startup", startup, 1), ("k", k, 3),
-                                ("prune_clusters", prune_clusters, 1), ("n_ei_candidates", n_ei_candidates, 1),
-                                ("max_tries", max_tries, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("trials", trials, 1), ("startup", startup, 1), ("k", k, 3), ("prune_clusters", prune_clusters, 1),
+                     ("n_ei_candidates", n_ei_candidates, 1), ("max_tries", max_tries, 1))
         if startup > trials:
             raise ValueError(f"Invalid value for `startup`: expected at most `trials` ({trials}). Received: {startup}")
         if not 0 < c <= 1 or not 0 < alpha <= 1:
@@ -119,10 +115,10 @@ class CTPE(Strategy):
                              f"alpha={alpha!r}")
         if scale not in SCALES:
             raise ValueError(f"Invalid value for `scale`: expected one of {SCALES}. Received: scale={scale!r}")
-        self.sensitivity = {str(g): _sig(v) for g, v in sensitivity.items()} if isinstance(sensitivity, Mapping) \
-            else [_sig(v) for v in sensitivity]
+        self.sensitivity = {str(g): sig(v) for g, v in sensitivity.items()} if isinstance(sensitivity, Mapping) \
+            else [sig(v) for v in sensitivity]
         self.costs = normalise_tables(costs, "costs")
-        self.budget = _sig(budget)
+        self.budget = sig(budget)
         self.trials = trials
         self.startup = startup
         self.generations = trials - startup
@@ -147,15 +143,9 @@ class CTPE(Strategy):
 
     def setup(self, view) -> None:
         space = view.space
-        if space.search_activations:
-            raise ValueError("Invalid search space for `ctpe`: activation bits are searched; clustered TPE here "
-                             "allocates weight bits only (search_activations=False).")
+        _, costs, constant = weight_tables(space, self.name, "clustered TPE here allocates weight bits only",
+                                           self.costs)
         sens, _ = per_gene(self.sensitivity, space, "sensitivity")
-        costs, constant = per_gene(self.costs, space, "costs", pinned_constant=True)
-        for name, allowed, co in zip(space.gene_names, space.choices, costs):
-            missing = [b for b in allowed if b not in co]
-            if missing:
-                raise ValueError(f"Invalid value for `costs`: gene `{name}` has no cost for bit-widths {missing}.")
         self._costs = costs
         self._budget = self.budget - constant
         pruned = prune_bits(sens, space.choices, self.prune_clusters, cluster_bits=self.cluster_bits,
@@ -277,118 +267,6 @@ class CTPE(Strategy):
                 "ctpe_from_tpe": last.get("tpe"), "ctpe_infeasible": len(state.get("infeasible", [])),
                 "pruned_space_size": math.prod(len(p) for p in state.get("pruned", [[0]]))}
 
-
-def ctpe(
-    model=None,
-    train=None,
-    val=None,
-    *,
-    budget: str = "weight_bytes",
-    target: float | None = None,
-    trials: int = 40,
-    startup: int | None = None,
-    k: int = DEFAULT_K,
-    c: float = DEFAULT_C,
-    alpha: float = DEFAULT_ALPHA,
-    prune_clusters: int = DEFAULT_K,
-    cluster_bits: Sequence[Sequence[int]] | None = None,
-    scale: str = "log",
-    evaluation: str = "qat",
-    epochs: int = 1,
-    run_dir=None,
-    resume: bool = False,
-    seed: int = 0,
-    evaluator=None,
-    sensitivity=None,
-    sensitivity_data=None,
-    num_probes: int = 64,
-    num_samples: int | None = 512,
-    bits: Sequence[int] = (2, 3, 4, 5, 6, 7, 8),
-    verbose: int = 1,
-    float_accuracy: float | None = None,
-    **kwargs,
-):
-    """Clustered TPE (Azizi et al. 2023): Hessian-pruned bits, then k-means TPE under a budget.
-
-    See :class:`CTPE` for the algorithm and every deviation from the paper.
-
-    Args:
-        model: the trained float Keras model.
-        train: training data ``(x, y)`` (also the default ``sensitivity_data``).
-        val: validation data.
-        budget: a linear budget metric (see ``tfmpq.search.ilp``). Defaults to "weight_bytes".
-        target: its bound. Required.
-        trials: configurations scored (n). Defaults to 40.
-        startup: random configurations first (n0); None: a quarter of ``trials``. Defaults to None.
-        k, c, alpha: the objective clusters and their annealing (Algorithm 1). Defaults to 4, 0.25, 0.98.
-        prune_clusters, cluster_bits, scale: the sensitivity pruning (sec. III.A). Defaults to 4, None, "log".
-        evaluation, epochs, run_dir, resume, seed, evaluator, verbose, float_accuracy: as in
-            ``tfmpq.search.bbpso``.
-        sensitivity: precomputed traces (``TraceEstimate`` or ``{group: Tr(H)}``, totals); None
-            estimates them. Defaults to None.
-        sensitivity_data, num_probes, num_samples: see ``tfmpq.search.ilp``. Defaults to None, 64, 512.
-        bits: candidate weight bit-widths (the paper's B). Defaults to 2..8.
-        **kwargs: other arguments of ``tfmpq.search.run`` (``space``, ``pinned``, ``executor``, ...).
-
-    Returns:
-        A ``Result`` with ``best`` and ``report`` (as ``bbpso``'s), ``pruned`` (each gene's bits after
-        pruning), ``sensitivity``; ``run_dir/sensitivity.json``.
-
-    Raises:
-        ValueError: no ``target``, a non-linear budget, searched activations, bad options.
-        ImportError: Optuna or scikit-learn missing (``pip install "tfmpq[search]"``).
-
-    Example:
-    >>> result = tfmpq.search.ctpe(model, (x_tr, y_tr), (x_val, y_val), budget="weight_bytes", target=u4,
-    ...                            trials=40, run_dir="runs/ctpe", seed=0)
-    >>> result.best.genes, result.pruned
-    """
-    from tfmpq.search.kmeans_tpe import _kmeans, _optuna
-    from tfmpq.search.strategies.bbpso import run_constrained
-    from tfmpq.search.strategies.ilp import (
-        _trace_dict, budget_tables, evaluator_and_space, stored_options, traces_for, write_sensitivity,
-    )
-
-    _optuna(), _kmeans()  # fail before any work when the extra is missing
-    if target is None:
-        raise ValueError(f"Invalid value for `target`: expected the bound on `{budget}`. Received: target=None")
-    if kwargs.get("search_activations"):
-        raise ValueError("Invalid value for `search_activations`: clustered TPE here allocates weight bits only.")
-    kwargs.pop("search_activations", None)
-    model = as_tf_keras(model)  # a Keras 3 model: converted once, shared by the traces and the evaluator
-    evaluator, space = evaluator_and_space(model, train, val, evaluator=evaluator, evaluation=evaluation,
-                                           epochs=epochs, seed=seed, bits=bits, search_activations=False,
-                                           kwargs=kwargs)
-    model = model if model is not None else getattr(evaluator, "model", None)
-    tables, bound, accept = budget_tables(evaluator, space, budget, target)
-    stored = stored_options(run_dir, resume, CTPE.name)
-    traces = None
-    if stored is not None:
-        per_param = stored["sensitivity"]
-    else:
-        traces = traces_for(model, train, sensitivity=sensitivity, sensitivity_data=sensitivity_data,
-                            num_probes=num_probes, num_samples=num_samples, seed=seed)
-        trace, _ = _trace_dict(traces)
-        params = getattr(traces, "params", None) or _kernel_params(model, space)
-        per_param = {g: trace[g] / params[g] for g in space.free_groups}
-    strategy = CTPE(per_param, tables, bound, trials=trials, startup=startup, k=k, c=c, alpha=alpha,
-                    prune_clusters=prune_clusters, cluster_bits=cluster_bits, scale=scale, accept=accept,
-                    seed=seed)
-    result = run_constrained(strategy, model, train, val, budget=budget, target=target, evaluation=evaluation,
-                             epochs=epochs, run_dir=run_dir, resume=resume, seed=seed, evaluator=evaluator,
-                             bits=bits, search_activations=False, verbose=verbose, float_accuracy=float_accuracy,
-                             space=space, **kwargs)
-    result.pruned = dict(zip(space.free_groups, strategy.pruned))
-    result.sensitivity = traces
-    write_sensitivity(result, traces, {"per_parameter": per_param,
-                                       "pruned": {g: list(p) for g, p in result.pruned.items()}})
-    if verbose:
-        print("ctpe pruned bits: " + ", ".join(f"{g} {list(p)}" for g, p in result.pruned.items()))
-    return result
-
-
-def _kernel_params(model, space) -> dict:
-    """Each group's kernel weights (for traces given as a plain mapping)."""
-    from tfmpq.graph import quantizable_groups  # the core's group analysis (no TensorFlow import here)
-
-    return {g.name: g.kernel_params for g in quantizable_groups(model)}
+    def extras(self, view, state: dict) -> dict:
+        """``pruned``: each free group's bit-widths after the sensitivity pruning (sec. III.A)."""
+        return {"pruned": dict(zip(view.space.free_groups, (tuple(p) for p in state.get("pruned", []))))}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from tfmpq.search.strategies.base import Ask, Strategy
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
 
 
 class Exhaustive(Strategy):
@@ -26,9 +26,7 @@ class Exhaustive(Strategy):
     name = "exhaustive"
 
     def __init__(self, batch_size: int = 64, max_size: int = 4096):
-        for arg, value in (("batch_size", batch_size), ("max_size", max_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= 1. Received: {arg}={value!r}")
+        check_counts(("batch_size", batch_size, 1), ("max_size", max_size, 1))
         self.batch_size = batch_size
         self.max_size = max_size
         self.generations = 0

@@ -10,12 +10,8 @@ kind with the same constraint rule).
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-from tfmpq.policy import QUANT_BITS
 from tfmpq.search.constraints import deb_key
-from tfmpq.search.strategies.base import Ask, Strategy
-from tfmpq.search.strategies.bbpso import run_constrained
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
 
 MAX_DEDUP_TRIES = 20
 
@@ -37,9 +33,7 @@ class GA(Strategy):
 
     def __init__(self, population: int = 15, generations: int = 20, *, crossover_prob: float = 0.9,
                  mutation_gene_prob: float | None = None):
-        for arg, value, low in (("population", population, 2), ("generations", generations, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("population", population, 2), ("generations", generations, 0))
         for arg, value in (("crossover_prob", crossover_prob), ("mutation_gene_prob", mutation_gene_prob)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(
@@ -109,48 +103,3 @@ class GA(Strategy):
         yield Ask(children, desc=f"gen {generation}")
         survivors = self._rank(view, list(dict.fromkeys(parents + children)))[: self.population_size]
         return {"population": [list(g) for g in survivors]}
-
-def ga(
-    model=None,
-    train=None,
-    val=None,
-    *,
-    budget: str = "avg_op_bits",
-    target: float = 4.0,
-    population: int = 15,
-    generations: int = 20,
-    evaluation: str = "qat",
-    epochs: int = 2,
-    run_dir=None,
-    resume: bool = False,
-    seed: int = 0,
-    evaluator=None,
-    search_activations: bool = True,
-    bits: Sequence[int] = QUANT_BITS,
-    verbose: int = 1,
-    crossover_prob: float = 0.9,
-    mutation_gene_prob: float | None = None,
-    float_accuracy: float | None = None,
-    **kwargs,
-):
-    """The GA baseline of Table 10 on the same problem as :func:`tfmpq.search.strategies.bbpso.bbpso`.
-
-    Args:
-        model, train, val, budget, target, evaluation, epochs, run_dir, resume, seed, evaluator,
-            search_activations, bits, verbose, float_accuracy, **kwargs: as in ``bbpso``.
-        population: individuals per generation. Defaults to 15.
-        generations: generations after the initial one. Defaults to 20.
-        crossover_prob: uniform-crossover probability. Defaults to 0.9.
-        mutation_gene_prob: per-gene mutation probability; None = 1 / genes. Defaults to None.
-
-    Returns:
-        A ``Result`` with ``best`` and ``report`` as ``bbpso``'s.
-
-    Example:
-    >>> result = ga(model, (x_tr, y_tr), (x_val, y_val), target=4.0, evaluation="ptq", generations=5)
-    """
-    strategy = GA(population, generations, crossover_prob=crossover_prob, mutation_gene_prob=mutation_gene_prob)
-    return run_constrained(strategy, model, train, val, budget=budget, target=target, evaluation=evaluation,
-                           epochs=epochs, run_dir=run_dir, resume=resume, seed=seed, evaluator=evaluator,
-                           bits=bits, search_activations=search_activations, verbose=verbose,
-                           float_accuracy=float_accuracy, **kwargs)

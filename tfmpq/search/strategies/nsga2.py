@@ -23,7 +23,7 @@ from __future__ import annotations
 from deap import base, tools
 
 from tfmpq.search.constraints import constrained_objectives
-from tfmpq.search.strategies.base import Ask, Strategy
+from tfmpq.search.strategies.base import Ask, Strategy, check_counts
 
 INITS = ("uniform", "random")
 CROSSOVERS = ("uniform", "one_point", "two_point")
@@ -82,9 +82,7 @@ class NSGA2(Strategy):
         unique: bool = True,
         initial=(),
     ):
-        for arg, value, low in (("population", population, 2), ("offspring", offspring, 1), ("generations", generations, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Invalid value for `{arg}`: expected an integer >= {low}. Received: {arg}={value!r}")
+        check_counts(("population", population, 2), ("offspring", offspring, 1), ("generations", generations, 0))
         for arg, value, allowed in (("init", init, INITS), ("crossover", crossover, CROSSOVERS), ("mutation", mutation, MUTATIONS)):
             if value not in allowed:
                 raise ValueError(f"Invalid value for `{arg}`: expected one of {allowed}. Received: {arg}={value!r}")

@@ -118,11 +118,11 @@ def test_reused_search_model_scores_like_a_rebuilt_model(digits_mlp, digits, eva
         a, b = fresh.evaluate(p), reused.evaluate(p)
         assert abs(a.accuracy - b.accuracy) <= 1.0 / len(yv) + 1e-12, (p.genes, a.accuracy, b.accuracy)
     # and the reused model was built and compiled once
-    assert reused._search_model is not None
-    train_functions = {id(reused._search_model.model.train_function)} if evaluation == "qat" else set()
+    assert reused._qat.search_model is not None
+    train_functions = {id(reused._qat.search_model.model.train_function)} if evaluation == "qat" else set()
     reused.evaluate(policies[0])
     if evaluation == "qat":
-        assert {id(reused._search_model.model.train_function)} == train_functions
+        assert {id(reused._qat.search_model.model.train_function)} == train_functions
 
 
 @pytest.mark.parametrize("ending, from_logits", [("dense_softmax", False), ("softmax_layer", False),

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from search_fakes import FakeEvaluator
+from tfmpq import report as report_module
 from tfmpq.candidate import Candidate
-from tfmpq.search import Constraint, Engine, SearchSpace
-from tfmpq.search.strategies.bbpso import BBPSO, bbpso, eq7_continuous, eq7_update, plain_bbpso
-from tfmpq.search.strategies.ga import GA, ga
-from tfmpq.search.strategies.importance import layer_importance, mean_filter_l1
+from tfmpq.search import Constraint, Engine, SearchSpace, bbpso, ga, plain_bbpso
+from tfmpq.search.importance import layer_importance, mean_filter_l1
+from tfmpq.search.strategies.bbpso import BBPSO, eq7_continuous, eq7_update
+from tfmpq.search.strategies.ga import GA
 
 SPACE = SearchSpace(("a", "b", "c"), search_activations=True)  # 6 genes over 2..8: 7**6 positions
 # Kernels whose mean filter L1 norms (eq. 6) rank the groups b > a > c.
@@ -106,11 +107,10 @@ def test_engine_better_is_debs_rule_on_candidates():
 def test_personal_and_global_bests_follow_debs_rule(tmp_path):
     result, _ = _bbpso(target=3.5, run_dir=tmp_path)
     state = json.loads((tmp_path / "checkpoint.json").read_text())["state"]
-    engine = result._engine
-    gbest = engine.cache[tuple(state["gbest"])]
+    gbest = result.candidate(state["gbest"])
     for pb in state["pbest"]:
-        assert not engine.better(engine.cache[tuple(pb)], gbest)
-    assert result.best.accuracy == gbest.accuracy and engine.feasible(gbest)
+        assert not result.ranking.better(result.candidate(pb), gbest)
+    assert result.best.accuracy == gbest.accuracy and result.feasible(gbest)
 
 
 @pytest.mark.parametrize("target", [2.5, 3.0, 4.0, 5.5])
@@ -224,8 +224,10 @@ def test_outputs_best_json_convergence_plot_and_report(tmp_path, capsys):
     report = best["report"]
     assert report["delta_accuracy"] == pytest.approx(result.best.accuracy - 0.97)  # eq. 8
     assert report["budget"] == {"metric": "avg_op_bits", "target": 3.5} and report["feasible"]
-    for name in ("evaluations.jsonl", "checkpoint.json", "history.json", "convergence.png"):
+    for name in ("evaluations.jsonl", "checkpoint.json", "history.json"):
         assert (tmp_path / name).exists(), name
+    assert not (tmp_path / "convergence.png").exists()  # the search draws nothing: its caller does
+    assert str(tmp_path / "convergence.png") in report_module.write_plots(result)
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 4 and all("best_avg_op_bits" in h and "gbest_accuracy" in h for h in history[1:])
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("bbpso gen ")]

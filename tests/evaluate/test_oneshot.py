@@ -11,6 +11,7 @@ import pytest
 
 from tfmpq import QuantPolicy
 from tfmpq._keras import keras
+from tfmpq.evaluate.qat import make_optimizer
 
 ACT_CHOICES = (2, 8)
 
@@ -54,8 +55,8 @@ def trained(digits_bn_cnn, digits, tmp_path_factory):
 
 def _shared_state(ev):
     """Every variable of the shared model but the bit-widths (which each candidate sets)."""
-    bits = {id(v) for v in ev._oneshot_model._bit_variables()}
-    return [(v.name, v.numpy().copy()) for v in ev._oneshot_model.model.variables if id(v) not in bits]
+    bits = {id(v) for v in ev._shared.vbm._bit_variables()}
+    return [(v.name, v.numpy().copy()) for v in ev._shared.vbm.model.variables if id(v) not in bits]
 
 
 def test_trains_once_and_reports_the_one_time_cost(trained, digits_bn_cnn):
@@ -98,7 +99,7 @@ def test_recalibration_changes_bn_statistics_of_the_policy(trained, digits_bn_cn
     (Krishnamoorthi 2018, sec. 3.2), so there the statistics only have to move."""
     from tfmpq.quantize import VariableBitModel, oneshot
 
-    shared = trained._oneshot_model
+    shared = trained._shared.vbm
     vbm2 = VariableBitModel(digits_bn_cnn, bn_fold="two_conv")
     assert len(vbm2.model.variables) == len(shared.model.variables)
     for mine, theirs in zip(vbm2.model.variables, shared.model.variables):
@@ -109,10 +110,10 @@ def test_recalibration_changes_bn_statistics_of_the_policy(trained, digits_bn_cn
         vbm.set_policy(QuantPolicy.uniform(digits_bn_cnn, 2, 2))
         snapshot = [v.numpy() for v in oneshot.recalibration_variables(vbm)]
         try:
-            oneshot.recalibrate(vbm, trained._calib_x, trained.batch_size)
+            oneshot.recalibrate(vbm, trained.representative_data(), trained.batch_size)
             assert not np.allclose(conv.moving_mean.numpy(), shared_mean)
             if vbm is vbm2:  # the batch statistics of the float conv output (no BN before it)
-                x = trained._calib_x
+                x = trained.representative_data()
                 y = conv._op(x, conv.kernel).numpy()
                 batch_means = [y[i:i + 64].mean(axis=(0, 1, 2)) for i in range(0, len(x), 64)]
                 # the conv sees the 8-bit-quantized input (range within [0, 1]: a step <= 1/255, error
@@ -145,7 +146,7 @@ def test_shared_training_has_its_own_learning_rate(trained, digits_bn_cnn, digit
     assert same.oneshot_path() == trained.oneshot_path()
     assert same.evaluate(policy).accuracy == trained.evaluate(policy).accuracy
     assert same.num_shared_trainings == 0 and same.oneshot_info["options"]["learning_rate"] == 1e-3
-    assert float(same._make_optimizer().learning_rate) == pytest.approx(1e-4)  # what finetune/rescore train with
+    assert float(make_optimizer(same.config).learning_rate) == pytest.approx(1e-4)  # what finetune/rescore train with
     other = _evaluator(digits_bn_cnn, digits, cache_dir=trained.cache_dir, oneshot_learning_rate=1e-4)
     assert other.oneshot_path() != trained.oneshot_path()
 

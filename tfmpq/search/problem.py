@@ -1,0 +1,189 @@
+"""The one place a search problem is built: the space, the evaluator and the constraint.
+
+Every entry point (``tfmpq.search.run``, ``nsga2``, ``bbpso``, ``ilp``, ... and ``tfmpq search``) hands
+its keyword arguments to :func:`build_problem`, which sorts them by the dataclass that declares them
+(:class:`~tfmpq.search.space.SpaceConfig`, :class:`~tfmpq.evaluate.EvaluatorConfig`), so an option
+reaches what it configures from every entry point, and an unknown one is refused. The evaluator is
+built here only (TensorFlow is imported then, not before).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from tfmpq.convert import as_tf_keras
+from tfmpq.evaluate.config import EvaluatorConfig
+from tfmpq.search.constraints import Constraint
+from tfmpq.search.pareto import check_objectives
+from tfmpq.search.space import SearchSpace, SpaceConfig
+
+#: The keyword arguments that configure the space / the evaluator a search builds.
+SPACE_OPTIONS = tuple(f.name for f in dataclasses.fields(SpaceConfig))
+EVALUATOR_OPTIONS = tuple(f.name for f in dataclasses.fields(EvaluatorConfig))
+
+
+@dataclasses.dataclass
+class Problem:
+    """What a search runs on: a strategy proposes chromosomes of ``space``, ``evaluator`` scores them.
+
+    Attributes:
+        space: the :class:`SearchSpace`.
+        evaluator: anything with ``evaluate(policy) -> Candidate`` (built here, or the caller's).
+        objectives: ``("accuracy", cost, ...)``.
+        constraint: ``metric <= target``, or None.
+        model: the float tf_keras model (the caller's, else the evaluator's), or None.
+        train: the training data (the sensitivity-guided strategies estimate Hessian traces on it).
+        space_config: the space's options (``space.config``).
+        evaluator_config: the evaluator's options; None for an evaluator the caller built.
+    """
+
+    space: SearchSpace
+    evaluator: Any
+    objectives: tuple
+    constraint: Constraint | None
+    model: Any = None
+    train: Any = None
+    space_config: SpaceConfig | None = None
+    evaluator_config: EvaluatorConfig | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """Where and how a search runs, as the strategy registry's hooks need it (resume reads ``run.json``)."""
+
+    run_dir: Any = None
+    resume: bool = False
+    seed: int = 0
+    verbose: int = 1
+
+
+def split_options(options: dict) -> tuple[dict, dict, dict]:
+    """``options`` as ``(space options, evaluator options, the rest)``, by the dataclass declaring each."""
+    space = {k: v for k, v in options.items() if k in SPACE_OPTIONS}
+    evaluator = {k: v for k, v in options.items() if k in EVALUATOR_OPTIONS}
+    rest = {k: v for k, v in options.items() if k not in space and k not in evaluator}
+    return space, evaluator, rest
+
+
+def make_space(model=None, *, evaluator=None, config: SpaceConfig | None = None, **options) -> SearchSpace:
+    """The :class:`SearchSpace` of ``model`` (or of ``evaluator.model``).
+
+    Args:
+        model: the float Keras model. Defaults to None (``evaluator.model``).
+        evaluator: an evaluator with a ``model`` attribute. Defaults to None.
+        config: the space's options; None builds a :class:`SpaceConfig` from ``**options``. Defaults to None.
+        **options: :class:`SpaceConfig` fields (``bits``, ``search_activations``, ``pinned``, ...).
+
+    Raises:
+        ValueError: neither a model nor an evaluator with a ``model`` attribute; invalid options.
+    """
+    config = config if config is not None else SpaceConfig(**options)
+    model = as_tf_keras(model)
+    if model is None:
+        model = getattr(evaluator, "model", None)
+    if model is None:
+        raise ValueError(
+            "Cannot build the search space: pass `model`, an `evaluator` with a `.model`, or `space=`."
+        )
+    return SearchSpace.from_model(model, config=config)
+
+
+def build_problem(model=None, train=None, val=None, *, evaluator=None, space=None,
+                  objectives: Sequence[str] = ("accuracy", "weight_bytes"), constraint=None, seed: int = 0,
+                  run_dir=None, **options) -> Problem:
+    """The space, the evaluator and the constraint of one search.
+
+    Args:
+        model: the trained float Keras model (tf_keras, or Keras 3: converted once here). Needed unless
+            both ``space`` and ``evaluator`` are given.
+        train, val: training and validation data; unused with ``evaluator``.
+        evaluator: an object with ``evaluate(policy) -> Candidate``, or an :class:`EvaluatorConfig`;
+            None builds an ``Evaluator`` from ``model``, ``train``, ``val`` and the evaluator options.
+            Defaults to None.
+        space: a :class:`SearchSpace`, or a :class:`SpaceConfig`; None builds the space of ``model``
+            from the space options. Defaults to None.
+        objectives: ``("accuracy", cost, ...)``. Defaults to ``("accuracy", "weight_bytes")``.
+        constraint: ``(metric, target)`` or a :class:`Constraint`. Defaults to None.
+        seed: the evaluator's seed. Defaults to 0.
+        run_dir: where a one-shot evaluator keeps its shared model. Defaults to None.
+        **options: fields of :class:`SpaceConfig` and :class:`EvaluatorConfig` (ignored for a space or
+            an evaluator given as an object, as before).
+
+    Returns:
+        A :class:`Problem`.
+
+    Raises:
+        TypeError: an option no configuration declares.
+        ValueError: invalid options, or missing ``model`` / ``train`` / ``val``.
+    """
+    space_options, evaluator_options, unknown = split_options(options)
+    if unknown:
+        raise TypeError(f"Unknown search options: {sorted(unknown)}. Expected the options of the space "
+                        f"({', '.join(SPACE_OPTIONS)}) or of the evaluator ({', '.join(EVALUATOR_OPTIONS)}).")
+    model = as_tf_keras(model)  # once here; the evaluator and the space then share the tf_keras model
+    space_config = _config(SpaceConfig, space if isinstance(space, SpaceConfig) else None, space_options)
+    space = None if isinstance(space, SpaceConfig) else space
+    evaluator_config = None
+    if evaluator is None or isinstance(evaluator, EvaluatorConfig):
+        evaluator_config = _config(EvaluatorConfig, evaluator, evaluator_options)
+        if model is None or train is None or val is None:
+            raise ValueError(
+                "Invalid arguments: pass `model`, `train` and `val` (or an `evaluator=`). "
+                f"Received: model={'set' if model is not None else None}, train={'set' if train is not None else None}, "
+                f"val={'set' if val is not None else None}."
+            )
+        if space is None:
+            space = make_space(model, config=space_config)
+        evaluator = build_evaluator(model, train, val, evaluator_config, space=space, seed=seed, run_dir=run_dir)
+        evaluator_config = evaluator.config
+    elif getattr(evaluator, "evaluation", None) == "oneshot" and getattr(evaluator, "cache_dir", "") is None:
+        evaluator.cache_dir = None if run_dir is None else str(run_dir)  # a resumed run loads the shared model
+    if space is None:
+        space = make_space(model, evaluator=evaluator, config=space_config)
+    model = model if model is not None else getattr(evaluator, "model", None)
+    return Problem(space=space, evaluator=evaluator, objectives=check_objectives(objectives),
+                   constraint=as_constraint(constraint), model=model, train=train, space_config=space.config,
+                   evaluator_config=evaluator_config)
+
+
+def build_evaluator(model, train, val, config: EvaluatorConfig, *, space: SearchSpace, seed: int, run_dir=None):
+    """The ``tfmpq.evaluate.Evaluator`` a search of ``space`` scores with (TensorFlow is imported here).
+
+    A one-shot evaluator trains its shared model for the bit-widths ``space`` asks for and keeps it in
+    ``run_dir``.
+    """
+    from tfmpq.evaluate import Evaluator  # the TensorFlow boundary of tfmpq.search
+
+    cache_dir = None
+    if config.evaluation == "oneshot":
+        weight_bits = set(space.bits) | {b for v in space.overrides.values() for b in v}
+        act = space.activation_choices if space.search_activations else (space.activation_bits,)
+        config = config.replace(oneshot_bits=tuple(sorted(weight_bits)), oneshot_activation_bits=act)
+        cache_dir = run_dir
+    return Evaluator(model, train, val, config, seed=seed, cache_dir=cache_dir)
+
+
+def as_constraint(constraint) -> Constraint | None:
+    """``(metric, target)`` or a :class:`Constraint` as a :class:`Constraint` (None stays None).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if constraint is None or isinstance(constraint, Constraint):
+        return constraint
+    try:
+        metric, target = constraint
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Invalid value for `constraint`: expected (metric, target) or a Constraint. Received: {constraint!r}"
+        ) from None
+    return Constraint(metric, float(target))
+
+
+def _config(cls, given, options: dict):
+    """``given`` (a configuration object), or one built from ``options``; not both."""
+    if given is None:
+        return cls(**options)
+    if options:
+        raise ValueError(f"Invalid arguments: pass a {cls.__name__} or its options ({sorted(options)}), not both.")
+    return given

@@ -1,0 +1,198 @@
+"""The sensitivity work the sensitivity-guided searches inject into their strategies.
+
+HAWQ-V3's ILP (Yao et al. 2021, sec. 3.4), clustered TPE (Azizi et al. 2023) and the ILP seeds of
+NSGA-II and BBPSO (``seed_ilp``) need Hessian traces of the float model (``tfmpq.hessian``, TensorFlow)
+and the budget's per-gene cost terms (read off the evaluator's metrics); the strategies themselves
+take plain tables and stay TensorFlow-free. Everything here runs before the search: the strategy
+registry (:mod:`tfmpq.search.registry`) calls it to make a strategy, and a resumed run reads the
+tables back from ``run.json`` (:func:`stored_options`) instead of estimating them again.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+from tfmpq.search import store
+from tfmpq.search.allocation import LINEAR_BUDGETS, linear_budget, separable_costs, solve_allocation
+
+
+def budget_tables(evaluator, space, budget: str, target: float) -> tuple[list[dict], float, Callable[[tuple], bool]]:
+    """The per-gene cost terms of ``budget`` on ``space``, the bound on their sum, and the exact check.
+
+    Costs come from ``evaluator.metrics`` (``tfmpq.metrics.summary``: the very formulas the engine's
+    constraint uses), read off one gene at a time and verified to add up
+    (:func:`tfmpq.search.allocation.separable_costs`); ``avg_op_bits <= T`` is ``bops <= T^2 MACs``.
+
+    Returns:
+        ``(tables, bound, accept)``: ``sum_j tables[j][x_j] <= bound`` is the budget, ``accept(x)``
+        checks ``metrics[budget] <= target`` exactly.
+
+    Raises:
+        ValueError: a budget that is not linear in the space's genes, or that no chromosome meets.
+    """
+    if budget not in LINEAR_BUDGETS:
+        raise ValueError(f"Invalid value for `budget`: expected one of {LINEAR_BUDGETS} (linear in each group's "
+                         f"bits). Received: budget={budget!r}")
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
+        raise ValueError(f"Invalid value for `target`: expected a number > 0 (the bound on `{budget}`). "
+                         f"Received: target={target!r}")
+    if not callable(getattr(evaluator, "metrics", None)):
+        raise TypeError(f"The evaluator {type(evaluator).__name__} has no `metrics(policy)`: the budget's costs "
+                        "cannot be computed.")
+    cache: dict[tuple, dict] = {}
+
+    def metrics(genes: tuple) -> dict:
+        if genes not in cache:
+            cache[genes] = evaluator.metrics(space.decode(genes))
+        return cache[genes]
+
+    first = tuple(c[0] for c in space.choices)
+    metric, bound = linear_budget(budget, target, metrics(first).get("macs"))
+    constant, tables = separable_costs(lambda g: metrics(tuple(g))[metric], space.choices, name=budget)
+    return tables, bound - constant, lambda genes: float(metrics(tuple(genes))[budget]) <= float(target)
+
+
+def stored_options(run_dir, resume: bool, name: str) -> dict | None:
+    """The strategy options in ``run_dir/run.json`` of a run to resume (its tables), else None."""
+    if not resume or run_dir is None:
+        return None
+    found = store.read_signature(run_dir)
+    if not isinstance(found, dict) or found.get("strategy") != name:
+        return None  # the engine refuses the resume with a clear message
+    return found.get("options")
+
+
+def traces_for(model, train, *, sensitivity, sensitivity_data, num_probes: int, num_samples, seed: int):
+    """The Hessian traces (a ``tfmpq.hessian.TraceEstimate``, or ``sensitivity`` if given) of ``model``."""
+    if sensitivity is not None:
+        return sensitivity
+    if model is None:
+        raise ValueError("Invalid arguments: the Hessian sensitivity needs the float `model` (or pass `sensitivity=`).")
+    data = sensitivity_data if sensitivity_data is not None else train
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError("Invalid value for `sensitivity_data`: expected (x, y) arrays to estimate the Hessian traces "
+                         "on (the default is `train`, which is not a pair of arrays here).")
+    from tfmpq.hessian import hessian_trace  # TensorFlow work; the strategies themselves stay TF-free
+
+    return hessian_trace(model, data, num_probes=num_probes, num_samples=num_samples, seed=seed)
+
+
+def trace_dict(traces) -> tuple[dict, dict]:
+    """``(trace, std_error)`` dicts from a TraceEstimate or a plain ``{group: trace}`` mapping."""
+    if hasattr(traces, "trace"):
+        return dict(traces.trace), dict(traces.std_error)
+    return {k: float(v) for k, v in dict(traces).items()}, {}
+
+
+def omega_tables(model, space, traces, *, per_channel: bool = True, symmetric: bool = True) -> list[dict]:
+    """Omega per gene of ``space`` (``tfmpq.hessian.omega_table`` of the free groups)."""
+    from tfmpq.hessian import omega_table
+
+    trace, _ = trace_dict(traces)
+    bits = sorted({b for c in space.choices for b in c})
+    table = omega_table(model, trace, bits=bits, per_channel=per_channel, symmetric=symmetric)
+    return [table[g] for g in space.free_groups]
+
+
+def write_sensitivity(run_dir, traces, extra: dict | None = None) -> None:
+    """``run_dir/sensitivity.json``: the traces the search used (and their standard errors)."""
+    if run_dir is None or traces is None:
+        return
+    trace, se = trace_dict(traces)
+    store.write_output(run_dir, store.SENSITIVITY, {"trace": trace, "std_error": se, **(extra or {})})
+
+
+def weight_space(space):
+    """The weight genes of ``space`` alone: activations searched in ``space`` are fixed at their widest
+    choice (pinned groups keep their pins). Returns ``(weight-only space, expand)``, ``expand(genes)``
+    giving the chromosome of ``space``."""
+    if not space.search_activations:
+        return space, tuple
+    from tfmpq.search.space import SearchSpace
+
+    widest = max(space.activation_choices)
+    pins = {g: (w, space.activation_bits if a is None else a) for g, (w, a) in space.pinned.items()}
+    sub = SearchSpace(space.group_names, space.bits, activation_bits=widest, overrides=space.overrides,
+                      pinned=pins, model=space.model)
+    return sub, lambda genes: tuple(genes) + (widest,) * len(space.free_groups)
+
+
+def ilp_seeds(model, evaluator, space, train, *, metric: str, budgets: Sequence[float], sensitivity=None,
+              sensitivity_data=None, num_probes: int = 64, num_samples=512, seed: int = 0) -> list[tuple]:
+    """The Omega-optimal chromosome at each budget (duplicates dropped), to seed NSGA-II or BBPSO.
+
+    With activation genes in ``space``, the weights are allocated with activations at their widest
+    choice (the seeds then hold those activations).
+
+    Args:
+        model, evaluator, space, train: the search's.
+        metric: a linear budget metric (``LINEAR_BUDGETS``).
+        budgets: the bounds on ``metric``; those below the cheapest chromosome are skipped.
+        sensitivity, sensitivity_data, num_probes, num_samples, seed: see ``tfmpq.search.ilp``.
+
+    Returns:
+        The chromosomes of ``space``, in budget order.
+    """
+    sub, expand = weight_space(space)
+    traces = traces_for(model, train, sensitivity=sensitivity, sensitivity_data=sensitivity_data,
+                        num_probes=num_probes, num_samples=num_samples, seed=seed)
+    omega = omega_tables(model, sub, traces, per_channel=getattr(evaluator, "per_channel", True),
+                         symmetric=getattr(evaluator, "symmetric", True))
+    out: list[tuple] = []
+    for target in budgets:
+        try:
+            tables, bound, accept = budget_tables(evaluator, sub, metric, float(target))
+            found = solve_allocation(omega, tables, bound, accept=accept)
+        except ValueError as e:
+            if "no allocation fits" in str(e):
+                continue
+            raise
+        if found and expand(found[0].bits) not in out:
+            out.append(expand(found[0].bits))
+    return out
+
+
+def seeds_for(problem, *, name: str, count: int, metric: str, high: float | None, run_dir, resume: bool,
+              seed: int, sensitivity=None, sensitivity_data=None, num_probes: int = 64, num_samples=512) -> list:
+    """ILP seeds for ``nsga2(seed_ilp=...)`` / ``bbpso(seed_ilp=...)``: ``count`` budgets on ``metric``
+    spread from the cheapest chromosome to ``high`` (included; None: the dearest one, excluded).
+
+    Args:
+        problem: the search's :class:`~tfmpq.search.problem.Problem`.
+        name: the strategy's name (what ``run.json`` of a resumed run must name).
+
+    Returns:
+        The seeds; on resume the seeds stored in the run's signature.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"Invalid value for `seed_ilp`: expected an integer >= 0. Received: seed_ilp={count!r}")
+    stored = stored_options(run_dir, resume, name)
+    if stored is not None and "initial" in stored:
+        return [tuple(g) for g in stored["initial"]]
+    evaluator, space = problem.evaluator, problem.space
+    sub, _ = weight_space(space)
+    low, dearest = cost_range(evaluator, sub, metric)
+    budgets = spread(low, dearest if high is None else float(high), count, include_high=high is not None)
+    return ilp_seeds(problem.model, evaluator, space, problem.train, metric=metric, budgets=budgets,
+                     sensitivity=sensitivity, sensitivity_data=sensitivity_data, num_probes=num_probes,
+                     num_samples=num_samples, seed=seed)
+
+
+def spread(low: float, high: float, count: int, *, include_high: bool) -> list[float]:
+    """``count`` values evenly between ``low`` and ``high`` (``high`` included or not), ``low`` excluded."""
+    steps = count if include_high else count + 1
+    return [low + (high - low) * (i + 1) / steps for i in range(count)]
+
+
+def cost_range(evaluator, space, metric: str) -> tuple[float, float]:
+    """The cheapest and the dearest value of ``metric`` over the space (every gene at its ends)."""
+    lo = evaluator.metrics(space.decode(tuple(c[0] for c in space.choices)))[metric]
+    hi = evaluator.metrics(space.decode(tuple(c[-1] for c in space.choices)))[metric]
+    return float(lo), float(hi)
+
+
+def kernel_params(model, space) -> dict:
+    """Each group's kernel weights (for traces given as a plain mapping)."""
+    from tfmpq.graph import quantizable_groups  # the core's group analysis (no TensorFlow import here)
+
+    return {g.name: g.kernel_params for g in quantizable_groups(model)}
