@@ -119,3 +119,29 @@ def test_budget_curve_is_drawn(searched, tmp_path):
     saved = json.loads((result.run_dir / "budgets.json").read_text())["results"]["weight_bytes"]
     plot_budget_curve(saved, tmp_path / "budget_curve.png")
     assert (tmp_path / "budget_curve.png").stat().st_size > 10_000 and out["rows"]
+
+
+def test_nsga2_seeds_the_ilp_and_handmade_policies_at_each_budget(digits_mlp, digits, tmp_path):
+    """seed_budgets puts, at every budget, the ILP's allocation and each hand-made family's widest fitting policy
+    into the initial population (issue 24: a front at least as good as what a user writes by hand)."""
+    from tfmpq.search import make_space
+    from tfmpq.search.budgets import auto_budgets, auto_range
+
+    (x, y), _ = digits
+    train, val = (x[:1000], y[:1000]), (x[1000:], y[1000:])
+    space = make_space(digits_mlp, bits=(2, 3, 4, 5, 8))
+    ev_metrics = tfmpq.search.Evaluator(digits_mlp, train, val, evaluation="ptq").metrics
+    cost_of = lambda g: ev_metrics(space.decode(g))["weight_bytes"]  # noqa: E731
+    budgets = auto_budgets(*auto_range(space, cost_of), 3)
+    params = [g.params for g in tfmpq.quantizable_groups(digits_mlp)]
+    expected = {f(b) for f in handmade_baselines(space, params, cost_of).values() for b in budgets} - {None}
+    result = nsga2(digits_mlp, train, val, evaluation="ptq", population=4, offspring=4, generations=1, seed=0,
+                   bits=(2, 3, 4, 5, 8), seed_budgets="auto", run_dir=tmp_path / "run", verbose=0)
+    evaluated = {c.genes for c in result.candidates}
+    assert expected <= evaluated
+    stored = json.loads((tmp_path / "run" / "run.json").read_text())
+    initial = {tuple(g) for g in stored["options"]["initial"]}
+    assert expected <= initial and len(initial) > len(expected)  # the ILP's allocations too
+    again = nsga2(digits_mlp, train, val, evaluation="ptq", population=4, offspring=4, generations=2, seed=0,
+                  bits=(2, 3, 4, 5, 8), seed_budgets="auto", run_dir=tmp_path / "run", resume=True, verbose=0)
+    assert {c.genes for c in again.candidates} >= evaluated

@@ -61,7 +61,7 @@ def auto_budgets(low: float, high: float, num_budgets: int = 8) -> list[float]:
     return [low + (i + 0.5) * (high - low) / num_budgets for i in range(num_budgets)]
 
 
-def _auto_range(space, cost_of, auto_bits: tuple[int, int] | None) -> tuple[float, float]:
+def auto_range(space, cost_of, auto_bits: tuple[int, int] | None = None) -> tuple[float, float]:
     """The costs of the uniform policies at ``auto_bits`` (default: the space's lowest width and three more,
     2 and 5 bits for 2..8): where uniform steps are far apart and the accuracy still changes."""
     by_bits = dict(zip(space.bits, space.uniform_chromosomes_by_bits()))
@@ -253,7 +253,7 @@ def _budgets(budgets, space, cost_of, num_budgets: int, auto_bits) -> list[float
     if isinstance(budgets, str):
         if budgets != "auto":
             raise ValueError(f"Invalid value for `budgets`: expected 'auto' or a list of numbers. Received: {budgets!r}")
-        return auto_budgets(*_auto_range(space, cost_of, auto_bits), num_budgets)
+        return auto_budgets(*auto_range(space, cost_of, auto_bits), num_budgets)
     try:
         values = [float(b) for b in budgets]
     except (TypeError, ValueError):
