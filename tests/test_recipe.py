@@ -13,7 +13,7 @@ from tfmpq.recipe import FinetuneRecipe
 def test_recipe_round_trips_and_refuses_bad_options():
     r = FinetuneRecipe(epochs=8, learning_rate=3e-4, schedule="constant", distill=False)
     assert FinetuneRecipe.from_dict(r.to_dict()) == r and hash(r) == hash(FinetuneRecipe.from_dict(r.to_dict()))
-    assert FinetuneRecipe().label() == "5 epochs, cosine, distilled"
+    assert FinetuneRecipe().label() == "3 epochs, cosine, peak lr 0.001, distilled"
     for kwargs, match in (({"epochs": 0}, "`epochs`: expected an integer >= 1"),
                           ({"epochs": 2.5}, "`epochs`"),
                           ({"learning_rate": -1.0}, "`learning_rate`: expected None or a positive"),
