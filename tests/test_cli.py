@@ -538,3 +538,25 @@ def test_old_command_line_bbpso_and_ilp_runs_resume(capsys, tmp_path):
     assert "evaluated here" in out and len(json.loads((run_dir / "history.json").read_text())) == 2
     _, out = _resume_old(capsys, tmp_path, "cli_ilp")
     assert "(0 evaluated here, 0 cached)" in out  # finished: the ILP's tables come from run.json
+
+
+def test_report_budgets_compares_on_test_and_draws_the_curve(capsys, search_run, tmp_path):
+    """`tfmpq report RUN --budgets ...`: the run resumed (nothing scored again), every pick and uniform policy
+    fine-tuned alike, the table printed, budgets.json and budget_curve.png written."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(search_run, run_dir)
+    lines = (run_dir / "evaluations.jsonl").read_text().splitlines()
+    code = cli.main(["report", str(run_dir), "--budgets", "9000,20000", "--finetune-epochs", "1", "--num-test", "300",
+                     "--candidates-per-budget", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "held-out accuracy under a budget on weight_bytes (300 test samples" in out
+    assert (run_dir / "evaluations.jsonl").read_text().splitlines() == lines  # nothing scored again
+    saved = json.loads((run_dir / "budgets.json").read_text())["results"]["weight_bytes"]
+    assert [r["budget"] for r in saved["rows"]] == [9000.0, 20000.0] and saved["num_test"] == 300
+    assert (run_dir / "budget_curve.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit) as exc:  # a usage error
+        cli.main(["report", str(run_dir), "--budgets", "auto,3"])
+    assert exc.value.code == 2 and "argument --budgets: expected auto or comma-separated numbers" in capsys.readouterr().err

@@ -405,13 +405,47 @@ def _add_export_parser(sub, common) -> None:
 
 
 def _add_report_parser(sub, common) -> None:
+    from tfmpq.metrics import COST_METRICS
+    from tfmpq.recipe import FinetuneRecipe
+
     p = sub.add_parser("report", parents=[common], allow_abbrev=False, help="tables and plots of a search run",
                        description="Print the front (and best / uniform / export) tables of a run and write "
-                                   "report.md, pareto.png and the history plot.")
+                                   "report.md, pareto.png and the history plot. With --budgets: the most accurate "
+                                   "searched policy against the largest uniform one under each budget, fine-tuned "
+                                   "alike, chosen on validation, scored on the test split of --test "
+                                   "(Result.compare_at_budgets; budgets.json, budget_curve.png).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="where report.md and the plots go. Default: RUN_DIR")
     p.add_argument("--no-plots", action="store_true", help="tables only")
+    g = p.add_argument_group("held-out accuracy under a budget (a run made by `tfmpq search`)")
+    g.add_argument("--budgets", default=None, metavar="auto|N,N,...", type=_budget_list,
+                   help="budgets on --cost: auto (midpoints of --num-budgets equal bins between uniform 2- and "
+                        "5-bit) or numbers (bytes for byte metrics)")
+    g.add_argument("--test", default=None, metavar="D",
+                   help="the dataset whose test split scores the comparison. Default: the run's --data")
+    g.add_argument("--num-test", type=_positive_int, default=None, metavar="N",
+                   help="class-balanced subset of the test split. Default: all")
+    g.add_argument("--cost", default=None, choices=COST_METRICS,
+                   help="the metric the budgets bound. Default: the run's cost objective")
+    g.add_argument("--num-budgets", type=_positive_int, default=8, metavar="N", help="budgets of auto. Default: 8")
+    g.add_argument("--candidates-per-budget", type=_positive_int, default=2, metavar="K",
+                   help="front members fine-tuned per budget (the best search scores that fit). Default: 2")
+    g.add_argument("--finetune-epochs", type=_positive_int, default=None, metavar="EPOCHS",
+                   help=f"epochs of the fine-tune recipe. Default: {FinetuneRecipe().epochs}")
+
+
+def _budget_list(text: str):
+    """``auto`` or comma-separated positive numbers."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or comma-separated numbers, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive budgets, got {text!r}")
+    return values
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -453,11 +487,20 @@ def _load_model(spec: str):
     return zoo.resolve_model(spec)
 
 
-def _load_data(spec: str):
-    """The whole dataset: the validation split is carved out of all of it (``tfmpq.data.roles``)."""
-    from tfmpq import data
+def _load_data(spec: str, model_spec: str | None = None):
+    """The whole dataset: the validation split is carved out of all of it (``tfmpq.data.roles``). For a zoo
+    checkpoint trained on padded images of this dataset (``zoo:mobilenet_v1_fmnist``: 28x28 padded to 32x32),
+    padded as it was trained (``tfmpq.zoo.checkpoint_dataset``)."""
+    from tfmpq import data, zoo
 
-    return data.load(spec)
+    ds = data.load(spec)
+    name = model_spec[len(zoo.ZOO_PREFIX):] if model_spec and model_spec.startswith(zoo.ZOO_PREFIX) else None
+    if name in zoo.checkpoints():
+        info = zoo.checkpoint_info(name)
+        size = info.get("padded_to")
+        if size and info["dataset"] == ds.name and len(ds.input_shape) == 3 and max(ds.input_shape[:2]) < size:
+            ds = data.pad_to(ds, int(size))
+    return ds
 
 
 def _roles(ds, model_spec: str, num_train=None, num_val=None, val_fraction: float = 0.1, num_test=None,
@@ -587,7 +630,7 @@ def cmd_quantize(args) -> int:
     from tfmpq.evaluate import Evaluator
 
     start = time.perf_counter()
-    ds = _load_data(args.data)
+    ds = _load_data(args.data, args.model)
     model = _resolve_for_data(args.model, ds)
     _check_model_fits_data(model, ds)
     policy = tfmpq.QuantPolicy.from_bits(model, weight_bits=_expand_bits(args.bits),
@@ -704,7 +747,7 @@ def cmd_search(args) -> int:
     if previous is not None and previous.get("model") != args.model:
         raise CliError(f"Cannot resume {args.output}: it was searched with model {previous.get('model')!r}, "
                        f"not {args.model!r}.")
-    ds = _load_data(opts["data"])
+    ds = _load_data(opts["data"], args.model)
     model = _resolve_for_data(args.model, ds)
     _check_model_fits_data(model, ds)
     roles = _roles(ds, args.model, opts["num_train"], opts["num_val"], opts["val_fraction"], args.num_test,
@@ -880,7 +923,7 @@ def _export_run(args, run_dir: str) -> int:
     if not chosen:
         raise CliError(f"Nothing to export in {run_dir}: no {store.BEST if members == 'best' else store.FRONT} "
                        "(did the search finish? `tfmpq search ... --resume` completes it).")
-    ds = _load_data(opts["data"])
+    ds = _load_data(opts["data"], model_spec)
     model = _resolve_for_data(model_spec, ds)
     roles = _roles(ds, model_spec, opts["num_train"], opts["num_val"], opts["val_fraction"], args.num_test,
                    opts["seed"])
@@ -923,6 +966,45 @@ def cmd_report(args) -> int:
     print(text)
     if files:
         print("wrote " + ", ".join(files))
+    if args.budgets is not None:
+        return _report_budgets(args, out_dir)
+    return 0
+
+
+def _report_budgets(args, out_dir: str) -> int:
+    """``tfmpq report RUN --budgets ...``: the run resumed (nothing is scored again), then
+    ``Result.compare_at_budgets`` on the test split of ``--test`` and its picture."""
+    from tfmpq import report, search
+    from tfmpq.recipe import FinetuneRecipe
+    from tfmpq.search import store
+    from tfmpq.search.budgets import budgets_to_json
+
+    record = store.read_cli_record(args.run_dir)
+    if record is None:
+        raise CliError(f"Cannot compare {args.run_dir} at budgets: it has no {store.CLI_RECORD} (it was not made by "
+                       "`tfmpq search`). From Python: result.compare_at_budgets(test=..., budgets=...).")
+    opts = dict(search_defaults(), **(record.get("options") or {}))
+    ds = _load_data(opts["data"], record["model"])
+    model = _resolve_for_data(record["model"], ds)
+    roles = _roles(ds, record["model"], opts["num_train"], opts["num_val"], opts["val_fraction"], args.num_test,
+                   opts["seed"])
+    test = roles.test
+    if args.test is not None and args.test != opts["data"]:
+        other = _load_data(args.test, record["model"])
+        _check_model_fits_data(model, other)
+        test = _roles(other, "", num_test=args.num_test, seed=opts["seed"]).test
+    resumed = argparse.Namespace(output=args.run_dir, resume=True, overwrite=False, quiet=True, executor="serial",
+                                 workers=None, ray_address=None, gpus_per_worker=0.0)
+    result = search.search(opts["strategy"], model, roles.train, roles.val, **_search_kwargs(resumed, opts, model))
+    recipe = FinetuneRecipe() if args.finetune_epochs is None else FinetuneRecipe(epochs=args.finetune_epochs)
+    out = result.compare_at_budgets(test=test, budgets=args.budgets, cost=args.cost, recipe=recipe,
+                                    candidates_per_budget=args.candidates_per_budget, num_budgets=args.num_budgets,
+                                    verbose=1)
+    if not args.no_plots:
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, store.BUDGET_PLOT)
+        report.plot_budget_curve(budgets_to_json(out), path)
+        print(f"wrote {path} and {os.path.join(args.run_dir, store.BUDGETS)}")
     return 0
 
 

@@ -293,6 +293,48 @@ def plot_pareto(run, path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
+def plot_budget_curve(comparison: dict, path: str | os.PathLike) -> None:
+    """Held-out accuracy against the budget (``budget_curve.png``): the uniform staircase (the largest uniform
+    policy that fits each budget) and the searched picks with their 95 % intervals, from
+    :func:`tfmpq.search.budgets.compare_at_budgets`' dict (or its ``budgets.json``)."""
+    from matplotlib.figure import Figure
+
+    cost = comparison["cost"]
+    scale, unit = (1 / 1024, "KiB") if is_byte_metric(cost) else (1.0, "")
+    rows = comparison["rows"]
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    # the staircase: each fine-tuned uniform policy's accuracy from its own cost up to the next one's
+    steps = sorted((r["cost"] * scale, 100 * r["test_accuracy"]) for r in comparison.get("finetuned", [])
+                   if r.get("label"))
+    if steps:
+        right = max([rows[-1]["budget"] * scale if rows else steps[-1][0], steps[-1][0]]) * 1.02
+        ax.step([x for x, _ in steps] + [right], [y for _, y in steps] + [steps[-1][1]], where="post",
+                c="tab:blue", lw=1, alpha=0.6)
+        for x, _ in steps:
+            ax.axvline(x, c="tab:blue", lw=0.5, ls=":", alpha=0.5)
+    for side, colour, marker, label in (("uniform", "tab:blue", "s", "largest uniform that fits"),
+                                        ("front", "tab:red", "o", "searched pick")):
+        pts = [(r["budget"] * scale, r[side]) for r in rows if r.get(side)]
+        if not pts:
+            continue
+        xs = [x for x, _ in pts]
+        ys = [100 * s["test_accuracy"] for _, s in pts]
+        err = [[y - 100 * s["ci"][0] for (_, s), y in zip(pts, ys)], [100 * s["ci"][1] - y for (_, s), y in zip(pts, ys)]]
+        ax.errorbar(xs, ys, yerr=err, fmt=marker, c=colour, ms=5, capsize=3, label=label, alpha=0.9)
+    fl = comparison.get("float")
+    if fl and fl.get("test_accuracy") is not None:
+        ax.axhline(100 * fl["test_accuracy"], c="0.5", ls="--", lw=1, label="float, fine-tuned alike")
+    mean = comparison.get("mean_gain")
+    ax.set_xlabel((f"budget: {cost} ({unit})" if unit else f"budget: {cost}") + "; dotted: uniform policies' costs")
+    ax.set_ylabel(f"test accuracy (%), {comparison['num_test']} images")
+    ax.set_title("held-out accuracy under a budget" + ("" if mean is None else f" (mean gain {100 * mean:+.2f} pp)"))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plot_history(run, path: str | os.PathLike) -> None:
     """Hypervolume per generation (unconstrained), or best feasible accuracy and the budget
     metric per generation (constrained)."""

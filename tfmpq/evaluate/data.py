@@ -16,6 +16,7 @@ import numpy as np
 from tfmpq._keras import keras, tf
 from tfmpq.accuracy import hits
 from tfmpq.checks import check_data
+from tfmpq.training import distill_targets, teacher_probabilities
 
 
 class EvalData:
@@ -45,8 +46,10 @@ class EvalData:
             else None
 
         self._train_arrays = isinstance(train, (tuple, list))
+        self._distill_base = None  # see distill_data
         if self._train_arrays:
             x, y = train
+            self._train_xy = (x, y)
             self._num_train = len(x)
             self._train_base = tf.data.Dataset.from_tensor_slices((x, y)).cache()
             n_cal = min(len(x), self.calibration_batches * self.batch_size)
@@ -81,6 +84,28 @@ class EvalData:
         return self._train_base.shuffle(
             self._num_train, seed=self.seed, reshuffle_each_iteration=True
         ).batch(self.batch_size)
+
+    @property
+    def num_train(self) -> int | None:
+        """Training samples (None for a dataset)."""
+        return self._num_train
+
+    def distill_data(self, teacher, from_logits: bool):
+        """The training pairs with ``teacher``'s probabilities packed beside the labels
+        (``tfmpq.training.distill_targets``, computed once), shuffled in :meth:`train_data`'s order.
+
+        Raises:
+            ValueError: the training data is a ``tf.data.Dataset`` (the teacher's outputs are computed once).
+        """
+        if not self._train_arrays:
+            raise ValueError("Invalid value for `recipe`: distillation needs `train` as (x, y) arrays (the teacher's "
+                             "outputs are computed once). Received: a tf.data.Dataset.")
+        if self._distill_base is None:
+            x, y = self._train_xy
+            targets = distill_targets(y, teacher_probabilities(teacher, np.asarray(x), from_logits))
+            self._distill_base = tf.data.Dataset.from_tensor_slices((x, targets)).cache()
+        return self._distill_base.shuffle(self._num_train, seed=self.seed, reshuffle_each_iteration=True).batch(
+            self.batch_size)
 
     def val_batches(self):
         """The validation batches for eager scoring. From arrays: tensors made once (iterating the tf.data

@@ -24,6 +24,7 @@ from tfmpq.evaluate.data import EvalData, default_loss, model_fingerprints, seed
 from tfmpq.evaluate.oneshot import SharedModel
 from tfmpq.evaluate.workers import model_bytes, model_from_bytes, serialized_loss
 from tfmpq.metrics import summary as metrics_summary
+from tfmpq.recipe import FinetuneRecipe
 
 
 class Evaluator:
@@ -165,7 +166,8 @@ class Evaluator:
         """``tfmpq.metrics.summary(model, policy)``, computed without building a model."""
         return jsonable(metrics_summary(self.model, policy, per_channel=self.config.per_channel))
 
-    def build(self, policy, epochs: int | None = None, evaluation: str | None = None, reuse: bool = False):
+    def build(self, policy, epochs: int | None = None, evaluation: str | None = None, reuse: bool = False,
+              recipe: FinetuneRecipe | None = None):
         """Quantizes the float model with ``policy`` and trains (qat) or calibrates (ptq) it.
 
         Args:
@@ -174,7 +176,11 @@ class Evaluator:
             evaluation: ``"qat"`` or ``"ptq"``; None uses the evaluator's. Defaults to None.
             reuse: use the shared variable-bit search model (the returned model is then only valid
                 until the next candidate); False builds a standalone QAT model, what export and
-                fine-tuning need. Defaults to False.
+                fine-tuning need. A distilled ``recipe`` always builds a standalone model (its loss
+                differs from the search model's). Defaults to False.
+            recipe: QAT with a :class:`~tfmpq.recipe.FinetuneRecipe` (its learning rate, schedule and
+                distillation from the float model); None trains as a search candidate does (constant
+                ``learning_rate``). Defaults to None.
 
         Returns:
             ``(qat_model, accuracy, info)``: the model holding the best epoch's weights, its validation
@@ -190,13 +196,18 @@ class Evaluator:
                     "epochs), result.finetune(epochs) or `tfmpq export --finetune EPOCHS`."
                 )
             return self._shared.score(policy, self.data, batch_size=self.batch_size, from_logits=self._from_logits())
+        reuse = reuse and not (mode == "qat" and recipe is not None and recipe.distill)
         model = self._reused_model(policy, compile_model=mode == "qat") if reuse else self._qat.standalone(policy)
         seed_everything(self.seed, tensorflow=not reuse)
         if mode == "ptq":
             return model, ptq.score(model, self.data, batch_size=self.batch_size, from_logits=self._from_logits()), {}
         if not reuse:
-            self._qat.compile(model)
-        accuracy, info = self._qat.train(model, self.data, self.epochs if epochs is None else int(epochs))
+            self._qat.compile(model, recipe)
+        elif recipe is not None and recipe.learning_rate is not None:
+            keras.backend.set_value(model.optimizer.learning_rate, recipe.learning_rate)  # reset() restores it next time
+        accuracy, info = self._qat.train(model, self.data, self.epochs if epochs is None else int(epochs), recipe)
+        if reuse and recipe is not None:
+            keras.backend.set_value(model.optimizer.learning_rate, self.config.learning_rate)
         return model, accuracy, info
 
     def evaluate(self, policy) -> Candidate:
@@ -223,25 +234,32 @@ class Evaluator:
                              error="training diverged (non-finite loss or accuracy)", info=info)
         return Candidate(policy, acc, metrics, seconds, info=info)
 
-    def finetune(self, policy, epochs: int, reuse: bool = False):
+    def finetune(self, policy, epochs: int | None = None, reuse: bool = False, recipe: FinetuneRecipe | None = None):
         """QAT fine-tuning of one policy for ``epochs`` epochs (Šafář et al.: the front, 50 epochs).
 
         Args:
             policy: a ``QuantPolicy`` of the model.
-            epochs: QAT epochs, >= 1.
+            epochs: QAT epochs, >= 1; None takes ``recipe.epochs``. Defaults to None.
             reuse: train the shared variable-bit search model (no build or trace: much faster for short
                 fine-tunes; the returned model is only valid until the next candidate). False builds a
                 standalone QAT model, what export needs. Defaults to False.
+            recipe: a :class:`~tfmpq.recipe.FinetuneRecipe` (learning rate, schedule, distillation from the
+                float model); None trains with the evaluator's constant ``learning_rate`` and no teacher.
+                Defaults to None.
 
         Returns:
             ``(candidate, model)``: the score after fine-tuning and the fine-tuned QAT model.
         """
-        if epochs < 1:
+        if epochs is None:
+            if recipe is None:
+                raise ValueError("Invalid arguments: pass `epochs` or a `recipe`. Received: neither.")
+            epochs = recipe.epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Invalid value for `epochs`: expected >= 1. Received: epochs={epochs!r}")
         start = time.perf_counter()
         metrics = self.metrics(policy)
         # fine-tuning always trains (Šafář), whatever the search scored with
-        model, acc, info = self.build(policy, epochs=epochs, evaluation="qat", reuse=reuse)
+        model, acc, info = self.build(policy, epochs=epochs, evaluation="qat", reuse=reuse, recipe=recipe)
         seconds = time.perf_counter() - start
         if not math.isfinite(acc):
             return Candidate(policy, None, metrics, seconds, status="failed",
@@ -275,7 +293,7 @@ class Evaluator:
             self._float_accuracy = self.data.accuracy(self.model, self._from_logits())
         return self._float_accuracy
 
-    def finetune_float(self, epochs: int):
+    def finetune_float(self, epochs: int | None = None, recipe: FinetuneRecipe | None = None):
         """The fair float reference: the float model trained ``epochs`` more epochs with the QAT recipe
         (same optimizer, learning rate, loss, batch size, data order and best-epoch choice on val).
 
@@ -283,16 +301,21 @@ class Evaluator:
         quantization; compare QAT fine-tunes with this instead (issue 12, item 3).
 
         Args:
-            epochs: training epochs, >= 1.
+            epochs: training epochs, >= 1; None takes ``recipe.epochs``. Defaults to None.
+            recipe: the :class:`~tfmpq.recipe.FinetuneRecipe` of the QAT fine-tunes it is compared with
+                (schedule, learning rate; with ``distill`` the float model learns from its own starting
+                point, as the QAT models do). Defaults to None (constant ``learning_rate``).
 
         Returns:
             ``(val_accuracy, model)``: the best epoch's validation accuracy (NaN if training diverged)
             and a copy of the float model holding that epoch's weights (the evaluator's model is
             never changed).
         """
-        if not isinstance(epochs, int) or epochs < 1:
+        if epochs is None and recipe is not None:
+            epochs = recipe.epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"Invalid value for `epochs`: expected an integer >= 1. Received: epochs={epochs!r}")
-        return self._qat.finetune_float(self.model, self.data, epochs)
+        return self._qat.finetune_float(self.model, self.data, epochs, recipe)
 
     # -- the parts, by their former names (tests and the worker recipe use them) ------------------
     def _from_logits(self) -> bool:

@@ -19,6 +19,8 @@ from tfmpq._keras import keras
 from tfmpq.evaluate.config import EvaluatorConfig
 from tfmpq.evaluate.data import EvalData, seed_everything
 from tfmpq.quantize import VariableBitModel, quantize_model
+from tfmpq.recipe import FinetuneRecipe
+from tfmpq.training import CosineDecay, DistillationLoss, packed_accuracy
 
 OPTIMIZER_CLASSES = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}
 
@@ -64,12 +66,42 @@ class QATScorer:
         self.search_model.reset()
         return self.search_model.model
 
-    def compile(self, model) -> None:
-        """Compiles ``model`` with the recipe's optimizer (a fresh one) and loss."""
-        model.compile(optimizer=make_optimizer(self.config), loss=self.loss, metrics=["accuracy"])
+    def compile(self, model, recipe: FinetuneRecipe | None = None) -> None:
+        """Compiles ``model`` with a fresh optimizer (at ``recipe``'s learning rate, else the config's) and the loss
+        (``recipe.distill``: :class:`~tfmpq.training.DistillationLoss` on packed targets)."""
+        if recipe is not None and recipe.distill:
+            classes = int(self.model.output_shape[-1] or 0)
+            if classes < 2:
+                raise ValueError(f"Invalid value for `recipe`: distillation needs a multi-class output. Received: a "
+                                 f"model with output shape {self.model.output_shape}; use FinetuneRecipe(distill=False).")
+            loss = DistillationLoss(classes, recipe.distill_weight, recipe.temperature, self.from_logits())
+            model.compile(optimizer=make_optimizer(self.config, self.rate(recipe)), loss=loss,
+                          metrics=[packed_accuracy(classes)])
+            return
+        model.compile(optimizer=make_optimizer(self.config, self.rate(recipe)), loss=self.loss, metrics=["accuracy"])
 
-    def train(self, qat, data: EvalData, epochs: int) -> tuple[float, dict]:
-        """Trains a compiled QAT model ``epochs`` epochs and keeps its best epoch.
+    def rate(self, recipe: FinetuneRecipe | None) -> float:
+        """The (peak) learning rate of a fine-tune: the recipe's, else the config's."""
+        return self.config.learning_rate if recipe is None or recipe.learning_rate is None else recipe.learning_rate
+
+    def from_logits(self) -> bool:
+        return bool(getattr(self.loss, "get_config", lambda: {})().get("from_logits"))
+
+    def recipe_fit(self, data: EvalData, epochs: int, recipe: FinetuneRecipe | None) -> tuple:
+        """``(training data, callbacks)`` of ``recipe``: the packed distillation targets (the float model as
+        teacher) and the cosine schedule over ``epochs`` (a callback: it acts on the traced search model too)."""
+        train = data.distill_data(self.model, self.from_logits()) if recipe is not None and recipe.distill \
+            else data.train_data()
+        if recipe is None or recipe.schedule != "cosine":
+            return train, []
+        if data.num_train is None:
+            raise ValueError("Invalid value for `recipe`: a cosine schedule needs `train` as (x, y) arrays (its length "
+                             "sets the steps). Received: a tf.data.Dataset.")
+        return train, [CosineDecay(self.rate(recipe), epochs * math.ceil(data.num_train / self.config.batch_size))]
+
+    def train(self, qat, data: EvalData, epochs: int, recipe: FinetuneRecipe | None = None) -> tuple[float, dict]:
+        """Trains a compiled QAT model ``epochs`` epochs (with ``recipe``'s data and schedule) and keeps its best
+        epoch.
 
         Returns:
             ``(accuracy, info)``: the best epoch's validation accuracy (NaN if training diverged; Šafář,
@@ -78,12 +110,13 @@ class QATScorer:
         """
         best = _best_weights_callback()
         timer = _step_timer()
+        train, schedule = self.recipe_fit(data, epochs, recipe)
         hist = qat.fit(
-            data.train_data(),
+            train,
             epochs=epochs,
             validation_data=data.val,
             verbose=0,
-            callbacks=[keras.callbacks.TerminateOnNaN(), best, timer],
+            callbacks=[keras.callbacks.TerminateOnNaN(), best, timer, *schedule],
         )
         val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
         losses = [float(v) for v in hist.history.get("loss", [])]
@@ -93,7 +126,7 @@ class QATScorer:
         best.restore(qat)
         return max(val_acc), info
 
-    def finetune_float(self, model, data: EvalData, epochs: int):
+    def finetune_float(self, model, data: EvalData, epochs: int, recipe: FinetuneRecipe | None = None):
         """The float model trained ``epochs`` more epochs with the QAT recipe (see ``Evaluator.finetune_float``).
 
         Returns:
@@ -103,10 +136,11 @@ class QATScorer:
         seed_everything(self.seed)
         tuned = keras.models.clone_model(model)
         tuned.set_weights(model.get_weights())
-        self.compile(tuned)
+        self.compile(tuned, recipe)
         best = _best_weights_callback()
-        hist = tuned.fit(data.train_data(), epochs=epochs, validation_data=data.val, verbose=0,
-                         callbacks=[keras.callbacks.TerminateOnNaN(), best])
+        train, schedule = self.recipe_fit(data, epochs, recipe)
+        hist = tuned.fit(train, epochs=epochs, validation_data=data.val, verbose=0,
+                         callbacks=[keras.callbacks.TerminateOnNaN(), best, *schedule])
         val_acc = [float(v) for v in hist.history.get("val_accuracy", [])]
         if not val_acc or not all(math.isfinite(v) for v in val_acc + hist.history.get("loss", [])):
             return float("nan"), tuned

@@ -36,6 +36,10 @@ def nsga2(model=None, train=None, val=None, **options) -> Result:
               policy), after the uniform policies. 0 for none. Defaults to 0.
             - ``sensitivity``: precomputed traces for ``seed_ilp`` (``tfmpq.hessian.TraceEstimate`` or
               ``{group: Tr(H)}``). Defaults to None.
+            - ``seed_budgets``: budgets on ``objectives[1]`` (or ``"auto"``: the budgets ``compare_at_budgets``
+              takes) at each of which the ILP's allocation and the hand-made policies
+              (:mod:`tfmpq.search.handmade`) join the initial population (``seed_kinds``: ``("ilp",
+              "handmade")``), so that the front holds them where a user's budget lies. Defaults to None.
 
             and those of :func:`tfmpq.search.run`: ``evaluation`` (``"qat"``, Šafář, or ``"ptq"``,
             Santini; default "qat"), ``epochs`` (default 1), ``objectives`` (e.g.

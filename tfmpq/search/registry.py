@@ -109,12 +109,27 @@ NUM_PROBES = Option("num_probes", 64, Flag("Hutchinson probes of the Hessian tra
 HESSIAN = (SENSITIVITY, Option("sensitivity_data", None), NUM_PROBES, Option("num_samples", 512))
 
 
+SEED_BUDGETS = Option("seed_budgets", None)
+SEED_KINDS = Option("seed_kinds", ("ilp", "handmade"))
+
+
 def _seeds(problem: Problem, o: dict, run: RunContext, name: str, metric: str, high: float | None) -> tuple:
-    """``seed_ilp`` ILP allocations for the initial population (none for ``seed_ilp=0``)."""
-    if not o["seed_ilp"]:
+    """The initial population's seeds: ``seed_ilp`` ILP allocations at spread budgets, and at each of
+    ``seed_budgets`` the ILP's and the hand-made policies (``seed_kinds``); a resumed run reads them back."""
+    if not o["seed_ilp"] and o.get("seed_budgets") is None:
         return ()
-    return sensitivity.seeds_for(problem, name=name, count=o["seed_ilp"], metric=metric, high=high,
-                                 run_dir=run.run_dir, resume=run.resume, seed=run.seed, sensitivity=o["sensitivity"])
+    stored = sensitivity.stored_options(run.run_dir, run.resume, name)
+    if stored is not None and "initial" in stored:
+        return tuple(tuple(g) for g in stored["initial"])
+    seeds = []
+    if o["seed_ilp"]:
+        seeds += sensitivity.seeds_for(problem, name=name, count=o["seed_ilp"], metric=metric, high=high,
+                                       run_dir=run.run_dir, resume=run.resume, seed=run.seed,
+                                       sensitivity=o["sensitivity"])
+    if o.get("seed_budgets") is not None:
+        seeds += sensitivity.budget_seeds(problem, budgets=o["seed_budgets"], metric=metric, kinds=o["seed_kinds"],
+                                          seed=run.seed, sensitivity=o["sensitivity"])
+    return tuple(dict.fromkeys(tuple(g) for g in seeds))
 
 
 # -- the built-in strategies ------------------------------------------------------------------------------
@@ -220,7 +235,8 @@ register(StrategyEntry(
              Option("offspring", 16, Flag("", type="positive_int")),
              Option("generations", 10, Flag("", type="non_negative_int")),
              Option("init", "uniform"), Option("crossover", "uniform"), Option("crossover_prob", 0.9),
-             Option("mutation", "one_gene"), Option("mutation_prob", 0.1), SEED_ILP, SENSITIVITY)))
+             Option("mutation", "one_gene"), Option("mutation_prob", 0.1), SEED_ILP, SENSITIVITY, SEED_BUDGETS,
+             SEED_KINDS)))
 register(StrategyEntry(
     BBPSO.name, "the most accurate policy under --budget (BBPSO-Quantizer, Tmamna et al. 2024)", _make_bbpso,
     options=(Option("swarm", 15, Flag("", type="positive_int")),

@@ -44,6 +44,7 @@ class Result:
         sensitivity_seconds: the time the ILP's tables took, or None.
         finetuned: ``[(Candidate, model)]`` after :meth:`finetune`.
         comparison: the held-out comparison, once :meth:`compare_with_uniform` ran.
+        budget_comparison: the held-out comparison at budgets, once :meth:`compare_at_budgets` ran.
         rescored: the two-stage search's second stage (:meth:`rescore`): the members re-scored with
             stand-alone QAT.
         rescored_front: the front (a constrained search: the Deb-best) of the re-scored members.
@@ -72,6 +73,7 @@ class Result:
     sensitivity_seconds: float | None = None
     finetuned: list = dataclasses.field(default_factory=list)
     comparison: dict | None = None
+    budget_comparison: dict | None = None
     rescored: list = dataclasses.field(default_factory=list)
     rescored_front: list = dataclasses.field(default_factory=list)
 
@@ -165,6 +167,38 @@ class Result:
                                                slack=slack, keep_models=keep_models, verbose=verbose)
         self._write_summary()
         return self.comparison
+
+    def compare_at_budgets(self, test, budgets="auto", cost: str | None = None, recipe=None,
+                           finetune_epochs: int | None = None, candidates_per_budget: int = 2, num_budgets: int = 8,
+                           auto_bits=None, baselines=None, keep_models: bool = False, verbose: int = 1) -> dict:
+        """The most accurate searched policy and the largest uniform one under each budget, fine-tuned alike,
+        chosen on validation, scored on ``test`` (:func:`tfmpq.search.budgets.compare_at_budgets`; written to
+        ``budgets.json`` and resumed from it).
+
+        Args:
+            test: held-out ``(x, y)`` the search never saw (reporting only).
+            budgets: a list of budgets on ``cost`` or ``"auto"`` (``num_budgets`` midpoints of equal bins between
+                the costs of uniform 2- and 5-bit for a 2..8 space). Defaults to "auto".
+            cost: any cost metric (``"weight_bytes"``, ``"flash_bytes"``, ...); None: the search's. Defaults to None.
+            recipe: a :class:`~tfmpq.recipe.FinetuneRecipe`; None: its defaults. Defaults to None.
+            finetune_epochs, candidates_per_budget, num_budgets, auto_bits, baselines, keep_models, verbose: see
+                :func:`~tfmpq.search.budgets.compare_at_budgets`.
+
+        Returns:
+            ``{"cost", "rows": [{"budget", "front", "uniform", "gain", "p_value", ...}], "mean_gain", ...}``;
+            also kept in ``result.budget_comparison``.
+
+        Example:
+        >>> out = result.compare_at_budgets(test=(x_test, y_test), budgets=[36_000, 48_000])
+        >>> out["mean_gain"], [(r["front"]["genes"], r["gain"], r["p_value"]) for r in out["rows"]]
+        """
+        from tfmpq.search.budgets import compare_at_budgets
+
+        self.budget_comparison = compare_at_budgets(
+            self, test, budgets=budgets, cost=cost, recipe=recipe, finetune_epochs=finetune_epochs,
+            candidates_per_budget=candidates_per_budget, num_budgets=num_budgets, auto_bits=auto_bits,
+            baselines=baselines, keep_models=keep_models, verbose=verbose)
+        return self.budget_comparison
 
     def summary(self) -> str:
         """A short text: counts, the front, and how it compares with the uniform policies."""

@@ -117,6 +117,12 @@ def weight_space(space):
     return sub, lambda genes: tuple(genes) + (widest,) * len(space.free_groups)
 
 
+#: A budget metric that is not a sum of per-group terms, and the linear one that bounds it from above (the ILP
+#: allocates under the stand-in, and each allocation is checked against the metric itself): "auto" packing
+#: stores a group at most as INT4 packing does, so flash_bytes <= flash_bytes_int4.
+LINEAR_STAND_INS = {"flash_bytes": "flash_bytes_int4"}
+
+
 def ilp_seeds(model, evaluator, space, train, *, metric: str, budgets: Sequence[float], sensitivity=None,
               sensitivity_data=None, num_probes: int = 64, num_samples=512, seed: int = 0) -> list[tuple]:
     """The Omega-optimal chromosome at each budget (duplicates dropped), to seed NSGA-II or BBPSO.
@@ -139,9 +145,12 @@ def ilp_seeds(model, evaluator, space, train, *, metric: str, budgets: Sequence[
     omega = omega_tables(model, sub, traces, per_channel=getattr(evaluator, "per_channel", True),
                          symmetric=getattr(evaluator, "symmetric", True))
     out: list[tuple] = []
+    linear = LINEAR_STAND_INS.get(metric, metric)
     for target in budgets:
         try:
-            tables, bound, accept = budget_tables(evaluator, sub, metric, float(target))
+            tables, bound, accept = budget_tables(evaluator, sub, linear, float(target))
+            if linear != metric:
+                accept = _exact_check(evaluator, sub, metric, float(target))
             found = solve_allocation(omega, tables, bound, accept=accept)
         except ValueError as e:
             if "no allocation fits" in str(e):
@@ -150,6 +159,60 @@ def ilp_seeds(model, evaluator, space, train, *, metric: str, budgets: Sequence[
         if found and expand(found[0].bits) not in out:
             out.append(expand(found[0].bits))
     return out
+
+
+def _exact_check(evaluator, space, metric: str, target: float) -> Callable[[tuple], bool]:
+    return lambda genes: float(evaluator.metrics(space.decode(tuple(genes)))[metric]) <= target
+
+
+def budget_seeds(problem, *, budgets, metric: str, kinds: Sequence[str] = ("ilp", "handmade"), seed: int = 0,
+                 sensitivity=None, sensitivity_data=None, num_probes: int = 64, num_samples=512) -> list[tuple]:
+    """Seeds at each budget on ``metric``: the ILP's Omega-optimal allocation (``"ilp"``) and what a user writes
+    by hand (``"handmade"``: :mod:`tfmpq.search.handmade`'s families), so that a front is at least as good as
+    those where a user's budget lies (issue 24).
+
+    Args:
+        problem: the search's :class:`~tfmpq.search.problem.Problem`.
+        budgets: the budgets, or ``"auto"`` (:func:`tfmpq.search.budgets.auto_budgets` between uniform 2- and
+            5-bit, what ``compare_at_budgets`` takes).
+        metric: the cost metric the budgets bound (``flash_bytes`` included: its ILP allocates under
+            ``flash_bytes_int4`` and checks ``flash_bytes``).
+        kinds: which seeds. Defaults to both.
+        seed, sensitivity, sensitivity_data, num_probes, num_samples: the Hessian traces (see ``tfmpq.search.ilp``).
+
+    Returns:
+        The chromosomes of ``problem.space``, duplicates dropped, in budget order.
+
+    Raises:
+        ValueError: an unknown kind, or bad budgets.
+    """
+    from tfmpq.search.budgets import auto_budgets, auto_range
+    from tfmpq.search.handmade import handmade_baselines
+
+    unknown = sorted(set(kinds) - {"ilp", "handmade"})
+    if unknown:
+        raise ValueError(f"Invalid value for `seed_kinds`: expected some of ('ilp', 'handmade'). Received: {unknown}")
+    evaluator, space = problem.evaluator, problem.space
+    sub, expand = weight_space(space)
+
+    def cost_of(genes: tuple) -> float:
+        return float(evaluator.metrics(sub.decode(tuple(genes)))[metric])
+
+    if isinstance(budgets, str):
+        if budgets != "auto":
+            raise ValueError(f"Invalid value for `seed_budgets`: expected 'auto' or a list of numbers. "
+                             f"Received: {budgets!r}")
+        budgets = auto_budgets(*auto_range(sub, cost_of))
+    out: list[tuple] = []
+    if "handmade" in kinds:
+        params = kernel_params(problem.model, sub)
+        families = handmade_baselines(sub, [params[n] for n in sub.group_names], cost_of)
+        out += [expand(g) for b in budgets for g in (f(float(b)) for f in families.values()) if g is not None]
+    if "ilp" in kinds:
+        out += ilp_seeds(problem.model, evaluator, space, problem.train, metric=metric, budgets=budgets,
+                         sensitivity=sensitivity, sensitivity_data=sensitivity_data, num_probes=num_probes,
+                         num_samples=num_samples, seed=seed)
+    return list(dict.fromkeys(out))
 
 
 def seeds_for(problem, *, name: str, count: int, metric: str, high: float | None, run_dir, resume: bool,

@@ -41,6 +41,10 @@ SUMMARY = "summary.txt"
 FINETUNE = "finetune.json"
 #: The Hessian traces a sensitivity-guided search used (``tfmpq.search.sensitivity``).
 SENSITIVITY = "sensitivity.json"
+#: ``Result.compare_at_budgets``' fine-tunes (with their test hits) and its comparison per cost metric, written after
+#: each fine-tune; ``budget_curve.png`` is the report module's picture of it.
+BUDGETS = "budgets.json"
+BUDGET_PLOT = "budget_curve.png"
 #: The plots the report module's ``write_plots`` draws: the front, and the history of an unconstrained (hypervolume)
 #: or a budgeted (convergence) search; ``report.md`` is ``tfmpq report``'s.
 PARETO_PLOT = "pareto.png"
@@ -50,7 +54,7 @@ REPORT = "report.md"
 #: Files this module may remove with ``overwrite=True`` (nothing else in the directory is touched).
 OUTPUTS = (
     RUN, EVALUATIONS, CHECKPOINT, HISTORY, FRONT, BEST, SUMMARY,
-    PARETO_PLOT, HYPERVOLUME_PLOT, CONVERGENCE_PLOT, FINETUNE, COMPARISON, SENSITIVITY, RESCORED,
+    PARETO_PLOT, HYPERVOLUME_PLOT, CONVERGENCE_PLOT, FINETUNE, COMPARISON, SENSITIVITY, RESCORED, BUDGETS, BUDGET_PLOT,
 )
 #: Any of these marks a directory as a search run.
 RUN_MARKERS = (EVALUATIONS, FRONT, RUN)

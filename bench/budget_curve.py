@@ -1,0 +1,185 @@
+"""The most accurate model under a memory budget, held out: the budget curve of a searched model against the uniform
+staircase and hand-made policies (issue 24, item 6).
+
+One run per model:
+  1. the data in three roles (``tfmpq.data.roles``): ``--num-train`` training images, the fixed validation split
+     the float checkpoint was never trained on (``--num-val`` of it), the 10,000 test images (reporting only);
+  2. the budgets: ``--num-budgets`` midpoints of equal bins between the costs of uniform 2- and 5-bit, on each
+     ``--costs`` metric;
+  3. one NSGA-II search on validation (``--evaluation oneshot``: one shared variable-bit model trained once,
+     candidates scored on it), its initial population seeded at each budget with the ILP's allocation and the
+     hand-made policies (``seed_budgets``);
+  4. ``Result.compare_at_budgets`` on each cost: per budget the ``--candidates-per-budget`` best-scoring front
+     members that fit, the largest uniform policy that fits and every hand-made policy that fits (``largest-1``,
+     ``largest-2``, ``first-last-8``, ``small-8`` and the ILP's allocation), all fine-tuned with one recipe
+     (``--finetune-epochs``, cosine, distilled from the float model, peak ``--finetune-lr``); the pick chosen on
+     validation; test accuracy with 95 % Wilson intervals, McNemar's exact test against the uniform policy and the
+     best hand-made one.
+
+Writes RUN_DIR (the search and ``budgets.json``, both resumable), RUN_DIR/bench.json, ``budget_curve-COST.png``,
+and prints the table and the targets of the issue.
+
+Run (the README's rows, 2-core CPU scale):
+  python -m bench.budget_curve --model zoo:dscnn_fmnist
+  python -m bench.budget_curve --model zoo:mobilenet_v1_fmnist
+  python -m bench.budget_curve --model zoo:small_cnn_fmnist --num-train 9000 --num-val 1000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.budget_curve", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="zoo:dscnn_fmnist")
+    p.add_argument("--costs", default="weight_bytes,flash_bytes", help="comma-separated cost metrics")
+    p.add_argument("--num-train", type=int, default=15000, help="training images (a fixed class-balanced subset)")
+    p.add_argument("--num-val", type=int, default=3000, help="validation images, of the checkpoint's fixed split")
+    p.add_argument("--num-budgets", type=int, default=8)
+    p.add_argument("--evaluation", default="oneshot", choices=("oneshot", "qat", "ptq"))
+    p.add_argument("--epochs", type=int, default=4, help="one-shot: shared training epochs; qat: per candidate")
+    p.add_argument("--population", type=int, default=32)
+    p.add_argument("--generations", type=int, default=15)
+    p.add_argument("--no-seeds", action="store_true", help="no ILP / hand-made seeds (the search alone)")
+    p.add_argument("--finetune-epochs", type=int, default=3)
+    p.add_argument("--finetune-lr", type=float, default=1e-3)
+    p.add_argument("--no-distill", action="store_true")
+    p.add_argument("--candidates-per-budget", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", default=None, help="default: runs/budget_curve/<model>")
+    args = p.parse_args(argv)
+
+    import tfmpq
+    from tfmpq import data, report, search, zoo
+    from tfmpq._io import write_json_atomic
+    from tfmpq.recipe import FinetuneRecipe
+    from tfmpq.search import sensitivity
+    from tfmpq.search.budgets import auto_budgets, auto_range, budgets_to_json
+    from tfmpq.search.handmade import handmade_baselines
+
+    start = time.perf_counter()
+    name = args.model.split(":")[-1]
+    run_dir = args.run_dir or os.path.join("runs", "budget_curve", name)
+    info = zoo.checkpoint_info(name)
+    ds = zoo.checkpoint_dataset(name)
+    roles = data.roles(ds, val_fraction=info["validation"]["fraction"], num_train=args.num_train,
+                       num_val=args.num_val, seed=args.seed)
+    model = zoo.resolve_model(args.model)
+    costs = [c.strip() for c in args.costs.split(",")]
+    print(f"{args.model}: {len(roles.train[1])} training / {len(roles.val[1])} validation / {len(roles.test[1])} test "
+          f"images; costs {costs}", flush=True)
+    space = search.make_space(model)
+    params = {g.name: g.kernel_params for g in tfmpq.quantizable_groups(model)}
+
+    def cost_fn(cost):
+        return lambda genes: float(tfmpq.metrics.summary(model, space.decode(tuple(genes)))[cost])
+
+    budgets = {c: auto_budgets(*auto_range(space, cost_fn(c)), args.num_budgets) for c in costs}
+    for c in costs:
+        print(f"budgets on {c}: {[round(b) for b in budgets[c]]}", flush=True)
+
+    # 3. the search: seeded at the budgets of the first cost (the others get theirs through the ILP of the first)
+    t0 = time.perf_counter()
+    resume = os.path.exists(os.path.join(run_dir, "run.json"))
+    result = search.nsga2(
+        model, roles.train, roles.val, evaluation=args.evaluation, epochs=args.epochs, population=args.population,
+        offspring=args.population, generations=args.generations, objectives=("accuracy", costs[0]),
+        seed_budgets=None if args.no_seeds else budgets[costs[0]], run_dir=run_dir, resume=resume, seed=args.seed)
+    search_seconds = time.perf_counter() - t0
+
+    # 4. the comparison on each cost, hand-made baselines (and the ILP's allocation) at each budget
+    recipe = FinetuneRecipe(epochs=args.finetune_epochs, learning_rate=args.finetune_lr, distill=not args.no_distill)
+    out = {"model": args.model, "data": ds.name, "roles": roles.description, "options": vars(args),
+           "num_candidates": len(result.candidates), "front_size": len(result.front),
+           "search_seconds": search_seconds, "comparisons": {}}
+    for cost in costs:
+        cost_of = cost_fn(cost)
+        baselines = handmade_baselines(space, [params[n] for n in space.group_names], cost_of)
+        ilp = {b: g for b, g in zip(budgets[cost], _ilp_at(sensitivity, model, result, roles.train, cost, budgets[cost], args.seed))}
+        baselines["ilp"] = lambda b, ilp=ilp: ilp.get(b)
+        t1 = time.perf_counter()
+        cmp = result.compare_at_budgets(test=roles.test, budgets=budgets[cost], cost=cost, recipe=recipe,
+                                        candidates_per_budget=args.candidates_per_budget, baselines=baselines)
+        cmp_json = budgets_to_json(cmp)
+        cmp_json["targets"] = targets(cmp_json, result, cost, cost_of, budgets[cost], space)
+        cmp_json["compare_seconds"] = time.perf_counter() - t1
+        out["comparisons"][cost] = cmp_json
+        report.plot_budget_curve(cmp_json, os.path.join(run_dir, f"budget_curve-{cost}.png"))
+        print(markdown(cmp_json), flush=True)
+        print(json.dumps(cmp_json["targets"], indent=1), flush=True)
+    out["total_seconds"] = time.perf_counter() - start
+    write_json_atomic(os.path.join(run_dir, "bench.json"), out)
+    print(f"\nwrote {os.path.join(run_dir, 'bench.json')} ({out['total_seconds']:.0f} s: search {search_seconds:.0f} s)")
+    return 0
+
+
+def _ilp_at(sensitivity, model, result, train, cost: str, budgets, seed: int) -> list:
+    """The ILP's allocation at each budget (None where none fits), in budget order; the Hessian traces once."""
+    from tfmpq.search.problem import Problem
+
+    problem = Problem(space=result.space, evaluator=result.evaluator, objectives=result.objectives, constraint=None,
+                      model=model, train=train)
+    traces = sensitivity.traces_for(model, train, sensitivity=None, sensitivity_data=None, num_probes=64,
+                                    num_samples=512, seed=seed)
+    out = []
+    for b in budgets:
+        found = sensitivity.budget_seeds(problem, budgets=[b], metric=cost, kinds=("ilp",), sensitivity=traces)
+        out.append(found[0] if found else None)
+    return out
+
+
+def targets(cmp: dict, result, cost: str, cost_of, budgets, space) -> dict:
+    """The issue's targets on this comparison (held out): the mean gain over the uniform staircase, above uniform
+    3-bit's cost, budgets with a significant gain or loss, a dense front, the pick against the best hand-made one."""
+    u3 = cost_of(space.uniform_chromosomes_by_bits()[space.bits.index(3)]) if 3 in space.bits else None
+    rows = cmp["rows"]
+    gains = [r["gain"] for r in rows if r["gain"] is not None]
+    above = [r["gain"] for r in rows if r["gain"] is not None and u3 is not None and r["budget"] > u3]
+    evaluated = sorted(cost_of(c.genes) for c in result.candidates if c.ok)
+    dense = [any(0.95 * b <= c <= b for c in evaluated) for b in budgets]
+    vs = [(r["gain_vs_baseline"], r["p_vs_baseline"]) for r in rows if r.get("gain_vs_baseline") is not None]
+    return {
+        "mean_gain_pp": None if not gains else 100 * sum(gains) / len(gains),
+        "mean_gain_above_u3_pp": None if not above else 100 * sum(above) / len(above),
+        "budgets_gain_p_below_0.01": sum(1 for r in rows if r["gain"] and r["gain"] > 0 and r["p_value"] < 0.01),
+        "budgets_worse_p_below_0.05": sum(1 for r in rows if r["gain"] and r["gain"] < 0 and r["p_value"] < 0.05),
+        "dense_front_within_5pct": f"{sum(dense)}/{len(dense)}",
+        "pick_below_best_handmade_p_below_0.05": sum(1 for g, p in vs if g < 0 and p < 0.05),
+        "pick_minus_best_handmade_pp": [None if g is None else round(100 * g, 2) for g, _ in vs],
+    }
+
+
+def markdown(cmp: dict) -> str:
+    """| budget | pick | test | uniform | test | gain | p | best hand-made | test | pick - it | p |"""
+    cost = cmp["cost"]
+
+    def side(r):
+        if r is None:
+            return "none fits", "-"
+        lo, hi = r["ci"]
+        label = f"uniform {r['label']}" if r.get("label") else ",".join(map(str, r["genes"]))
+        return f"{label} ({r['cost']:,.0f} B)", f"{100 * r['test_accuracy']:.2f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    lines = [f"| {cost} budget | searched pick | test | largest uniform | test | gain | McNemar p | best hand-made "
+             f"(by val) | test | pick - it | p |", "|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in cmp["rows"]:
+        fp, ft = side(r["front"])
+        up, ut = side(r["uniform"])
+        b = r["baselines"].get(r["best_baseline"]) if r.get("best_baseline") else None
+        bp, bt = side(b)
+        gain = "n/a" if r["gain"] is None else f"{100 * r['gain']:+.2f} pp"
+        p = "n/a" if r["p_value"] is None else f"{r['p_value']:.2g}"
+        vs = "n/a" if r.get("gain_vs_baseline") is None else f"{100 * r['gain_vs_baseline']:+.2f} pp"
+        pv = "n/a" if r.get("p_vs_baseline") is None else f"{r['p_vs_baseline']:.2g}"
+        lines.append(f"| {r['budget']:,.0f} | {fp} | {ft} | {up} | {ut} | {gain} | {p} | "
+                     f"{(r['best_baseline'] + ': ' + bp) if b else 'none fits'} | {bt} | {vs} | {pv} |")
+    mean = cmp.get("mean_gain")
+    lines.append(f"\nmean gain over the uniform staircase: {'n/a' if mean is None else f'{100 * mean:+.2f} pp'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
