@@ -9,7 +9,7 @@ from tfmpq._keras import keras, tf, tfmot
 from tf_keras.src.saving.serialization_lib import SafeModeScope
 from tfmpq.checks import check_inputs
 from tfmpq.convert import as_tf_keras
-from tfmpq.graph import check_model
+from tfmpq.graph import check_model, warn_float_layers
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import BN_FOLDS, NEVER, QuantGroupLayer
 from tfmpq.quantize.registry import PerLayerQuantizeRegistry
@@ -43,6 +43,7 @@ def quantize_model(
     bn_freeze_step: int | None = None,
     variable_bits: bool = False,
     bn_fold: str = "one_conv",
+    strict: bool = False,
 ):
     """Build the quantization-aware-training model of `model` under `policy`.
 
@@ -66,12 +67,15 @@ def quantize_model(
             convolution of the folded, quantized kernel per step; Krishnamoorthi 2018, sec. 3.2) or
             "two_conv" (an extra float convolution for the batch statistics; Jacob et al. 2018, sec. 3.2).
             Inference and export are the same in both (see `QuantGroupLayer`). Defaults to "one_conv".
+        strict: refuse a model with layers that would stay in float (`tfmpq.float_layers`); without
+            it they are named in a `UserWarning`, once per model. Defaults to False.
 
     Returns:
         A tf_keras Model; compile and fit it like any Keras model.
 
     Raises:
         UnsupportedModelError: for subclassed models, and Keras 3 models with a layer tfmpq cannot convert.
+        FloatLayerError: with `strict`, a layer that would stay in float.
         PolicyError: if `policy` was made for another model.
         ValueError: a negative `bn_freeze_step` or an unknown `bn_fold`.
 
@@ -83,6 +87,7 @@ def quantize_model(
     model = as_tf_keras(model)
     check_model(model)
     groups = policy.check_model(model)
+    warn_float_layers(model, strict=strict)
     if not groups:
         raise ValueError(f"Model `{model.name}` has no quantizable layer (Conv1D, Conv2D, DepthwiseConv2D, Dense).")
     if bn_freeze_step is not None and int(bn_freeze_step) < 0:

@@ -23,6 +23,7 @@ from typing import Sequence
 from tfmpq import report
 from tfmpq.candidate import Candidate
 from tfmpq.convert import as_tf_keras
+from tfmpq.graph import warn_float_layers
 from tfmpq.search.constraints import Constraint, deb_better
 from tfmpq.search.engine import Engine
 from tfmpq.search.pareto import check_objectives, hypervolume_2d
@@ -125,6 +126,7 @@ def run(
     rescore: str | None = None,
     rescore_epochs: int = 2,
     rescore_members: int | None = None,
+    strict: bool = False,
 ) -> Result:
     """Runs any strategy on the shared engine; :func:`nsga2`, :func:`exhaustive` (and BBPSO) call it.
 
@@ -180,6 +182,8 @@ def run(
         rescore_epochs: QAT epochs per re-scored member. Defaults to 2.
         rescore_members: re-score at most this many front members, spread evenly along the cost
             (:meth:`Result.rescore`); None: the whole front. Defaults to None.
+        strict: refuse a ``model`` with layers that would stay in float (``tfmpq.float_layers``);
+            without it they are named in a ``UserWarning``, once per model. Defaults to False.
 
     Returns:
         A :class:`Result`; its outputs are written to ``run_dir``.
@@ -187,8 +191,11 @@ def run(
     Raises:
         ValueError: invalid options. tfmpq.errors.CheckpointError: ``run_dir`` holds a run of
         another problem (``resume=True``) or any run (``resume=False``, ``overwrite=False``).
+        tfmpq.errors.FloatLayerError: with ``strict``, a layer of ``model`` that would stay in float.
     """
     model = as_tf_keras(model)  # once here; the evaluator and the space then share the tf_keras model
+    if model is not None:
+        warn_float_layers(model, strict=strict)  # FloatLayerError with strict: before any work
     if rescore not in (None, "qat"):
         raise ValueError(f"Invalid value for `rescore`: expected None or 'qat'. Received: rescore={rescore!r}")
     if rescore is not None and (not isinstance(rescore_epochs, int) or rescore_epochs < 1):
