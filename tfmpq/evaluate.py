@@ -34,7 +34,7 @@ from tfmpq.convert import as_tf_keras, tf_keras_loss
 from tfmpq._keras import keras, tf
 from tfmpq.accuracy import hits, model_hits
 from tfmpq.candidate import Candidate, jsonable
-from tfmpq.checks import check_data
+from tfmpq.checks import check_data, num_samples, take_samples
 from tfmpq.metrics import summary as metrics_summary
 from tfmpq.quantize import VariableBitModel, calibrate, quantize_model
 from tfmpq.quantize import oneshot as _oneshot
@@ -233,10 +233,10 @@ class Evaluator:
         self._train_arrays = isinstance(train, (tuple, list))
         if self._train_arrays:
             x, y = train
-            self._num_train = len(x)
+            self._num_train = num_samples(x)  # x: one array, or a tuple of them for several inputs
             self._train_base = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-            n_cal = min(len(x), self.calibration_batches * self.batch_size)
-            self._calib_x = np.asarray(x[:n_cal])
+            n_cal = min(self._num_train, self.calibration_batches * self.batch_size)
+            self._calib_x = take_samples(x, n_cal)
             self._y_example = np.asarray(y[:1])
         else:
             self._num_train = None
@@ -798,14 +798,14 @@ def configure_tensorflow(threads: int | None = None, use_gpu: bool = True) -> bo
 
 def _shapes(data) -> list | str:
     """``[x shape, y shape]`` of an ``(x, y)`` pair; a dataset's element spec as text."""
-    if isinstance(data, (tuple, list)):
-        return [list(np.shape(a)) for a in data]
+    if isinstance(data, (tuple, list)):  # x may be a tuple of arrays (several inputs)
+        return [tf.nest.map_structure(lambda a: list(np.shape(a)), a) for a in data]
     return str(getattr(data, "element_spec", type(data).__name__))
 
 
 def _sha1(arrays) -> str:
     h = hashlib.sha1()
-    for a in arrays:
+    for a in tf.nest.flatten(arrays):  # x may be a tuple of arrays (several inputs)
         a = np.ascontiguousarray(a)
         h.update(str((a.shape, a.dtype.str)).encode())
         h.update(a.tobytes())

@@ -7,6 +7,7 @@ from tfmpq.quantize.api import (
     policy_of,
     quantize_model,
     quantize_scope,
+    unset_ranges,
 )
 from tfmpq.quantize.layers import QuantGroupLayer
 from tfmpq.quantize.quantizers import ActivationQuantizer, fake_quant_weights
@@ -17,5 +18,5 @@ from tfmpq.quantize.transforms import PerLayerQuantizeLayoutTransform, PerLayerQ
 __all__ = [
     "ActivationQuantizer", "OutputQuantizeConfig", "PerLayerQuantizeLayoutTransform", "PerLayerQuantizeRegistry",
     "PerLayerQuantizeScheme", "QuantGroupLayer", "VariableBitModel", "calibrate", "fake_quant_weights", "freeze_bn", "group_layers",
-    "is_qat_model", "policy_of", "quantize_model", "quantize_scope",
+    "is_qat_model", "policy_of", "quantize_model", "quantize_scope", "unset_ranges",
 ]
