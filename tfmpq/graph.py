@@ -25,7 +25,7 @@ from tfmpq.convert import as_tf_keras
 from tfmpq.errors import FloatLayerError, UnsupportedModelError
 
 # Weighted layer kinds tfmpq quantizes, with how their kernel maps to output channels.
-SUPPORTED_KINDS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
+SUPPORTED_KINDS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense", "Conv2DTranspose")
 # Weighted layers that stay in float, with the reason shown to the user.
 _FLOAT_REASONS = {
     # A channels-last SeparableConv2D is split into its depthwise and pointwise groups (tfmpq.convert.flatten).
@@ -51,7 +51,8 @@ class QuantGroup:
 
     Attributes:
         name: the weighted layer's name; also the name of the QAT layer's inner layer.
-        kind: the weighted layer's class name ("Conv2D", "DepthwiseConv2D", "Dense", "Conv1D").
+        kind: the weighted layer's class name ("Conv2D", "DepthwiseConv2D", "Dense", "Conv1D",
+            "Conv2DTranspose").
         layers: names of the layers folded into the group, in order (weighted, BN, activation).
         index: the position of this group's gene in a policy.
         params: kernel weights + one bias per output channel (BN folded into kernel and bias).
@@ -239,6 +240,8 @@ def _unsupported_reason(class_name: str, cfg: dict) -> str | None:
         return "only channels_last is supported"
     if class_name in ("Conv1D", "Conv2D") and int(cfg.get("groups", 1) or 1) != 1:
         return "grouped convolutions are not supported by TFLite Micro"
+    if class_name == "Conv2DTranspose" and tuple(cfg.get("dilation_rate") or (1, 1)) != (1, 1):
+        return "a dilated Conv2DTranspose has no TFLite TRANSPOSE_CONV kernel"
     act = cfg.get("activation", "linear")
     if not isinstance(act, str):
         return "custom activation objects are not supported"
@@ -312,6 +315,8 @@ def _chains(g: LayerGraph) -> tuple[list, dict]:
 
 def _count(layer, kind: str, out_shape) -> tuple[int, int, int, int]:
     """kernel params, bias params, output channels and MACs of one weighted layer."""
+    if kind == "Conv2DTranspose":
+        return _count_transpose(layer)
     kernel = layer.depthwise_kernel if kind == "DepthwiseConv2D" else layer.kernel
     kshape = tuple(int(d) for d in kernel.shape)
     kernel_params = int(np.prod(kshape))
@@ -327,6 +332,16 @@ def _count(layer, kind: str, out_shape) -> tuple[int, int, int, int]:
     spatial = int(np.prod([int(d) for d in out_shape[1:-1]])) if len(out_shape) > 2 else 1
     macs = spatial * out_channels * per_output
     return kernel_params, out_channels, out_channels, macs
+
+
+def _count_transpose(layer) -> tuple[int, int, int, int]:
+    """A Conv2DTranspose: kernel (kh, kw, out, in); every input pixel meets the whole kernel once
+    (kh * kw * in * out MACs per input position, TFLite's TRANSPOSE_CONV scatter)."""
+    kshape = tuple(int(d) for d in layer.kernel.shape)
+    in_shape = layer.input_shape[0] if isinstance(layer.input_shape, list) else layer.input_shape
+    positions = int(np.prod([1 if d is None else int(d) for d in in_shape[1:-1]]))
+    kernel_params = int(np.prod(kshape))
+    return kernel_params, kshape[2], kshape[2], positions * kernel_params
 
 
 def _output_shape(layer) -> tuple:
@@ -397,8 +412,8 @@ def quantizable_groups(model) -> list[QuantGroup]:
     """Find the quantizable groups of a Sequential or functional tf_keras or Keras 3 model.
 
     Walks the layer graph breadth-first from the inputs and returns one group per weighted layer
-    (Conv1D, Conv2D, DepthwiseConv2D, Dense), with the BatchNormalization that directly follows it
-    (its only consumer) and a following ReLU / ReLU6 / linear activation folded in.
+    (Conv1D, Conv2D, DepthwiseConv2D, Dense, Conv2DTranspose), with the BatchNormalization that directly
+    follows it (its only consumer) and a following ReLU / ReLU6 / linear activation folded in.
 
     Args:
         model: a built tf_keras or Keras 3 `Sequential` or functional `Model` (a Keras 3 model is read
