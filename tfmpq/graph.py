@@ -186,6 +186,9 @@ def layer_graph(model) -> LayerGraph:
         inputs = {lc["config"]["name"]: _inbound_names(lc) for lc in layers_cfg}
         num_nodes = {lc["config"]["name"]: len(lc.get("inbound_nodes", [])) for lc in layers_cfg}
         outputs = {o[0] for o in config["output_layers"]}
+    # A shared layer applied to its own output (a nested block called twice in a row) feeds itself:
+    # not an edge of the layer order (the layer stays in float as shared anyway).
+    inputs = {n: [i for i in feeds if i != n] for n, feeds in inputs.items()}
     consumers = {n: [] for n in names}
     for n in names:
         for i in inputs[n]:
