@@ -106,7 +106,8 @@ class Evaluator:
         ValueError: an unknown ``evaluation``, ``optimizer`` or ``bn_fold``, ``epochs < 1`` for qat; ``train`` or
             ``val`` that cannot be trained or scored on (``tfmpq.checks.check_data``: empty, NaN/Inf,
             a sample shape other than the model's, labels outside its classes, x and y of different
-            lengths): the message names the argument.
+            lengths): the message names the argument; a model with several outputs (a model with
+            several inputs takes ``x`` as a list / tuple or a dict by input name).
 
     Example:
     >>> ev = Evaluator(model, (x_tr, y_tr), (x_val, y_val), evaluation="ptq")
@@ -184,6 +185,11 @@ class Evaluator:
                 raise ValueError(f"Invalid value for `{arg}`: expected a positive finite number. Received: {arg}={rate!r}")
         compiled_loss = tf_keras_loss(getattr(model, "loss", None))
         model = as_tf_keras(model)
+        if len(getattr(model, "outputs", None) or ()) > 1:
+            raise ValueError(
+                f"Invalid value for `model`: the Evaluator scores a classifier with one output. Received: "
+                f"`{model.name}` with outputs {list(model.output_names)}. Score one of them: "
+                "keras.Model(model.inputs, model.outputs[i]).")
 
         # Bad data fails here, before a model is built or a step is trained (issue 13).
         train = check_data(model, train, name="train")

@@ -253,8 +253,8 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
         A :class:`TraceEstimate`.
 
     Raises:
-        ValueError: bad ``data`` (``tfmpq.checks.check_data``), a model without quantizable groups, or
-            a count below 1.
+        ValueError: bad ``data`` (``tfmpq.checks.check_data``), a model without quantizable groups or
+            with several inputs or outputs, or a count below 1.
     """
     from tfmpq.checks import check_data
 
@@ -265,6 +265,10 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
         loss = tf_keras_loss(getattr(model, "loss", None))
     model = as_tf_keras(model)  # a Keras 3 model: the same function in tf_keras, same layer names
     x, y = check_data(model, data, name="data")
+    if isinstance(x, tuple) or isinstance(y, (tuple, dict)):
+        raise ValueError(f"Invalid value for `model`: the Hessian sensitivity takes a model with one input and one "
+                         f"output. Received: `{model.name}` with {len(model.inputs)} inputs and "
+                         f"{len(model.outputs)} outputs.")
     groups = quantizable_groups(model)
     if not groups:
         raise ValueError(f"Invalid value for `model`: `{model.name}` has no quantizable group to measure.")

@@ -104,6 +104,9 @@ def test_a_search_and_its_export_take_several_inputs(two_way, tmp_path):
     result = tfmpq.search.exhaustive(single, ([x, side], y), ({"image": xv, "meta": side_v}, yv), bits=(4, 8),
                                      pinned={"conv": 8, "side": 8}, evaluation="qat", epochs=1, verbose=0)
     assert len(result.candidates) == 2 and all(c.accuracy > 0.8 for c in result.candidates)
+    with pytest.raises(ValueError, match=r"the Evaluator scores a classifier with one output\. Received: `two_way` "
+                                         r"with outputs \['digit', 'parity'\]"):
+        tfmpq.search.exhaustive(model, ([x, side], (y, y % 2)), ([xv, side_v], (yv, yv % 2)), bits=(8,), verbose=0)
     reports = result.export(tmp_path, test=((xv, side_v), yv), runtimes=("litert",))
     rows = json.loads((tmp_path / "export.json").read_text())
     assert len(rows) == len(reports) >= 1
