@@ -47,7 +47,8 @@ def main(argv=None) -> dict:
         keras.layers.Flatten(),
         keras.layers.Dense(10),
     ])
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
     model.fit(x, y, epochs=args.epochs, batch_size=64, verbose=0)
     float_acc = float(np.mean(model.predict(xt, verbose=0).argmax(-1) == yt))
 

@@ -609,7 +609,8 @@ result = tfmpq.search.nsga2(
     run_dir=run_dir, overwrite=True, seed=0, verbose=1,
 )
 for c in sorted(result.front, key=lambda c: c.weight_bytes):
-    print(f"{100 * c.accuracy:6.2f}%  {c.weight_bytes / 1024:7.1f} KiB  mean bits {np.mean(c.policy.weight_bits):.2f}")'''),
+    print(f"{100 * c.accuracy:6.2f}%  {c.weight_bytes / 1024:7.1f} KiB  "
+          f"mean bits {np.mean(c.policy.weight_bits):.2f}")'''),
     new_markdown_cell("""\
 ## Fine-tune the chosen policy, export it, run it
 

@@ -54,7 +54,8 @@ def test_a_model_without_float_layers_does_not_warn():
 
 def test_strict_turns_the_warning_into_an_error():
     model = lstm_model()
-    with pytest.raises(tfmpq.FloatLayerError, match=r"`lstm` \(recurrent layers stay in float\)\. Received: strict=True"):
+    with pytest.raises(tfmpq.FloatLayerError,
+                       match=r"`lstm` \(recurrent layers stay in float\)\. Received: strict=True"):
         tfmpq.quantize_model(model, tfmpq.QuantPolicy.uniform(model, 4), strict=True)
 
 

@@ -50,7 +50,8 @@ def __dir__():
 
 
 __all__ = [
-    "as_tf_keras", "CheckpointError", "ExportError", "FloatLayerError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
+    "as_tf_keras", "CheckpointError", "ExportError", "FloatLayerError", "PolicyError", "QuantGroup", "QuantPolicy",
+    "TfmpqError",
     "UnsupportedModelError", "as_tf_keras", "calibrate", "flatten_model", "float_layers",
     "float_weight_share", "freeze_bn", "group_layers", "metrics", "policy_of",
     "quantizable_groups", "quantize_model", "quantize_scope", "count_levels", "evaluate_tflite", "export_tflite",

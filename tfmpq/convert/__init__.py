@@ -1,13 +1,18 @@
-"""Models from other Keras versions, turned into the tf_keras (Keras 2) models tfmpq works on.
+"""The user's model turned into the flat tf_keras (Keras 2) model tfmpq works on.
+
+Two steps, both at the boundary of every public entry point (:func:`as_tf_keras`): a Keras 3 model is
+converted to tf_keras (:mod:`tfmpq.convert.keras3`), and nested models are inlined and SeparableConv2D
+split into its two convolutions (:mod:`tfmpq.convert.flatten`), so that every weighted layer is one
+layer of one flat graph.
 
 tfmot, and so tfmpq, needs tf_keras; Keras 3 is the Keras of TensorFlow >= 2.16 and of Colab. Every
 public entry point that takes a float model calls :func:`as_tf_keras` at its boundary, so a Keras 3
 model object (or a Keras 3 ``.keras`` / ``.h5`` file, through ``tfmpq.zoo.resolve_model``) is accepted
 wherever a tf_keras model is.
 
-This module only *recognises* Keras 3 objects and files (by their classes' module names and the
-files' metadata), so it never imports Keras 3 or TensorFlow itself: the converter,
-:mod:`tfmpq.convert.keras3`, is imported when there is something to convert.
+This module only *recognises* Keras 3 objects, nested models and files (by their classes' module names,
+their layers and the files' metadata), so it never imports Keras 3 or TensorFlow itself: the converter
+and the flattener are imported when there is something to convert or to flatten.
 
 Example:
 >>> import keras                                   # Keras 3

@@ -48,10 +48,12 @@ def _is_model(layer) -> bool:
     return isinstance(layer, keras.Model)
 
 
-def _readable(model) -> bool:
-    """A nested model whose graph can be replayed: functional, or a Sequential with a graph."""
-    return _is_model(model) and bool(getattr(model, "_is_graph_network", False)) or (
-        isinstance(model, keras.Sequential) and model.built)
+def _readable(layer) -> bool:
+    """A nested model whose graph can be replayed: functional, or a built Sequential (a subclassed
+    model cannot be read and stays one opaque layer)."""
+    if not _is_model(layer):
+        return False
+    return bool(getattr(layer, "_is_graph_network", False)) or (isinstance(layer, keras.Sequential) and layer.built)
 
 
 def _splits(layer) -> bool:
@@ -60,7 +62,7 @@ def _splits(layer) -> bool:
 
 def needs_flattening(model) -> bool:
     """Whether `model` holds a readable nested model or a SeparableConv2D (channels last)."""
-    return any((_is_model(layer) and _readable(layer)) or _splits(layer) for layer in getattr(model, "layers", ()))
+    return any(_readable(layer) or _splits(layer) for layer in getattr(model, "layers", ()))
 
 
 class _Flat:
@@ -122,7 +124,7 @@ class _Flattener:
         return tf.nest.pack_sequence_as(model._nested_outputs, outputs)  # noqa: SLF001
 
     def _call(self, layer, args, kwargs, prefix: str):
-        if _is_model(layer) and _readable(layer):
+        if _readable(layer):
             inputs = layer._flatten_to_reference_inputs(args[0]) if args else []  # noqa: SLF001
             return self._replay(layer, list(inputs), prefix + layer.name + SEPARATOR)
         entry = self.copies.get(id(layer))

@@ -355,7 +355,8 @@ def evaluate_tflite(
         return _top1(outputs, labels)
     if not isinstance(labels, dict) or any(k not in outputs for k in labels):
         raise ValueError(
-            f"Invalid value for `y`: expected a dict of labels by output name ({', '.join(map(repr, sorted(outputs)))}). "
+            "Invalid value for `y`: expected a dict of labels by output name "
+            f"({', '.join(map(repr, sorted(outputs)))}). "
             f"Received: " + (f"keys {sorted(labels)}" if isinstance(labels, dict) else f"{type(y).__name__}"))
     return {k: _top1(outputs[k], v) for k, v in labels.items()}
 

@@ -18,6 +18,7 @@ from tfmpq.quantize.transforms import PerLayerQuantizeLayoutTransform, PerLayerQ
 
 __all__ = [
     "ActivationQuantizer", "OutputQuantizeConfig", "PerLayerQuantizeLayoutTransform", "PerLayerQuantizeRegistry",
-    "PerLayerQuantizeScheme", "QuantGroupLayer", "QuantTransposeGroupLayer", "VariableBitModel", "calibrate", "fake_quant_weights", "freeze_bn", "group_layers",
+    "PerLayerQuantizeScheme", "QuantGroupLayer", "QuantTransposeGroupLayer", "VariableBitModel", "calibrate",
+    "fake_quant_weights", "freeze_bn", "group_layers",
     "is_qat_model", "policy_of", "quantize_model", "quantize_scope", "unset_ranges",
 ]
