@@ -4,7 +4,8 @@ Every weighted layer inside a nested Sequential or functional model, at any dept
 ``<nested model>/<layer>``; the flat model computes the same outputs (to float rounding) and tracks the
 original's weights. Keras 3 models convert to the same flat graph. The slow tests train Keras
 Applications backbones (MobileNetV2, EfficientNetB0, ResNet50; ``weights=None``, 32x32) nested in a
-transfer-learning model, in Keras 3 and in tf_keras, on real images, and export them at 8 bits.
+transfer-learning model, in Keras 3 and in tf_keras, on real images, and export them at 8 bits: the file
+scores within 1 pp of the 8-bit Keras model it was exported from, on LiteRT.
 """
 import os
 import warnings
@@ -207,13 +208,15 @@ def test_keras_applications_backbones_nested_train_export_and_run(arch, which, t
     qat = tfmpq.quantize_model(nested, tfmpq.QuantPolicy.uniform(nested, 8))
     assert len(tfmpq.group_layers(qat)) == len(groups)
     path = tmp_path / f"{arch}.tflite"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # never calibrated: the export calibrates (issue 27 item 5)
+    with pytest.warns(UserWarning, match="never set"):  # never calibrated: the export calibrates (item 5)
         report = tfmpq.export_tflite(qat, path, representative_data=x[:256])
     assert report.runtimes == ["litert", "tflm"] and report.arena_bytes
+    # The 8-bit Keras model the file was exported from (its ranges now set by the export's calibration)
+    qat_acc = float(np.mean(np.asarray(qat.predict(xt, verbose=0)).argmax(-1) == yt))
     litert_acc = tfmpq.evaluate_tflite(path, xt, yt, runtime="litert")
-    assert abs(litert_acc - keras_acc) <= 0.01, (litert_acc, keras_acc)
+    print(f"{which} {arch}: {len(groups)} groups, float Keras {keras_acc:.4f}, 8-bit Keras {qat_acc:.4f}, "
+          f"LiteRT {litert_acc:.4f}, {os.path.getsize(path)} B, arena {report.arena_bytes} B")
+    assert abs(litert_acc - qat_acc) <= 0.01, (litert_acc, qat_acc)  # the file is the Keras model it came from
+    assert abs(litert_acc - keras_acc) <= 0.03, (litert_acc, keras_acc)  # 8-bit calibration of a brief training
     np.testing.assert_array_equal(tfmpq.run_tflite(path, xt[:8], runtime="tflm"),
                                   tfmpq.run_tflite(path, xt[:8], runtime="litert"))
-    print(f"{which} {arch}: {len(groups)} groups, Keras {keras_acc:.4f}, LiteRT {litert_acc:.4f}, "
-          f"{os.path.getsize(path)} B, arena {report.arena_bytes} B")
