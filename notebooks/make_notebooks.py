@@ -521,11 +521,136 @@ an arena of at least the reported size, and (for the packed file) TFLite Micro b
 support (`USE_TFLM_COMPRESSION=1`)."""),
 ]
 
+# ------------------------------------------------------------------------------ 05: transfer learning
+NB5 = [
+    new_markdown_cell("""\
+# 5. Transfer learning: a Keras Applications backbone inside your model, searched and deployed
+
+The usual way to build a model for a small device is a pretrained **backbone nested inside your model**:
+
+```python
+backbone = keras.applications.MobileNetV2(include_top=False, weights="imagenet", alpha=0.35)
+model = keras.Sequential([keras.Input(shape), backbone, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n)])
+```
+
+To the outer model the backbone is one layer. tfmpq flattens it: every convolution inside becomes its own
+**group**, named with its nesting (`mobilenetv2_0.35_32/block_1_expand`), so policies, searches and reports
+reach into the backbone. This notebook
+
+1. builds the transfer-learning model in Keras 3 and trains it (here `weights=None` and Fashion-MNIST
+   padded to 32x32x3, so nothing is downloaded; on Colab use `weights="imagenet"` and your own images);
+2. lists the groups inside the backbone and checks that nothing stays in float;
+3. searches the per-group bits with NSGA-II (first and last group pinned at 8 bits);
+4. fine-tunes the chosen policy, exports it and runs it on LiteRT and TFLite Micro."""),
+    new_code_cell(INSTALL),
+    new_code_cell(SETUP_KERAS3),
+    new_markdown_cell("""\
+## Data and the transfer-learning model, in Keras 3
+
+The backbone is a Keras Applications MobileNetV2 without its classifier (`include_top=False`), nested in a
+`Sequential` with a pooling layer and a new head. Its BatchNormalization layers get momentum 0.9 here
+because the backbone trains from scratch for a few epochs only (a pretrained one would not need it)."""),
+    new_code_cell('''\
+from tfmpq import data
+
+ds = data.load("default", num_train=600 if SMALL else None, num_test=300 if SMALL else None, seed=0)
+to_rgb32 = lambda x: np.repeat(np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0))), 3, axis=-1)  # 28x28x1 -> 32x32x3
+x_all, x_test, y_test = to_rgb32(ds.x_train), to_rgb32(ds.x_test), ds.y_test
+split = len(x_all) * 9 // 10
+(x_train, y_train), (x_val, y_val) = (x_all[:split], ds.y_train[:split]), (x_all[split:], ds.y_train[split:])
+
+backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+for layer in backbone.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+        layer.momentum = 0.9
+model = keras.Sequential([keras.Input((32, 32, 3)), backbone, keras.layers.GlobalAveragePooling2D(),
+                          keras.layers.Dropout(0.2), keras.layers.Dense(ds.num_classes)], name="transfer")
+model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1 if SMALL else 8, batch_size=64, verbose=2)
+float_accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
+print(f"float test accuracy: {100 * float_accuracy:.2f}% ({len(model.layers)} layers, one of them the backbone)")'''),
+    new_markdown_cell("""\
+## The backbone's layers are groups
+
+`tfmpq.quantizable_groups` sees the flat graph (`tfmpq.as_tf_keras(model)` returns it: the same layers,
+weights and outputs): 52 groups inside the backbone and the head. Anything that stayed in float would be
+listed by `tfmpq.float_layers`, named in a warning by `quantize_model` and every search (`strict=True` makes it
+an error), and counted at 32 bits by `tfmpq.metrics.summary` (`float_weight_share`)."""),
+    new_code_cell('''\
+import tfmpq
+
+groups = tfmpq.quantizable_groups(model)
+print(tfmpq.graph.groups_table(groups[:6]), "\\n...\\n" + tfmpq.graph.groups_table(groups[-2:]).split("\\n", 1)[1])
+print(len(groups), "groups; stays float:", tfmpq.float_layers(model) or "nothing")
+
+flat = tfmpq.as_tf_keras(model)
+gap = np.abs(model.predict(x_test[:64], verbose=0) - flat.predict(x_test[:64], verbose=0)).max()
+print(f"flat tf_keras model: {len(flat.layers)} layers, largest output difference {gap:.1e}")
+for bits in (8, 4):
+    s = tfmpq.metrics.summary(model, tfmpq.QuantPolicy.uniform(model, bits))
+    print(f"uniform {bits}-bit: {s['weight_bytes'] / 1024:.1f} KiB, avg weight bits {s['avg_weight_bits']:.2f}, "
+          f"float weight share {s['float_weight_share']:.1%}")'''),
+    new_markdown_cell("""\
+## Search the bits of every group
+
+NSGA-II over the weight bits of the 53 groups, the stem convolution and the classifier pinned at 8 bits
+(`pin_first_last=True`), scored by post-training calibration in the small CI run and by one QAT epoch with
+realistic settings. The search, its journal and its resume work as in [notebook 2](02_nsga2_pareto.ipynb)."""),
+    new_code_cell('''\
+import tfmpq.search
+
+run_dir = os.path.join(OUT, "transfer_nsga2")
+result = tfmpq.search.nsga2(
+    model, (x_train, y_train), (x_val, y_val),
+    evaluation="ptq" if SMALL else "qat", epochs=1,
+    bits=(4, 8) if SMALL else (3, 4, 5, 6, 8), pin_first_last=True,
+    population=4 if SMALL else 16, offspring=2 if SMALL else 16, generations=1 if SMALL else 8,
+    run_dir=run_dir, overwrite=True, seed=0, verbose=1,
+)
+for c in sorted(result.front, key=lambda c: c.weight_bytes):
+    print(f"{100 * c.accuracy:6.2f}%  {c.weight_bytes / 1024:7.1f} KiB  "
+          f"mean bits {np.mean(c.policy.weight_bits):.2f}")'''),
+    new_markdown_cell("""\
+## Fine-tune the chosen policy, export it, run it
+
+The smallest front member within 1 percentage point of the most accurate one is fine-tuned with QAT, then
+exported to a full-integer `.tflite` and run on LiteRT and on the TFLite Micro interpreter.
+`packed="auto"` stores each group at its bit-width where the runtimes have kernels for it."""),
+    new_code_cell('''\
+from tfmpq.export import evaluate_tflite, export_tflite
+
+best_accuracy = max(c.accuracy for c in result.front)
+chosen = min((c for c in result.front if c.accuracy >= best_accuracy - 0.01), key=lambda c: c.weight_bytes)
+result.finetune(1 if SMALL else 4, members=[chosen])
+qat = result.finetuned[0][1]
+by_bits = {}
+for name, bits in zip(chosen.policy.group_names, chosen.policy.weight_bits):
+    by_bits.setdefault(bits, []).append(name)
+for bits, names in sorted(by_bits.items()):
+    print(f"{bits} bits: {len(names)} groups, e.g. {names[:2]}")
+
+path = os.path.join(OUT, "transfer.tflite")
+report = export_tflite(qat, path, representative_data=x_train[:256], packed="auto")
+print(f"{report.file_bytes / 1024:.1f} KiB file, {report.flash_bytes / 1024:.1f} KiB of weights as stored, "
+      f"TFLite Micro arena {report.arena_bytes / 1024:.1f} KiB; runs on {report.runtimes}")
+for runtime in report.runtimes:
+    acc = evaluate_tflite(path, x_test[:200] if runtime == "tflm" else x_test, y_test[:200] if runtime == "tflm"
+                          else y_test, runtime=runtime)
+    print(f"{runtime:>6} test accuracy: {100 * acc:.2f}%  (float Keras model: {100 * float_accuracy:.2f}%)")'''),
+    new_markdown_cell("""\
+**Your own backbone** works the same: any `Sequential` or functional model nested in another, at any depth,
+in Keras 3 or tf_keras, is flattened; a `SeparableConv2D` becomes two groups (depthwise and pointwise) and a
+`Conv2DTranspose` one. Models with several inputs or outputs take lists or dicts of arrays wherever data is
+passed (`representative_data`, the search's `train` / `val`, `run_tflite`)."""),
+]
+
 NOTEBOOKS = {
     "01_quantize_your_model.ipynb": NB1,
     "02_nsga2_pareto.ipynb": NB2,
     "03_bbpso_budget.ipynb": NB3,
     "04_deploy_to_mcu.ipynb": NB4,
+    "05_transfer_learning.ipynb": NB5,
 }
 
 def build(name: str, cells: list) -> nbformat.NotebookNode:

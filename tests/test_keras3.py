@@ -99,6 +99,7 @@ def build_misc(k):
     inputs = k.Input((8, 8, 2), name="x")
     x = L.Rescaling(scale=[0.5, 2.0], offset=0.1, name="scale")(inputs)
     x = L.SeparableConv2D(4, 3, padding="same", name="sep")(x)
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1, name="up")(x)
     x = L.LeakyReLU(name="leaky", **({"negative_slope": 0.1} if k is keras3 else {"alpha": 0.1}))(x)
     x = L.SpatialDropout2D(0.2, name="sdrop")(x)
     x = L.GaussianNoise(0.3, name="noise")(x)
@@ -158,7 +159,7 @@ def _check_equivalent(build):
     """Converts build(Keras 3); compares with Keras 3 and with build(tf_keras) given the same weights."""
     k3_model = _randomize(build(keras3))
     converted = convert.as_tf_keras(k3_model)
-    reference = build(keras)
+    reference = convert.flatten_model(build(keras))  # what tfmpq works on: SeparableConv2D split (issue 27)
     assert isinstance(converted, keras.Model) and type(converted) is type(reference)
     assert converted.name == k3_model.name
     # Same layers, in the same order, of the same classes, with the same weights.
@@ -242,14 +243,15 @@ def test_every_supported_activation_computes_what_keras3_computes():
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(converted(x)), rtol=4 * EPS32, atol=4 * EPS32)
 
 
-def test_nested_model_converts_as_a_nested_model():
+def test_nested_model_converts_as_a_nested_model_then_flat():
     inner = keras3.Sequential([keras3.Input((6,)), keras3.layers.Dense(4, name="inner_dense")], name="inner")
     inputs = keras3.Input((6,), name="x")
     outputs = keras3.layers.Dense(3, name="outer_dense")(inner(inputs))
     model = _randomize(keras3.Model(inputs, outputs, name="outer"))
     _randomize(inner)
-    converted = convert.as_tf_keras(model)
-    assert isinstance(converted.get_layer("inner"), keras.Sequential)
+    assert isinstance(k3convert.to_tf_keras(model).get_layer("inner"), keras.Sequential)  # the converter
+    converted = convert.as_tf_keras(model)  # what tfmpq works on: the flat graph (issue 27)
+    assert [layer.name for layer in converted.layers] == ["x", "inner/inner_dense", "outer_dense"]
     x = _x(model)
     _assert_same_outputs(model(x), converted(x), model)
 
@@ -532,7 +534,7 @@ def test_keras_applications_convert_to_the_tf_keras_build(name, options):
 
     k3_model = _randomize(build(keras3))
     converted = convert.as_tf_keras(k3_model)
-    reference = build(keras)
+    reference = convert.flatten_model(build(keras))  # what tfmpq works on: SeparableConv2D split (issue 27)
     groups = tfmpq.quantizable_groups(k3_model)
     assert groups == tfmpq.quantizable_groups(reference)  # names, kinds, folded layers, sizes, MACs
     assert tfmpq.float_layers(k3_model) == tfmpq.float_layers(reference)

@@ -11,7 +11,7 @@ nbformat = pytest.importorskip("nbformat", reason="nbformat is a [dev] extra: pi
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 EXPECTED = ["01_quantize_your_model.ipynb", "02_nsga2_pareto.ipynb", "03_bbpso_budget.ipynb",
-            "04_deploy_to_mcu.ipynb"]
+            "04_deploy_to_mcu.ipynb", "05_transfer_learning.ipynb"]
 
 
 def _generator():
@@ -21,7 +21,7 @@ def _generator():
     return module
 
 
-def test_the_four_tutorials_exist():
+def test_the_five_tutorials_exist():
     assert [os.path.basename(p) for p in NOTEBOOKS] == EXPECTED
 
 

@@ -13,14 +13,17 @@ import os
 # tfmot 0.8.1 needs Keras 2 (tf_keras): this must be set before anything imports TensorFlow.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from tfmpq.errors import CheckpointError, ExportError, PolicyError, TfmpqError, UnsupportedModelError  # noqa: E402
+from tfmpq.errors import (  # noqa: E402
+    CheckpointError, ExportError, FloatLayerError, PolicyError, TfmpqError, UnsupportedModelError,
+)
 
 __version__ = "0.1.0"
 
 #: Public names -> the module that defines them (imported on first use).
 _EXPORTS = {
-    "as_tf_keras": "tfmpq.convert",
+    "as_tf_keras": "tfmpq.convert", "flatten_model": "tfmpq.convert",
     "QuantGroup": "tfmpq.graph", "float_layers": "tfmpq.graph", "quantizable_groups": "tfmpq.graph",
+    "float_weight_share": "tfmpq.graph",
     "QuantPolicy": "tfmpq.policy",
     "calibrate": "tfmpq.quantize", "freeze_bn": "tfmpq.quantize", "group_layers": "tfmpq.quantize",
     "policy_of": "tfmpq.quantize", "quantize_model": "tfmpq.quantize", "quantize_scope": "tfmpq.quantize",
@@ -48,8 +51,10 @@ def __dir__():
 
 
 __all__ = [
-    "as_tf_keras", "CheckpointError", "ExportError", "PolicyError", "QuantGroup", "QuantPolicy", "TfmpqError",
-    "UnsupportedModelError", "as_tf_keras", "calibrate", "float_layers", "freeze_bn", "group_layers", "metrics", "policy_of",
+    "as_tf_keras", "CheckpointError", "ExportError", "FloatLayerError", "PolicyError", "QuantGroup", "QuantPolicy",
+    "TfmpqError",
+    "UnsupportedModelError", "as_tf_keras", "calibrate", "flatten_model", "float_layers",
+    "float_weight_share", "freeze_bn", "group_layers", "metrics", "policy_of",
     "quantizable_groups", "quantize_model", "quantize_scope", "count_levels", "evaluate_tflite", "export_tflite",
     "run_tflite", "write_c_array", "sensitivity", "omega_table",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfmpq.checks import take_samples
+
 __all__ = ["hits", "model_accuracy", "model_hits"]
 
 
@@ -40,7 +42,7 @@ def model_hits(model, x, y, batch_size: int = 256, from_logits: bool = False) ->
 
     Args:
         model: a Keras model (float or QAT).
-        x: inputs.
+        x: inputs (a tuple or dict of arrays for a model with several inputs).
         y: labels (see :func:`hits`).
         batch_size: inference batch size. Defaults to 256.
         from_logits: see :func:`hits`. Defaults to False.
@@ -49,8 +51,8 @@ def model_hits(model, x, y, batch_size: int = 256, from_logits: bool = False) ->
         A bool array of ``len(y)``; a batch with a non-finite output counts as all wrong.
     """
     out = []
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+    for i in range(0, len(y), batch_size):
+        xb, yb = take_samples(x, i + batch_size, i), y[i:i + batch_size]
         h = hits(np.asarray(model(xb, training=False)), yb, from_logits)
         out.append(np.zeros(len(yb), bool) if h is None else h)
     return np.concatenate(out) if out else np.zeros(0, bool)

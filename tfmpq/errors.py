@@ -13,6 +13,10 @@ class UnsupportedModelError(TfmpqError, TypeError):
     """A model tfmpq cannot analyse (subclassed Model, Keras 3 model, ...)."""
 
 
+class FloatLayerError(UnsupportedModelError):
+    """Layers that would stay in float (not quantized) where `strict=True` asked for none."""
+
+
 class ModelLoadError(TfmpqError, ValueError):
     """A model file that exists but cannot be loaded as a Keras model."""
 

@@ -15,20 +15,24 @@ import collections
 import dataclasses
 import hashlib
 import json
+import warnings
 import weakref
 from typing import Any, Iterable
 
 import numpy as np
 
 from tfmpq.convert import as_tf_keras
-from tfmpq.errors import UnsupportedModelError
+from tfmpq.errors import FloatLayerError, UnsupportedModelError
 
 # Weighted layer kinds tfmpq quantizes, with how their kernel maps to output channels.
-SUPPORTED_KINDS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
+SUPPORTED_KINDS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense", "Conv2DTranspose")
 # Weighted layers that stay in float, with the reason shown to the user.
 _FLOAT_REASONS = {
-    "SeparableConv2D": "SeparableConv2D is not quantized yet: split it into DepthwiseConv2D + Conv2D (1x1)",
-    "Conv2DTranspose": "Conv2DTranspose is not quantized yet",
+    # A channels-last SeparableConv2D is split into its depthwise and pointwise groups (tfmpq.convert.flatten).
+    "SeparableConv2D": "only a channels-last SeparableConv2D is split into its depthwise and pointwise groups",
+    "SeparableConv1D": "SeparableConv1D is not quantized: use a SeparableConv2D on a (N, 1, T, C) input",
+    "Normalization": "Normalization (a per-channel affine map of the input) trains in float; the TFLite "
+                     "converter quantizes its output at 8 bits from the representative data",
     "Conv3D": "Conv3D is not supported by TFLite Micro",
     "LSTM": "recurrent layers stay in float",
     "GRU": "recurrent layers stay in float",
@@ -47,7 +51,8 @@ class QuantGroup:
 
     Attributes:
         name: the weighted layer's name; also the name of the QAT layer's inner layer.
-        kind: the weighted layer's class name ("Conv2D", "DepthwiseConv2D", "Dense", "Conv1D").
+        kind: the weighted layer's class name ("Conv2D", "DepthwiseConv2D", "Dense", "Conv1D",
+            "Conv2DTranspose").
         layers: names of the layers folded into the group, in order (weighted, BN, activation).
         index: the position of this group's gene in a policy.
         params: kernel weights + one bias per output channel (BN folded into kernel and bias).
@@ -181,6 +186,9 @@ def layer_graph(model) -> LayerGraph:
         inputs = {lc["config"]["name"]: _inbound_names(lc) for lc in layers_cfg}
         num_nodes = {lc["config"]["name"]: len(lc.get("inbound_nodes", [])) for lc in layers_cfg}
         outputs = {o[0] for o in config["output_layers"]}
+    # A shared layer applied to its own output (a nested block called twice in a row) feeds itself:
+    # not an edge of the layer order (the layer stays in float as shared anyway).
+    inputs = {n: [i for i in feeds if i != n] for n, feeds in inputs.items()}
     consumers = {n: [] for n in names}
     for n in names:
         for i in inputs[n]:
@@ -235,6 +243,8 @@ def _unsupported_reason(class_name: str, cfg: dict) -> str | None:
         return "only channels_last is supported"
     if class_name in ("Conv1D", "Conv2D") and int(cfg.get("groups", 1) or 1) != 1:
         return "grouped convolutions are not supported by TFLite Micro"
+    if class_name == "Conv2DTranspose" and tuple(cfg.get("dilation_rate") or (1, 1)) != (1, 1):
+        return "a dilated Conv2DTranspose has no TFLite TRANSPOSE_CONV kernel"
     act = cfg.get("activation", "linear")
     if not isinstance(act, str):
         return "custom activation objects are not supported"
@@ -308,6 +318,8 @@ def _chains(g: LayerGraph) -> tuple[list, dict]:
 
 def _count(layer, kind: str, out_shape) -> tuple[int, int, int, int]:
     """kernel params, bias params, output channels and MACs of one weighted layer."""
+    if kind == "Conv2DTranspose":
+        return _count_transpose(layer)
     kernel = layer.depthwise_kernel if kind == "DepthwiseConv2D" else layer.kernel
     kshape = tuple(int(d) for d in kernel.shape)
     kernel_params = int(np.prod(kshape))
@@ -325,6 +337,16 @@ def _count(layer, kind: str, out_shape) -> tuple[int, int, int, int]:
     return kernel_params, out_channels, out_channels, macs
 
 
+def _count_transpose(layer) -> tuple[int, int, int, int]:
+    """A Conv2DTranspose: kernel (kh, kw, out, in); every input pixel meets the whole kernel once
+    (kh * kw * in * out MACs per input position, TFLite's TRANSPOSE_CONV scatter)."""
+    kshape = tuple(int(d) for d in layer.kernel.shape)
+    in_shape = layer.input_shape[0] if isinstance(layer.input_shape, list) else layer.input_shape
+    positions = int(np.prod([1 if d is None else int(d) for d in in_shape[1:-1]]))
+    kernel_params = int(np.prod(kshape))
+    return kernel_params, kshape[2], kshape[2], positions * kernel_params
+
+
 def _output_shape(layer) -> tuple:
     shape = layer.output_shape
     if isinstance(shape, list):
@@ -335,8 +357,15 @@ def _output_shape(layer) -> tuple:
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _analyse(model) -> tuple[list, dict]:
-    """(groups, float layers) of `model`, computed once per model object.
+@dataclasses.dataclass(frozen=True)
+class _Analysis:
+    groups: list
+    floats: dict  # layer name -> why it stays in float
+    float_costs: dict  # layer name -> (params, MACs) of every weighted layer outside the groups
+
+
+def _analyse(model) -> _Analysis:
+    """Groups, float layers and their costs of `model`, computed once per model object.
 
     A functional model's graph cannot change after construction, and searches ask for the groups of
     the same model once per candidate (reading the config of a MobileNet takes about a second).
@@ -345,20 +374,49 @@ def _analyse(model) -> tuple[list, dict]:
     model = as_tf_keras(model)
     cached = _CACHE.get(model) if isinstance(model, _keras().Model) else None
     if cached is not None and cached[0] == len(model.layers):
-        return cached[1], cached[2]
+        return cached[1]
     g = layer_graph(model)
     chains, floats = _chains(g)
     groups = _make_groups(model, g, chains)
-    _CACHE[model] = (len(model.layers), groups, floats)
-    return groups, floats
+    in_groups = {n for chain, _, _ in chains for n in chain}
+    costs = {layer.name: (_num_weights(layer), _float_macs(layer)) for layer in model.layers
+             if layer.name not in in_groups and layer.weights}
+    analysis = _Analysis(groups, floats, costs)
+    _CACHE[model] = (len(model.layers), analysis)
+    return analysis
+
+
+def _num_weights(layer) -> int:
+    return sum(int(w.shape.num_elements() or 0) for w in layer.weights)
+
+
+def _float_macs(layer) -> int:
+    """Multiply-accumulates of a layer left in float, per inference (batch 1), estimated from its weights.
+
+    Each kernel weight (``kernel``, ``depthwise_kernel``, ``recurrent_kernel``, ...) is used once per
+    output position (exact for convolutions and Dense; a recurrent layer returning only its last state
+    counts one step); a layer with per-channel weights only (BatchNormalization, LayerNormalization,
+    Normalization) does one per output value; an Embedding is a lookup (0).
+    """
+    if type(layer).__name__ == "Embedding":
+        return 0
+    try:
+        shape = _output_shape(layer)
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return 0
+    dims = [1 if d is None else int(d) for d in shape[1:]]
+    positions = int(np.prod(dims[:-1])) if len(dims) > 1 else 1
+    kernels = sum(int(w.shape.num_elements() or 0) for w in layer.weights
+                  if w.name.split("/")[-1].split(":")[0].endswith("kernel"))
+    return kernels * positions if kernels else int(np.prod(dims)) if dims else 0
 
 
 def quantizable_groups(model) -> list[QuantGroup]:
     """Find the quantizable groups of a Sequential or functional tf_keras or Keras 3 model.
 
     Walks the layer graph breadth-first from the inputs and returns one group per weighted layer
-    (Conv1D, Conv2D, DepthwiseConv2D, Dense), with the BatchNormalization that directly follows it
-    (its only consumer) and a following ReLU / ReLU6 / linear activation folded in.
+    (Conv1D, Conv2D, DepthwiseConv2D, Dense, Conv2DTranspose), with the BatchNormalization that directly
+    follows it (its only consumer) and a following ReLU / ReLU6 / linear activation folded in.
 
     Args:
         model: a built tf_keras or Keras 3 `Sequential` or functional `Model` (a Keras 3 model is read
@@ -375,7 +433,7 @@ def quantizable_groups(model) -> list[QuantGroup]:
         >>> for g in tfmpq.quantizable_groups(model):
         ...     print(g.index, g.name, g.kind, g.layers, g.params, g.macs)
     """
-    return list(_analyse(model)[0])
+    return list(_analyse(model).groups)
 
 
 #: Single-input layers whose output values are a subset of their input values (or zeros, which every
@@ -443,7 +501,78 @@ def float_layers(model) -> dict[str, str]:
     Returns:
         layer name -> reason, in topological order.
     """
-    return dict(_analyse(model)[1])
+    return dict(_analyse(model).floats)
+
+
+def float_costs(model) -> dict[str, tuple[int, int]]:
+    """Weights and multiply-accumulates of every weighted layer outside the groups (it stays in float).
+
+    ``tfmpq.metrics.summary`` counts them at 32 bits in every size, average and ratio. The MACs are
+    an estimate (each kernel weight used once per output position, see the code); groups' MACs are exact.
+
+    Args:
+        model: a tf_keras or Keras 3 model; or a list of `QuantGroup`s (nothing outside them: ``{}``).
+
+    Returns:
+        layer name -> (weights, MACs), in the model's layer order.
+    """
+    if isinstance(model, (list, tuple)) or model is None:
+        return {}
+    return dict(_analyse(model).float_costs)
+
+
+def float_weight_share(model) -> float:
+    """The share of `model`'s weights in layers that stay in float (outside every group), in [0, 1].
+
+    Args:
+        model: a tf_keras or Keras 3 model.
+
+    Returns:
+        float weights / all weights (group kernels and biases, BN folded, plus the float layers').
+    """
+    analysis = _analyse(model)
+    floats = sum(p for p, _ in analysis.float_costs.values())
+    total = floats + sum(g.params for g in analysis.groups)
+    return floats / total if total else 0.0
+
+
+_WARNED: "weakref.WeakSet" = weakref.WeakSet()  # models whose float layers were reported already
+
+
+def warn_float_layers(model, strict: bool = False) -> None:
+    """Says which layers of `model` stay in float: a `UserWarning` once per model, or an error.
+
+    Called by ``tfmpq.quantize_model`` and every search, so no layer stays in float silently.
+
+    Args:
+        model: a tf_keras or Keras 3 model (the same object as the search or quantization gets).
+        strict: raise instead of warning. Defaults to False.
+
+    Raises:
+        FloatLayerError: with `strict`, when any layer stays in float.
+    """
+    model = as_tf_keras(model)
+    analysis = _analyse(model)
+    if not analysis.floats:
+        return
+    floats = sum(p for p, _ in analysis.float_costs.values())
+    total = floats + sum(g.params for g in analysis.groups)
+    share = floats / total if total else 0.0
+    shown = [f"`{name}` ({reason})" for name, reason in list(analysis.floats.items())[:8]]
+    if len(analysis.floats) > 8:
+        shown.append(f"and {len(analysis.floats) - 8} more (tfmpq.float_layers(model) lists them all)")
+    many = len(analysis.floats) != 1
+    text = (f"{len(analysis.floats)} layer{'s' if many else ''} of model `{model.name}` "
+            f"stay{'' if many else 's'} in float (not quantized), holding {100 * share:.1f}% of its weights "
+            f"({floats:,} of {total:,}): " + "; ".join(shown) + ".")
+    if strict:
+        raise FloatLayerError(f"{text} Received: strict=True. Replace or remove these layers, or pass strict=False "
+                              "to keep them in float (their weights count at 32 bits in tfmpq.metrics.summary).")
+    if model in _WARNED:
+        return
+    _WARNED.add(model)
+    warnings.warn(f"{text} Their weights count at 32 bits in tfmpq.metrics.summary; pass strict=True to make "
+                  "this an error.", UserWarning, stacklevel=3)
 
 
 def model_signature(model_or_groups) -> str:

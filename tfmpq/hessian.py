@@ -103,15 +103,25 @@ def _kernel_variable(layer, group: QuantGroup):
 def _fold_scale(model, group: QuantGroup, kernel_shape) -> np.ndarray:
     """``gamma / sqrt(moving_variance + eps)`` of the group's BatchNormalization, shaped to broadcast
     over its kernel (ones without BN)."""
+    if group.kind == "Conv2DTranspose":  # kernel (kh, kw, out, in): output channels on axis 2
+        s = _fold_scale_vector(model, group, kernel_shape[2])
+        return s.reshape(1, 1, -1, 1)
     if not group.has_bn:
         return np.ones(kernel_shape[-1:] if group.kind != "DepthwiseConv2D" else kernel_shape[2:], np.float32)
+    s = _fold_scale_vector(model, group, None)
+    if group.kind == "DepthwiseConv2D":  # BN channel = (in, multiplier) flattened, as QuantGroupLayer folds it
+        s = s.reshape(kernel_shape[2:])
+    return s
+
+
+def _fold_scale_vector(model, group: QuantGroup, channels: int | None) -> np.ndarray:
+    """``gamma / sigma`` per output channel (ones, `channels` of them, without BN)."""
+    if not group.has_bn:
+        return np.ones(channels, np.float32)
     bn = model.get_layer(group.bn_layer)
     var = np.asarray(bn.moving_variance.numpy(), np.float64)
     gamma = np.asarray(bn.gamma.numpy(), np.float64) if bn.gamma is not None else np.ones_like(var)
-    s = gamma / np.sqrt(var + float(bn.epsilon))
-    if group.kind == "DepthwiseConv2D":  # BN channel = (in, multiplier) flattened, as QuantGroupLayer folds it
-        s = s.reshape(kernel_shape[2:])
-    return s.astype(np.float32)
+    return (gamma / np.sqrt(var + float(bn.epsilon))).astype(np.float32)
 
 
 def folded_kernels(model, groups: Sequence[QuantGroup] | None = None) -> dict[str, np.ndarray]:
@@ -125,7 +135,8 @@ def folded_kernels(model, groups: Sequence[QuantGroup] | None = None) -> dict[st
         groups: its groups (``tfmpq.quantizable_groups(model)``). Defaults to None (computed).
 
     Returns:
-        ``{group name: folded kernel}``, in the Keras layout (output channels last).
+        ``{group name: folded kernel}``, in the Keras layout (output channels last; a Conv2DTranspose's
+        on axis 2, as Keras lays it out).
     """
     model = as_tf_keras(model)
     groups = quantizable_groups(model) if groups is None else groups
@@ -151,6 +162,10 @@ def _quantize(kernel: np.ndarray, bits: int, kind: str, per_channel: bool, symme
         kh, kw, cin, mult = kernel.shape
         q = fake_quant_weights(tf.constant(kernel.reshape(kh, kw, cin * mult)), bits, per_channel, symmetric)
         return q.numpy().reshape(kernel.shape)
+    if kind == "Conv2DTranspose":  # (kh, kw, out, in): output channels last for the quantizer, and back
+        swap = (0, 1, 3, 2)
+        q = fake_quant_weights(tf.constant(kernel.transpose(swap)), bits, per_channel, symmetric)
+        return q.numpy().transpose(swap)
     return fake_quant_weights(tf.constant(kernel), bits, per_channel, symmetric).numpy()
 
 
@@ -279,8 +294,8 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
         A :class:`TraceEstimate`.
 
     Raises:
-        ValueError: bad ``data`` (``tfmpq.checks.check_data``), a model without quantizable groups, or
-            a count below 1.
+        ValueError: bad ``data`` (``tfmpq.checks.check_data``), a model without quantizable groups or
+            with several inputs or outputs, or a count below 1.
     """
     from tfmpq.checks import check_data
 
@@ -291,6 +306,10 @@ def hessian_trace(model, data, *, num_probes: int = 64, num_samples: int | None 
         loss = tf_keras_loss(getattr(model, "loss", None))
     model = as_tf_keras(model)  # a Keras 3 model: the same function in tf_keras, same layer names
     x, y = check_data(model, data, name="data")
+    if isinstance(x, tuple) or isinstance(y, (tuple, dict)):
+        raise ValueError(f"Invalid value for `model`: the Hessian sensitivity takes a model with one input and one "
+                         f"output. Received: `{model.name}` with {len(model.inputs)} inputs and "
+                         f"{len(model.outputs)} outputs.")
     groups = quantizable_groups(model)
     if not groups:
         raise ValueError(f"Invalid value for `model`: `{model.name}` has no quantizable group to measure.")

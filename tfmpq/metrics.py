@@ -5,6 +5,11 @@ Formulas and their sources:
   TFLite stores them) + QPARAM_BYTES per quantization channel (a float32 scale and an int32 zero point),
   plus every float weight outside the groups at 4 bytes. Float groups (16/32 bits) count
   params * bits / 8 and no quantization parameters.
+- Layers outside every group (``tfmpq.float_layers``: they stay in float) count at 32 bits in every
+  average and ratio below: their weights at n = 32 in avg_weight_bits, their multiply-accumulates
+  (``tfmpq.graph.float_costs``: an estimate, each kernel weight used once per output position) at
+  n = m = 32 in bops, avg_op_bits and avg_activation_bits. float_weight_share is their share of the
+  model's weights.
 - compression_ratio: float_weight_bytes / weight_bytes (Tmamna et al. sec. 5.3: original size over
   quantized size); compression_ratio_eq9 = 32 / avg_weight_bits (Tmamna et al. eq. 9), which ignores biases.
 - avg_weight_bits: sum_j n_j * nbr(j) / sum_j nbr(j), parameter-weighted (Tmamna et al. eq. 10).
@@ -52,11 +57,13 @@ import math
 import dataclasses
 
 from tfmpq.convert import as_tf_keras
-from tfmpq.graph import QuantGroup, quantizable_groups
+from tfmpq.graph import QuantGroup, float_costs
 from tfmpq.errors import PolicyError
 from tfmpq.policy import PRUNED, QuantPolicy, _groups_of, channel_segments, is_float
 
 QPARAM_BYTES = 8  # per quantization channel: float32 scale + int32 zero point
+#: Bits of the weights of a layer that stays in float (outside every group), and of the tensors it multiplies.
+FLOAT_BITS = 32
 
 #: ``export_tflite(packed=...)`` modes: how sub-8-bit kernels are stored in the file.
 PACKINGS = ("int8", "int4", "lut", "auto")
@@ -116,16 +123,6 @@ LINEAR_METRICS = tuple(m.name for m in COST_METRIC_TABLE.values() if m.linear)
 TRADED_METRICS = tuple(m.name for m in COST_METRIC_TABLE.values() if m.unit != "bits")
 #: The flash metrics that depend on the policy: search objectives and budgets.
 FLASH_BUDGETS = tuple(n for n in COST_METRICS if n.startswith("flash_bytes"))
-
-
-def _other_float_params(model) -> int:
-    """Trainable+BN weights of layers that are not part of any group (stay float)."""
-    if model is None or isinstance(model, (list, tuple)):
-        return 0
-    in_groups = {n for g in quantizable_groups(model) for n in g.layers}
-    return sum(
-        int(w.shape.num_elements() or 0) for layer in model.layers if layer.name not in in_groups for w in layer.weights
-    )
 
 
 #: Group kinds whose kernel rows are indexed by input channel: pruned input channels drop rows.
@@ -477,7 +474,8 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
     Returns:
         A dict with `float_weight_bytes`, `weight_bytes`, `compression_ratio`, `compression_ratio_eq9`,
         `avg_weight_bits`, `avg_activation_bits`, `bops`, `avg_op_bits`, `macs` (executed: without
-        pruned channels), `params`, the `FLASH_METRICS`, and `groups` (a per-group list of name,
+        pruned channels), `params`, `float_weight_share` (the share of the weights in layers outside every
+        group, counted at 32 bits in every average and ratio), the `FLASH_METRICS`, and `groups` (a per-group list of name,
         weight/activation bits, the bits of its input tensor ``input_bits``, params, MACs, bytes, and
         the storage and flash bytes under `packing`; a channel-wise group adds ``channels``, its
         ``[width, count]`` pairs, narrowest first, and ``pruned``, its pruned channels).
@@ -501,11 +499,13 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
             "Invalid value for `per_channel`: channel-wise weight bits need one scale per output channel "
             "(per_channel=True). Received: per_channel=False."
         )
-    other = _other_float_params(model)
+    floats = float_costs(model)  # layers outside the groups: 32-bit weights fed by 32-bit tensors
+    other, other_macs = sum(p for p, _ in floats.values()), sum(m for _, m in floats.values())
     float_bytes = sum(g.params for g in groups) * 4 + other * 4
     per_group, size = [], other * 4.0
-    bit_params = bit_ops = total_ops = 0.0
-    act_macs = executed = 0.0
+    bit_params = float(FLOAT_BITS * other)  # eq. 10 numerator, then eq. 11's and the BOPs below
+    bit_ops, total_ops = float(FLOAT_BITS * FLOAT_BITS * other_macs), float(other_macs)
+    act_macs, executed = float(FLOAT_BITS * other_macs), float(other_macs)
     feeding = input_bits(groups, policy)
     flash = {name: flash_bytes(groups, policy.weight_bits, name) for name in PACKINGS}
     deployed = deployed_groups(groups, policy.weight_bits)
@@ -532,7 +532,8 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
             row["channels"] = [[w, wb.count(w)] for w in sorted(set(wb) - {PRUNED})]
             row["pruned"] = wb.count(PRUNED)
         per_group.append(row)
-    kernel_params = sum(g.kernel_params for g in groups)
+    kernel_params = sum(g.kernel_params for g in groups) + other
+    all_params = sum(g.params for g in groups) + other
     avg_w = bit_params / kernel_params if kernel_params else 0.0
     return {
         "float_weight_bytes": float(float_bytes),
@@ -544,7 +545,8 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
         "bops": float(bit_ops),
         "avg_op_bits": math.sqrt(bit_ops / total_ops) if total_ops else 0.0,
         "macs": int(round(executed)),
-        "params": int(sum(g.params for g in groups) + other),
+        "params": int(all_params),
+        "float_weight_share": other / all_params if all_params else 0.0,
         "flash_bytes": sum(b for _, b in flash[packing]),
         "flash_bytes_int4": sum(b for _, b in flash["int4"]),
         "flash_bytes_lut": sum(b for _, b in flash["lut"]),

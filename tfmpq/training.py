@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from tfmpq._keras import keras, tf
+from tfmpq.checks import num_samples
 
 __all__ = ["CosineDecay", "DistillationLoss", "packed_accuracy", "teacher_probabilities", "distill_targets"]
 
@@ -60,8 +61,8 @@ class CosineDecay(keras.callbacks.Callback):
 def teacher_probabilities(model, x, from_logits: bool, batch_size: int = 512) -> np.ndarray:
     """The float model's class probabilities on ``x`` (softmax of its logits when ``from_logits``)."""
     outs = []
-    for i in range(0, len(x), batch_size):
-        out = model(tf.constant(x[i:i + batch_size]), training=False)
+    for i in range(0, num_samples(x), batch_size):  # x: one array, or a list / dict of them (several inputs)
+        out = model(tf.nest.map_structure(lambda a: tf.constant(a[i:i + batch_size]), x), training=False)
         outs.append(np.asarray(tf.nn.softmax(out) if from_logits else out, np.float32))
     return np.concatenate(outs)
 

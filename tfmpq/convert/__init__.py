@@ -1,13 +1,18 @@
-"""Models from other Keras versions, turned into the tf_keras (Keras 2) models tfmpq works on.
+"""The user's model turned into the flat tf_keras (Keras 2) model tfmpq works on.
+
+Two steps, both at the boundary of every public entry point (:func:`as_tf_keras`): a Keras 3 model is
+converted to tf_keras (:mod:`tfmpq.convert.keras3`), and nested models are inlined and SeparableConv2D
+split into its two convolutions (:mod:`tfmpq.convert.flatten`), so that every weighted layer is one
+layer of one flat graph.
 
 tfmot, and so tfmpq, needs tf_keras; Keras 3 is the Keras of TensorFlow >= 2.16 and of Colab. Every
 public entry point that takes a float model calls :func:`as_tf_keras` at its boundary, so a Keras 3
 model object (or a Keras 3 ``.keras`` / ``.h5`` file, through ``tfmpq.zoo.resolve_model``) is accepted
 wherever a tf_keras model is.
 
-This module only *recognises* Keras 3 objects and files (by their classes' module names and the
-files' metadata), so it never imports Keras 3 or TensorFlow itself: the converter,
-:mod:`tfmpq.convert.keras3`, is imported when there is something to convert.
+This module only *recognises* Keras 3 objects, nested models and files (by their classes' module names,
+their layers and the files' metadata), so it never imports Keras 3 or TensorFlow itself: the converter
+and the flattener are imported when there is something to convert or to flatten.
 
 Example:
 >>> import keras                                   # Keras 3
@@ -22,7 +27,8 @@ import json
 import os
 import zipfile
 
-__all__ = ["as_tf_keras", "is_keras3_model", "keras3_file_version", "load_keras3_file", "tf_keras_loss"]
+__all__ = ["as_tf_keras", "flatten_model", "is_keras3_model", "keras3_file_version", "load_keras3_file",
+           "tf_keras_loss"]
 
 
 def is_keras3_model(obj) -> bool:
@@ -41,29 +47,55 @@ def is_keras3_model(obj) -> bool:
 
 
 def as_tf_keras(model):
-    """`model` as a tf_keras model: converted if it is a Keras 3 model, else returned as is.
+    """`model` as the flat tf_keras model tfmpq works on: converted from Keras 3, nested models inlined.
 
     A Keras 3 Sequential or functional model becomes the tf_keras model with the same layers (names
-    and configurations), connections and weights, so its outputs match to float rounding. The same
-    Keras 3 model object always gives the same tf_keras model object, its weights and ``trainable``
-    flags copied again from the Keras 3 model on every call (train the Keras 3 model, call again, and
-    the tf_keras model has the new weights).
+    and configurations), connections and weights, so its outputs match to float rounding. A model
+    holding nested models (a Keras Applications backbone, a Sequential block), Keras 3 or tf_keras,
+    becomes the equivalent flat functional model whose layers are named ``<nested model>/<layer>``,
+    and a SeparableConv2D becomes its depthwise and pointwise convolutions (`flatten_model`). The same
+    model object always gives the same tf_keras model object, its weights and ``trainable`` flags
+    copied again from `model` on every call (train the model, call again, and the tf_keras model has
+    the new weights).
 
     Args:
-        model: a Keras 3 model, or anything else (returned unchanged, e.g. a tf_keras model).
+        model: a Keras 3 or tf_keras model, or anything else (returned unchanged).
 
     Returns:
-        A tf_keras model, or `model` itself when it is not a Keras 3 model.
+        A flat tf_keras model, or `model` itself when it is a tf_keras model with nothing to flatten
+        or not a model.
 
     Raises:
         UnsupportedModelError: a subclassed or unbuilt Keras 3 model, a layer tfmpq cannot convert
             (named, with the list of supported layers), or an option tf_keras cannot express.
     """
-    if not is_keras3_model(model):
-        return model
-    from tfmpq.convert import keras3  # imports Keras 3, which the caller has already loaded
+    if is_keras3_model(model):
+        from tfmpq.convert import keras3  # imports Keras 3, which the caller has already loaded
 
-    return keras3.to_tf_keras(model)
+        model = keras3.to_tf_keras(model)
+    if _may_need_flattening(model):
+        from tfmpq.convert.flatten import flatten_model as flatten  # tf_keras is loaded: `model` is one
+
+        return flatten(model)
+    return model
+
+
+def _may_need_flattening(model) -> bool:
+    """Whether `model` has a layer that is a model itself, or a SeparableConv2D (asked without importing
+    Keras: a model whose layers are Keras layers means Keras is loaded already)."""
+    layers = getattr(model, "layers", None)
+    return isinstance(layers, list) and any(
+        hasattr(layer, "layers") or type(layer).__name__ == "SeparableConv2D" for layer in layers)
+
+
+def flatten_model(model):
+    """The flat functional tf_keras model equivalent to a tf_keras `model`: nested models inlined,
+    SeparableConv2D split (see :mod:`tfmpq.convert.flatten`); `model` itself if there is nothing to do."""
+    if not _may_need_flattening(model):
+        return model
+    from tfmpq.convert.flatten import flatten_model as flatten
+
+    return flatten(model)
 
 
 def tf_keras_loss(loss):

@@ -33,6 +33,7 @@ SUPPORTED_LAYERS = {
     "Conv2D": ("Conv2D", {}),
     "DepthwiseConv2D": ("DepthwiseConv2D", {}),
     "SeparableConv2D": ("SeparableConv2D", {}),
+    "Conv2DTranspose": ("Conv2DTranspose", {}),
     "Dense": ("Dense", {}),
     "BatchNormalization": ("BatchNormalization", {}),
     # activations

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfmpq._keras import keras, tf
 from tfmpq.accuracy import hits
-from tfmpq.checks import check_data
+from tfmpq.checks import check_data, num_samples, take_samples
 from tfmpq.training import distill_targets, teacher_probabilities
 
 
@@ -50,10 +50,10 @@ class EvalData:
         if self._train_arrays:
             x, y = train
             self._train_xy = (x, y)
-            self._num_train = len(x)
+            self._num_train = num_samples(x)  # x: one array, or a tuple of them for several inputs
             self._train_base = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-            n_cal = min(len(x), self.calibration_batches * self.batch_size)
-            self.calib_x = np.asarray(x[:n_cal])
+            n_cal = min(self._num_train, self.calibration_batches * self.batch_size)
+            self.calib_x = take_samples(x, n_cal)
             self.y_example = np.asarray(y[:1])
         else:
             self._num_train = None
@@ -102,7 +102,7 @@ class EvalData:
                              "outputs are computed once). Received: a tf.data.Dataset.")
         if self._distill_base is None:
             x, y = self._train_xy
-            targets = distill_targets(y, teacher_probabilities(teacher, np.asarray(x), from_logits))
+            targets = distill_targets(y, teacher_probabilities(teacher, x, from_logits))
             self._distill_base = tf.data.Dataset.from_tensor_slices((x, targets)).cache()
         return self._distill_base.shuffle(self._num_train, seed=self.seed, reshuffle_each_iteration=True).batch(
             self.batch_size)
@@ -185,14 +185,14 @@ def ends_in_probabilities(model) -> bool:
 
 def _shapes(data) -> list | str:
     """``[x shape, y shape]`` of an ``(x, y)`` pair; a dataset's element spec as text."""
-    if isinstance(data, (tuple, list)):
-        return [list(np.shape(a)) for a in data]
+    if isinstance(data, (tuple, list)):  # x may be a tuple of arrays (several inputs)
+        return [tf.nest.map_structure(lambda a: list(np.shape(a)), a) for a in data]
     return str(getattr(data, "element_spec", type(data).__name__))
 
 
 def _sha1(arrays) -> str:
     h = hashlib.sha1()
-    for a in arrays:
+    for a in tf.nest.flatten(arrays):  # x may be a tuple of arrays (several inputs)
         a = np.ascontiguousarray(a)
         h.update(str((a.shape, a.dtype.str)).encode())
         h.update(a.tobytes())

@@ -55,7 +55,8 @@ class Evaluator:
         ValueError: an invalid option (:class:`EvaluatorConfig`), or both ``config`` and ``options``;
             ``train`` or ``val`` that cannot be trained or scored on (``tfmpq.checks.check_data``: empty,
             NaN/Inf, a sample shape other than the model's, labels outside its classes, x and y of
-            different lengths): the message names the argument.
+            different lengths): the message names the argument; a model with several outputs (a model
+            with several inputs takes ``x`` as a list / tuple or a dict by input name).
 
     Example:
     >>> ev = Evaluator(model, (x_tr, y_tr), (x_val, y_val), evaluation="ptq")
@@ -74,6 +75,11 @@ class Evaluator:
                              f"both. Received: config and {sorted(options)}.")
         compiled_loss = tf_keras_loss(getattr(model, "loss", None))
         model = as_tf_keras(model)
+        if len(getattr(model, "outputs", None) or ()) > 1:
+            raise ValueError(
+                f"Invalid value for `model`: the Evaluator scores a classifier with one output. Received: "
+                f"`{model.name}` with outputs {list(model.output_names)}. Score one of them: "
+                "keras.Model(model.inputs, model.outputs[i]).")
         self.config = config
         self.model = model
         self.seed = int(seed)

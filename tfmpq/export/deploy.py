@@ -240,6 +240,14 @@ def _group_inner(group: QuantGroupLayer, dense_as_conv: bool, input_rank: int, c
     return keras.layers.serialize(layer), False
 
 
+def _name_outputs(deploy, qat_model) -> None:
+    """Several outputs: name them as the float model did (``quant_out`` -> ``out``), since the file's
+    signature names its outputs by the Keras model's ``output_names`` and orders them by those names."""
+    names = getattr(qat_model, "_tfmpq_output_names", None)  # set by quantize_model
+    if len(deploy.outputs) > 1 and names and len(names) == len(deploy.outputs):
+        deploy.output_names = list(names)
+
+
 def build_deploy_model(qat_model, dense_as_conv: bool = True):
     """Builds the plain Keras model that `export_tflite` converts.
 
@@ -304,6 +312,7 @@ def build_deploy_model(qat_model, dense_as_conv: bool = True):
             deploy = keras.Sequential.from_config(config)
         else:
             deploy = keras.Model.from_config(config)
+    _name_outputs(deploy, qat_model)
     for name, values in weights.items():
         deploy.get_layer(name).set_weights(values)
     deploy._tfmpq_segments = {plan.group: [(sub, bits, list(chans)) for sub, (bits, chans) in

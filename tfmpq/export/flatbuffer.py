@@ -8,6 +8,7 @@ models that an interpreter refuses to allocate.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Union
 
@@ -206,6 +207,72 @@ def weight_tensors(model: ModelSource) -> list[WeightTensor]:
             )
         )
     return result
+
+
+#: The metadata entry in which ``export_tflite`` records the Keras model's input and output names, in
+#: the Keras order (the converter keeps neither order: inputs and outputs are indexed in its own).
+KERAS_IO_METADATA = "tfmpq_keras_io"
+
+
+def keras_io(model: ModelSource) -> dict | None:
+    """The Keras input and output names a file was exported with (``{"inputs": [...], "outputs": [...]}``
+    in the Keras model's order), or None for a file without them (single input and output, or not
+    written by ``tfmpq.export_tflite``)."""
+    fb = read_model(model)
+    for entry in fb.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
+        if name == KERAS_IO_METADATA:
+            return json.loads(bytes(np.asarray(fb.buffers[entry.buffer].data, np.uint8)).decode())
+    return None
+
+
+def with_keras_io(data: bytes, inputs: list[str], outputs: list[str]) -> bytes:
+    """`data` with the Keras input and output names recorded (see `keras_io`); the interpreters ignore
+    metadata they do not know."""
+    import flatbuffers
+
+    if keras_io(data) == {"inputs": list(inputs), "outputs": list(outputs)}:
+        return data
+    schema = _schema()
+    fb = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps({"inputs": list(inputs), "outputs": list(outputs)}).encode(), np.uint8)
+    fb.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = KERAS_IO_METADATA, len(fb.buffers) - 1
+    fb.metadata = [m for m in fb.metadata or [] if (m.name.decode() if isinstance(m.name, bytes) else m.name)
+                   != KERAS_IO_METADATA] + [entry]
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(fb.Pack(builder), file_identifier=data[4:8])
+    return bytes(builder.Output())
+
+
+def io_names(model: ModelSource) -> tuple[list[str], list[str]]:
+    """The names of a model's inputs and outputs, in the order the interpreters index them.
+
+    A file converted from Keras names its inputs and outputs in its signature by the Keras input and
+    output layer names, but indexes them in an order of its own (not the Keras model's; see
+    `keras_io`). Tensors the signature does not name keep their tensor names.
+
+    Args:
+        model: a path to a .tflite file, or its bytes.
+
+    Returns:
+        (input names, output names) of subgraph 0.
+    """
+    fb = read_model(model)
+    graph = fb.subgraphs[0]
+    signature = fb.signatureDefs[0] if fb.signatureDefs else None
+
+    def names(indices, tensor_maps):
+        by_index = {int(t.tensorIndex): t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+                    for t in tensor_maps or []}
+        return [by_index.get(int(i)) or _tensor_name(graph.tensors[int(i)]) for i in indices]
+
+    inputs = graph.inputs if graph.inputs is not None else []
+    outputs = graph.outputs if graph.outputs is not None else []
+    return (names(inputs, signature.inputs if signature else None),
+            names(outputs, signature.outputs if signature else None))
 
 
 def _tensor_name(tensor) -> str:

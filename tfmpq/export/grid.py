@@ -31,7 +31,8 @@ class GridTarget:
     """One weight tensor to put on its grid.
 
     Attributes:
-        filter_index: tensor index of the filter (input 1 of its CONV_2D / DEPTHWISE_CONV_2D / ...).
+        filter_index: tensor index of the filter (input 1 of its CONV_2D / DEPTHWISE_CONV_2D /
+            TRANSPOSE_CONV / ...).
         bits: the group's trained weight bits (2..7).
         per_channel: the group was trained with one scale per output channel (else one per tensor).
     """
@@ -47,6 +48,11 @@ def _schema():
     return schema
 
 
+def _operands() -> dict:
+    """Builtin operator code -> positions of its (input, filter, bias): (0, 1, 2) unless listed."""
+    return {_schema().BuiltinOperator.TRANSPOSE_CONV: (2, 1, 3)}  # inputs: output shape, filter, input, bias
+
+
 def snap_to_grid(model: bytes, targets: list[GridTarget]) -> tuple[bytes, list[int]]:
     """Rewrites the listed filters (and their biases) so their int8 values are the trained grid indices.
 
@@ -60,6 +66,7 @@ def snap_to_grid(model: bytes, targets: list[GridTarget]) -> tuple[bytes, list[i
         within a quarter step of a b-bit grid.
     """
     schema = _schema()
+    operands = _operands()
     data = bytearray(model)
     fb = schema.Model.GetRootAs(data, 0)
     subgraph = fb.Subgraphs(0)
@@ -72,32 +79,43 @@ def snap_to_grid(model: bytes, targets: list[GridTarget]) -> tuple[bytes, list[i
     for o in range(subgraph.OperatorsLength()):
         op = subgraph.Operators(o)
         inputs = op.InputsAsNumpy() if op.InputsLength() else []
-        if len(inputs) < 3 or int(inputs[1]) not in by_filter or int(inputs[2]) < 0:
+        code = fb.OperatorCodes(op.OpcodeIndex())
+        positions = operands.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), (0, 1, 2))
+        if len(inputs) <= positions[1] or int(inputs[1]) not in by_filter:
             continue
         target = by_filter[int(inputs[1])]
-        x_t, w_t, b_t = (subgraph.Tensors(int(i)) for i in inputs[:3])
-        if buffer_users[w_t.Buffer()] > 1:
+        x_t, w_t = subgraph.Tensors(int(inputs[positions[0]])), subgraph.Tensors(int(inputs[1]))
+        has_bias = len(inputs) > positions[2] and int(inputs[positions[2]]) >= 0  # TRANSPOSE_CONV: optional
+        b_t = subgraph.Tensors(int(inputs[positions[2]])) if has_bias else None
+        if buffer_users[w_t.Buffer()] > 1 or (b_t is None and positions == (0, 1, 2)):
             continue
         # the converter shares one buffer between identical biases (e.g. all-zero ones); zeros stay zeros
-        if _snap(fb, x_t, w_t, b_t, target, bias_shared=buffer_users[b_t.Buffer()] > 1):
+        if _snap(fb, x_t, w_t, b_t, target, bias_shared=b_t is not None and buffer_users[b_t.Buffer()] > 1):
             done.append(target.filter_index)
     return bytes(data), done
 
 
 def _snap(fb, x_t, w_t, b_t, target: GridTarget, bias_shared: bool) -> bool:
-    wq, bq, xq = w_t.Quantization(), b_t.Quantization(), x_t.Quantization()
-    if wq is None or bq is None or xq is None or xq.ScaleLength() != 1 or w_t.Type() != 9 or b_t.Type() != 2:
+    """Rewrites one filter (and its bias; `b_t` None: a TRANSPOSE_CONV without one) in place."""
+    wq, xq = w_t.Quantization(), x_t.Quantization()
+    bq = None if b_t is None else b_t.Quantization()
+    if wq is None or xq is None or xq.ScaleLength() != 1 or w_t.Type() != 9:
         return False
-    w_scales, b_scales = wq.ScaleAsNumpy(), bq.ScaleAsNumpy()  # views into the model bytes
-    w_raw, b_raw = fb.Buffers(w_t.Buffer()).DataAsNumpy(), fb.Buffers(b_t.Buffer()).DataAsNumpy()
+    if b_t is not None and (bq is None or b_t.Type() != 2):
+        return False
+    w_scales = wq.ScaleAsNumpy()  # a view into the model bytes
+    w_raw = fb.Buffers(w_t.Buffer()).DataAsNumpy()
+    b_raw = None if b_t is None else fb.Buffers(b_t.Buffer()).DataAsNumpy()
     if isinstance(w_raw, int) or isinstance(b_raw, int):
         return False  # no data
     shape = tuple(w_t.ShapeAsNumpy())
     weights = w_raw.view(np.int8).reshape(shape)
-    bias = b_raw.view(np.int32)
+    bias = np.zeros(shape[0], np.int32) if b_raw is None else b_raw.view(np.int32)
+    b_scales = None if bq is None else bq.ScaleAsNumpy()
     channels = len(w_scales)
     axis = wq.QuantizedDimension() if channels > 1 else 0
-    if channels not in (1, shape[axis]) or len(b_scales) != channels or bias.size != shape[axis]:
+    if channels not in (1, shape[axis]) or bias.size != shape[axis] or (
+            b_scales is not None and len(b_scales) != channels):
         return False
     qmax = 2 ** (target.bits - 1) - 1
     old = np.asarray(w_scales, np.float64)
@@ -122,7 +140,8 @@ def _snap(fb, x_t, w_t, b_t, target: GridTarget, bias_shared: bool) -> bool:
     if channels == 1 and not np.allclose(step, step[0]):
         return False  # one scale slot cannot hold per-channel steps
     weights[...] = k.astype(np.int8)
-    bias[...] = new_bias.astype(np.int32)
     w_scales[...] = step[:channels].astype(np.float32) if channels > 1 else np.float32(step[0])
-    b_scales[...] = (input_scale * np.asarray(w_scales, np.float64)).astype(np.float32)
+    if b_scales is not None:
+        bias[...] = new_bias.astype(np.int32)
+        b_scales[...] = (input_scale * np.asarray(w_scales, np.float64)).astype(np.float32)
     return True

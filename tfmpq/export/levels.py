@@ -69,7 +69,8 @@ def count_activation_levels(model: ModelSource, weight_indices, x: np.ndarray) -
     Args:
         model: a path to a .tflite file, or its bytes (int8 activations).
         weight_indices: tensor indices of the filters whose operators' outputs to count.
-        x: float model inputs (the representative data).
+        x: float model inputs (the representative data; several inputs: a tuple in input order or a
+            dict by input name).
 
     Returns:
         ``{weight index: {"tensor", "levels", "qmin", "qmax"}}``: the operator's output tensor (the
@@ -77,8 +78,8 @@ def count_activation_levels(model: ModelSource, weight_indices, x: np.ndarray) -
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tfmpq.export.flatbuffer import _name_table, _schema, read_model, read_model_bytes
-    from tfmpq.export.runtimes import _quantize_input
+    from tfmpq.export.flatbuffer import _name_table, _schema, io_names, keras_io, read_model, read_model_bytes
+    from tfmpq.export.runtimes import _quantize_input, input_arrays
 
     data = read_model_bytes(model)
     fb = read_model(data)
@@ -98,10 +99,13 @@ def count_activation_levels(model: ModelSource, weight_indices, x: np.ndarray) -
         outputs[w] = clamp[0] if clamp else out
     interpreter = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                               experimental_preserve_all_tensors=True)
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], [len(x), *detail["shape"][1:]])
+    details = interpreter.get_input_details()
+    arrays = input_arrays(x, details, io_names(data)[0], "litert", (keras_io(data) or {}).get("inputs"))
+    for detail, a in zip(details, arrays):
+        interpreter.resize_tensor_input(detail["index"], [len(a), *detail["shape"][1:]])
     interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], _quantize_input(x, detail))
+    for detail, a in zip(details, arrays):
+        interpreter.set_tensor(detail["index"], _quantize_input(a, detail))
     interpreter.invoke()
     result = {}
     for w, t in outputs.items():

@@ -5,7 +5,10 @@ input tensor's own scale and zero point (exactly as a device would), and ``evalu
 argmax of the raw outputs (a positive scale keeps the order, so no dequantization is needed).
 
 TFLite Micro runs one sample at a time (its Python interpreter has a fixed batch of 1); LiteRT runs
-batches after resizing the input tensor. The TFLite Micro arena a model needs is read from TFLite
+batches after resizing the input tensor. A model with several inputs takes a list or tuple of arrays
+(the Keras model's input order, which the file keeps) or a dict by input name; a model with several
+outputs gives a dict of arrays by output name (the file's signature names: the Keras output layer
+names), since the file does not keep the Keras model's output order. The TFLite Micro arena a model needs is read from TFLite
 Micro's own ``RecordingMicroAllocator`` after one inference.
 
 Bit-exactness, measured here (ai-edge-litert 2.3.0, tflite-micro 0.dev20261023):
@@ -24,7 +27,7 @@ import re
 import numpy as np
 
 from tfmpq._io import captured_stderr
-from tfmpq.export.flatbuffer import ModelSource, read_model, read_model_bytes
+from tfmpq.export.flatbuffer import ModelSource, io_names, keras_io, read_model, read_model_bytes
 
 RUNTIMES = ("litert", "tflm")
 LITERT_KERNELS = ("reference", "builtin", "default")
@@ -137,18 +140,21 @@ class _LiteRTRunner:
     def __init__(self, data: bytes, litert_kernels: str):
         self.interpreter = litert_interpreter(data, litert_kernels)
         self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
         self.batch = None
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        if self.batch != len(x):
-            self.interpreter.resize_tensor_input(self.input["index"], [len(x), *self.input["shape"][1:]])
+    def run(self, xs: list) -> list:
+        """One batch: one array per input (the file's order) in, one array per output out."""
+        if self.batch != len(xs[0]):
+            for detail, x in zip(self.inputs, xs):
+                self.interpreter.resize_tensor_input(detail["index"], [len(x), *detail["shape"][1:]])
             self.interpreter.allocate_tensors()
-            self.batch = len(x)
-        self.interpreter.set_tensor(self.input["index"], _quantize_input(x, self.input))
+            self.batch = len(xs[0])
+        for detail, x in zip(self.inputs, xs):
+            self.interpreter.set_tensor(detail["index"], _quantize_input(x, detail))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"]).copy()
+        return [self.interpreter.get_tensor(o["index"]).copy() for o in self.outputs]
 
 
 class _TFLMRunner:
@@ -158,17 +164,20 @@ class _TFLMRunner:
         self.interpreter = tflm.Interpreter.from_bytes(
             data, arena_size=arena_bytes or default_arena_bytes(data)
         )
-        self.input = self.interpreter.get_input_details(0)
-        self.output = self.interpreter.get_output_details(0)
+        num_inputs, num_outputs = (len(names) for names in io_names(data))
+        self.inputs = [self.interpreter.get_input_details(i) for i in range(num_inputs)]
+        self.outputs = [self.interpreter.get_output_details(i) for i in range(num_outputs)]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        q = _quantize_input(x, self.input)
-        outputs = []
-        for sample in q:
-            self.interpreter.set_input(sample[None], 0)
+    def run(self, xs: list) -> list:
+        quantized = [_quantize_input(x, detail) for x, detail in zip(xs, self.inputs)]
+        outputs = [[] for _ in self.outputs]
+        for sample in range(len(quantized[0])):
+            for i, q in enumerate(quantized):
+                self.interpreter.set_input(q[sample][None], i)
             self.interpreter.invoke()
-            outputs.append(np.array(self.interpreter.get_output(0)).reshape(-1, *self.output["shape"][1:]))
-        return np.concatenate(outputs, axis=0)
+            for j, detail in enumerate(self.outputs):
+                outputs[j].append(np.array(self.interpreter.get_output(j)).reshape(-1, *detail["shape"][1:]))
+        return [np.concatenate(o, axis=0) for o in outputs]
 
 
 def _runner(data: bytes, runtime: str, arena_bytes: int | None, litert_kernels: str):
@@ -178,13 +187,13 @@ def _runner(data: bytes, runtime: str, arena_bytes: int | None, litert_kernels: 
     return _TFLMRunner(data, arena_bytes)
 
 
-def _check_input(x: np.ndarray, detail: dict, runtime: str) -> np.ndarray:
+def _check_input(x: np.ndarray, detail: dict, runtime: str, what: str = "") -> np.ndarray:
     x = np.asarray(x)
     expected = tuple(int(s) for s in detail["shape"][1:])
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
         raise ValueError(
             f"Invalid value for `x`: expected a batch of inputs of shape (N, {', '.join(map(str, expected))}) "
-            f"for this model. Received: x with shape {x.shape} (runtime={runtime!r})"
+            f"for this model{what}. Received: x with shape {x.shape} (runtime={runtime!r})"
         )
     if len(x) == 0:
         raise ValueError(f"Invalid value for `x`: expected at least one sample. Received: an empty batch {x.shape}")
@@ -192,27 +201,71 @@ def _check_input(x: np.ndarray, detail: dict, runtime: str) -> np.ndarray:
         finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if not finite.all():  # int8 quantization would turn NaN into an arbitrary (and silent) level
             raise ValueError(
-                f"Invalid value for `x`: expected finite values. Received: NaN or Inf in {int((~finite).sum())} of "
-                f"{len(x)} samples (the first at index {int(np.flatnonzero(~finite)[0])})"
+                f"Invalid value for `x`: expected finite values{what}. Received: NaN or Inf in "
+                f"{int((~finite).sum())} of {len(x)} samples (the first at index {int(np.flatnonzero(~finite)[0])})"
             )
     return x
 
 
+def input_arrays(x, details: list, names: list, runtime: str, keras_names: list | None = None) -> list:
+    """`x` as one checked array per input of the file, in the file's input order.
+
+    Args:
+        x: an array (one input); a list / tuple of arrays in the Keras model's input order or a dict by
+            input name (several inputs).
+        details: the interpreter's input details.
+        names: the file's input names (``flatbuffer.io_names``).
+        runtime: named in error messages.
+        keras_names: the Keras model's input names in its order (``flatbuffer.keras_io``), which a list
+            or tuple follows; None: only a dict is taken for several inputs. Defaults to None.
+
+    Raises:
+        ValueError: a missing, unknown or extra input, inputs of different lengths, or a bad array.
+    """
+    listed = ", ".join(f"`{n}`" for n in names)
+    if isinstance(x, dict):
+        missing, unknown = [n for n in names if n not in x], [k for k in x if k not in names]
+        if missing or unknown:
+            raise ValueError(f"Invalid value for `x`: expected a dict of arrays by input name ({listed}). Received: "
+                             f"keys {sorted(map(str, x))}")
+        arrays = [x[n] for n in names]
+    elif len(details) == 1:
+        arrays = [x]
+    elif isinstance(x, (list, tuple)) and len(x) == len(details):
+        if sorted(keras_names or []) != sorted(names):
+            raise ValueError(f"Invalid value for `x`: this file does not record its Keras model's input order (it was "
+                             f"not written by tfmpq.export_tflite): pass a dict of arrays by input name ({listed}). "
+                             f"Received: a {type(x).__name__} of {len(x)} arrays")
+        by_name = dict(zip(keras_names, x))
+        arrays = [by_name[n] for n in names]
+    else:
+        raise ValueError(f"Invalid value for `x`: expected {len(details)} arrays, one per model input ({listed}), as a "
+                         f"list or tuple in the model's input order or a dict by input name. Received: "
+                         f"{type(x).__name__}" + (f" of {len(x)}" if isinstance(x, (list, tuple)) else ""))
+    what = lambda name: f" (input `{name}`)" if len(details) > 1 else ""  # noqa: E731
+    arrays = [_check_input(a, d, runtime, what(n)) for a, d, n in zip(arrays, details, names)]
+    if len({len(a) for a in arrays}) > 1:
+        raise ValueError("Invalid value for `x`: expected as many samples for every input. Received: "
+                         + ", ".join(f"{len(a)} for `{n}`" for a, n in zip(arrays, names)))
+    return arrays
+
+
 def run_tflite(
     model: ModelSource,
-    x: np.ndarray,
+    x,
     runtime: str = "litert",
     batch_size: int = 256,
     dequantize_output: bool = False,
     arena_bytes: int | None = None,
     litert_kernels: str = "reference",
-) -> np.ndarray:
-    """Runs a single-input, single-output .tflite model on a real interpreter and returns its outputs.
+):
+    """Runs a .tflite model on a real interpreter and returns its outputs.
 
     Args:
         model: a path to a .tflite file, or its bytes.
         x: float inputs of shape (N, ...) (quantized with the input tensor's scale and zero point for
-            an int8-input model); int8 data of the input's type is passed unchanged.
+            an int8-input model); int8 data of the input's type is passed unchanged. Several inputs:
+            a list / tuple of arrays in the model's input order, or a dict by input name.
         runtime: "litert" (``ai_edge_litert``) or "tflm" (``tflite_micro``). Defaults to "litert".
         batch_size: samples per LiteRT invocation (TFLite Micro always runs one). Defaults to 256.
         dequantize_output: return float outputs (dequantized with the output tensor's scale and zero
@@ -223,10 +276,11 @@ def run_tflite(
 
     Returns:
         The outputs, shape (N, ...), as stored in the output tensor (int8 for an int8-output model)
-        unless `dequantize_output`.
+        unless `dequantize_output`; for several outputs a dict of them by output name.
 
     Raises:
-        ValueError: for an unknown runtime, a bad batch size, or inputs of the wrong shape.
+        ValueError: for an unknown runtime, a bad batch size, or inputs of the wrong shape (or a
+            missing, unknown or extra input).
         RuntimeError: if the interpreter cannot allocate or run the model.
 
     Example:
@@ -242,28 +296,34 @@ def run_tflite(
         )
     data = read_model_bytes(model)
     runner = _runner(data, runtime, arena_bytes, litert_kernels)
-    x = _check_input(x, runner.input, runtime)
-    step = batch_size if runtime == "litert" else len(x)
-    outputs = [runner.run(x[i : i + step]) for i in range(0, len(x), max(step, 1))]
-    y = np.concatenate(outputs, axis=0) if outputs else np.zeros((0, *runner.output["shape"][1:]))
-    return dequantize(y, runner.output) if dequantize_output else y
+    input_names, output_names = io_names(data)
+    xs = input_arrays(x, runner.inputs, input_names, runtime, (keras_io(data) or {}).get("inputs"))
+    count = len(xs[0])
+    step = batch_size if runtime == "litert" else count
+    batches = [runner.run([a[i : i + step] for a in xs]) for i in range(0, count, max(step, 1))]
+    ys = [np.concatenate([b[j] for b in batches], axis=0) for j in range(len(runner.outputs))]
+    if dequantize_output:
+        ys = [dequantize(y, detail) for y, detail in zip(ys, runner.outputs)]
+    return ys[0] if len(ys) == 1 else dict(zip(output_names, ys))
 
 
 def evaluate_tflite(
     model: ModelSource,
-    x: np.ndarray,
-    y: np.ndarray,
+    x,
+    y,
     runtime: str = "litert",
     batch_size: int = 256,
     arena_bytes: int | None = None,
     litert_kernels: str = "reference",
-) -> float:
+):
     """Top-1 accuracy of a .tflite classifier on a real interpreter.
 
     Args:
         model: a path to a .tflite file, or its bytes.
-        x: float inputs of shape (N, ...), as given to the Keras model.
-        y: integer labels of shape (N,) (or one-hot labels of shape (N, classes)).
+        x: float inputs of shape (N, ...), as given to the Keras model (several inputs: a list / tuple
+            in the model's input order or a dict by input name).
+        y: integer labels of shape (N,) (or one-hot labels of shape (N, classes)); for a model with
+            several outputs, a dict of them by output name (the outputs to score).
         runtime: "litert" (``ai_edge_litert``) or "tflm" (``tflite_micro``). Defaults to "litert".
         batch_size: samples per LiteRT invocation. Defaults to 256.
         arena_bytes: TFLite Micro arena size; ``None`` picks ``default_arena_bytes(model)``.
@@ -271,7 +331,8 @@ def evaluate_tflite(
         litert_kernels: LiteRT kernels, see `litert_interpreter`. Defaults to "reference".
 
     Returns:
-        The fraction of samples whose argmax output equals the label, in [0, 1].
+        The fraction of samples whose argmax output equals the label, in [0, 1]; for several
+        outputs, a dict of them by output name.
 
     Raises:
         ValueError: for an unknown runtime, inputs of the wrong shape, or labels that do not match.
@@ -280,17 +341,47 @@ def evaluate_tflite(
     >>> evaluate_tflite("model.tflite", x_test, y_test, runtime="tflm")  # doctest: +SKIP
     0.91
     """
-    labels = np.asarray(y)
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=-1)
-    if labels.ndim != 1 or len(labels) != len(x):
-        raise ValueError(
-            "Invalid value for `y`: expected one integer label (or one-hot row) per sample of `x`. "
-            f"Received: y with shape {np.shape(y)} for x with {len(x)} samples"
-        )
+    count = _num_samples(x)
+    labels = {k: _labels(v, count) for k, v in y.items()} if isinstance(y, dict) else _labels(y, count)
     outputs = run_tflite(
         model, x, runtime=runtime, batch_size=batch_size, arena_bytes=arena_bytes, litert_kernels=litert_kernels
     )
+    if not isinstance(outputs, dict):
+        if isinstance(labels, dict):
+            labels = next(iter(labels.values())) if len(labels) == 1 else labels
+        if isinstance(labels, dict):
+            raise ValueError(f"Invalid value for `y`: expected the labels of the model's one output. Received: a dict "
+                             f"of {len(labels)} label arrays")
+        return _top1(outputs, labels)
+    if not isinstance(labels, dict) or any(k not in outputs for k in labels):
+        raise ValueError(
+            "Invalid value for `y`: expected a dict of labels by output name "
+            f"({', '.join(map(repr, sorted(outputs)))}). "
+            f"Received: " + (f"keys {sorted(labels)}" if isinstance(labels, dict) else f"{type(y).__name__}"))
+    return {k: _top1(outputs[k], v) for k, v in labels.items()}
+
+
+def _num_samples(x) -> int:
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)) and x and all(hasattr(a, "shape") for a in x):
+        return len(x[0])
+    return len(x)
+
+
+def _labels(y, count: int) -> np.ndarray:
+    labels = np.asarray(y)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=-1)
+    if labels.ndim != 1 or len(labels) != count:
+        raise ValueError(
+            "Invalid value for `y`: expected one integer label (or one-hot row) per sample of `x`. "
+            f"Received: y with shape {np.shape(y)} for x with {count} samples"
+        )
+    return labels
+
+
+def _top1(outputs: np.ndarray, labels: np.ndarray) -> float:
     predictions = outputs.reshape(len(outputs), -1).argmax(axis=-1)
     return float(np.mean(predictions == labels)) if len(labels) else float("nan")
 
@@ -307,7 +398,8 @@ def tflm_arena_bytes(model: ModelSource, x: np.ndarray | None = None) -> int:
 
     Args:
         model: a path to a .tflite file, or its bytes.
-        x: optional sample inputs (float or already quantized); zeros when None. Defaults to None.
+        x: optional sample inputs (float or already quantized; several inputs: a list / tuple in
+            input order or a dict by input name); zeros when None. Defaults to None.
 
     Returns:
         The arena size in bytes on this host build of TFLite Micro (a 64-bit build: pointer-holding
@@ -319,15 +411,20 @@ def tflm_arena_bytes(model: ModelSource, x: np.ndarray | None = None) -> int:
     from tflite_micro.python.tflite_micro import runtime as tflm
 
     data = read_model_bytes(model)
+    names = io_names(data)[0]
     with captured_stderr() as log:
         try:
             interpreter = tflm.Interpreter.from_bytes(data, arena_size=default_arena_bytes(data))
-            detail = interpreter.get_input_details(0)
+            details = [interpreter.get_input_details(i) for i in range(len(names))]
             if x is None:
-                sample = np.zeros(detail["shape"], dtype=detail["dtype"])
+                samples = [np.zeros(d["shape"], dtype=d["dtype"]) for d in details]
+            elif len(details) == 1 and not isinstance(x, dict):
+                samples = [_quantize_input(np.asarray(x)[:1], details[0])]
             else:
-                sample = _quantize_input(np.asarray(x)[:1], detail)
-            interpreter.set_input(sample, 0)
+                arrays = input_arrays(x, details, names, "tflm", (keras_io(data) or {}).get("inputs"))
+                samples = [_quantize_input(a[:1], d) for a, d in zip(arrays, details)]
+            for i, sample in enumerate(samples):
+                interpreter.set_input(sample, i)
             interpreter.invoke()
             interpreter.print_allocations()
             error = None

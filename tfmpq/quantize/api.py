@@ -7,10 +7,10 @@ import numpy as np
 
 from tfmpq._keras import keras, tf, tfmot
 from tf_keras.src.saving.serialization_lib import SafeModeScope
-from tfmpq.checks import check_inputs
+from tfmpq.checks import check_inputs, take_samples
 from tfmpq.convert import as_tf_keras
 from tfmpq.errors import PolicyError
-from tfmpq.graph import check_model
+from tfmpq.graph import check_model, warn_float_layers
 from tfmpq.metrics import pruned_inputs
 from tfmpq.policy import QuantPolicy
 from tfmpq.quantize.layers import BN_FOLDS, NEVER, QuantGroupLayer
@@ -45,6 +45,7 @@ def quantize_model(
     bn_freeze_step: int | None = None,
     variable_bits: bool = False,
     bn_fold: str = "one_conv",
+    strict: bool = False,
 ):
     """Build the quantization-aware-training model of `model` under `policy`.
 
@@ -69,12 +70,15 @@ def quantize_model(
             convolution of the folded, quantized kernel per step; Krishnamoorthi 2018, sec. 3.2) or
             "two_conv" (an extra float convolution for the batch statistics; Jacob et al. 2018, sec. 3.2).
             Inference and export are the same in both (see `QuantGroupLayer`). Defaults to "one_conv".
+        strict: refuse a model with layers that would stay in float (`tfmpq.float_layers`); without
+            it they are named in a `UserWarning`, once per model. Defaults to False.
 
     Returns:
         A tf_keras Model; compile and fit it like any Keras model.
 
     Raises:
         UnsupportedModelError: for subclassed models, and Keras 3 models with a layer tfmpq cannot convert.
+        FloatLayerError: with `strict`, a layer that would stay in float.
         PolicyError: if `policy` was made for another model, or has channel-wise bits with
             `per_channel=False` (a channel's width needs its own scale).
         ValueError: a negative `bn_freeze_step` or an unknown `bn_fold`.
@@ -87,6 +91,7 @@ def quantize_model(
     model = as_tf_keras(model)
     check_model(model)
     groups = policy.check_model(model)
+    warn_float_layers(model, strict=strict)
     if not groups:
         raise ValueError(f"Model `{model.name}` has no quantizable layer (Conv1D, Conv2D, DepthwiseConv2D, Dense).")
     if bn_freeze_step is not None and int(bn_freeze_step) < 0:
@@ -115,6 +120,7 @@ def quantize_model(
         annotated = _annotate(model, groups, registry)
         qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
     qat._tfmpq_policy = policy  # noqa: SLF001 - convenience for callers in this process
+    qat._tfmpq_output_names = list(model.output_names)  # the export names several outputs so
     return qat
 
 
@@ -167,7 +173,30 @@ def _mode_vars(qat_model, suffix: str) -> list:
     return [w for w in qat_model.weights if w.name.split("/")[-1].split(":")[0].endswith(suffix)]
 
 
-def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = None) -> None:
+def _activation_ranges(qat_model) -> dict:
+    """Layer name -> the variables of its activation quantizer (``min_var``, ``max_var``, ``seen``, ...):
+    every wrapper's output quantizer and every input's QuantizeLayer."""
+    out = {}
+    for layer in qat_model.layers:
+        variables = getattr(layer, "_output_quantizer_vars", None) or getattr(layer, "quantizer_vars", None)
+        if isinstance(variables, dict) and "seen" in variables:
+            out[layer.name] = variables
+    return out
+
+
+def unset_ranges(qat_model) -> list[str]:
+    """Layers of a QAT model whose activation range was never set (neither trained nor calibrated).
+
+    Such a range still holds its initial [-6, 6]: exported as it is, every tensor it quantizes would
+    deploy on that default grid (see ``tfmpq.export.export_tflite``, which calibrates them first).
+
+    Returns:
+        Their layer names, in the model's layer order.
+    """
+    return [name for name, v in _activation_ranges(qat_model).items() if float(v["seen"].numpy()) == 0.0]
+
+
+def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = None, only_unset: bool = False) -> None:
     """Set every activation range of a QAT model from data, without training (post-training calibration).
 
     Runs the model in inference mode (BN uses moving statistics; nothing trains) while each activation
@@ -175,9 +204,12 @@ def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = Non
 
     Args:
         qat_model: a model built by `quantize_model`.
-        x: input samples (numpy array or tf.data.Dataset of inputs).
+        x: input samples (numpy array or tf.data.Dataset of inputs; for a model with several inputs a
+            list / tuple of arrays in input order or a dict by input name).
         batch_size: batch size for numpy input. Defaults to 128.
         num_batches: use at most this many batches. Defaults to all.
+        only_unset: set only the ranges never set before (`unset_ranges`); trained or calibrated
+            ranges keep their values. Defaults to False.
 
     Raises:
         ValueError: not a tfmpq QAT model, or ``x`` empty, of another sample shape than the model's
@@ -192,12 +224,16 @@ def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = Non
     seen = _mode_vars(qat_model, "tfmpq_seen")
     if not calibrating:
         return  # every activation stays float: nothing to calibrate
-    if isinstance(x, np.ndarray):
+    if isinstance(x, (np.ndarray, tuple)):  # arrays; a tuple holds one per model input
         if num_batches is not None:
-            x = x[: num_batches * batch_size]
+            x = take_samples(x, num_batches * batch_size)
         data = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
     else:
         data = x.take(num_batches) if num_batches is not None else x
+    kept = []  # (variable, value) of the ranges set before, restored afterwards
+    if only_unset:
+        kept = [(v[k], v[k].numpy()) for v in _activation_ranges(qat_model).values()
+                if float(v["seen"].numpy()) != 0.0 for k in ("min_var", "max_var", "seen")]
     for v in seen:
         v.assign(0.0)
     for v in calibrating:
@@ -208,6 +244,8 @@ def calibrate(qat_model, x, batch_size: int = 128, num_batches: int | None = Non
     finally:
         for v in calibrating:
             v.assign(0.0)
+        for variable, value in kept:
+            variable.assign(value)
 
 
 def freeze_bn(qat_model, step: int = 0) -> None:

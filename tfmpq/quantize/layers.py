@@ -87,6 +87,8 @@ class QuantGroupLayer(keras.layers.Layer):
         ValueError: an unknown `kind`, `activation` or `bn_fold`.
     """
 
+    kinds = KINDS  # the group kinds this class holds (QuantTransposeGroupLayer: Conv2DTranspose)
+
     def __init__(
         self,
         kind: str,
@@ -103,8 +105,8 @@ class QuantGroupLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if kind not in KINDS:
-            raise ValueError(f"Invalid value for `kind`: expected one of {KINDS}. Received: kind={kind!r}.")
+        if kind not in self.kinds:
+            raise ValueError(f"Invalid value for `kind`: expected one of {self.kinds}. Received: kind={kind!r}.")
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"Invalid value for `activation`: expected one of {tuple(_ACTIVATIONS)}. Received: {activation!r}."

@@ -14,6 +14,7 @@ from tfmpq._keras import keras, tfmot
 from tfmpq.quantize.layers import KINDS, QuantGroupLayer
 from tfmpq.quantize.quantizers import ActivationQuantizer
 from tfmpq.quantize.registry import OutputQuantizeConfig, PerLayerQuantizeRegistry
+from tfmpq.quantize.transpose import TRANSPOSE_KINDS, QuantTransposeGroupLayer, to_group_layout
 
 _gt = tfmot.quantization.keras.graph_transformations
 LayerPattern = _gt.transforms.LayerPattern
@@ -21,7 +22,7 @@ LayerNode = _gt.transforms.LayerNode
 Transform = _gt.transforms.Transform
 ModelTransformer = _gt.model_transformer.ModelTransformer
 
-_WEIGHTED = "|".join(KINDS)
+_WEIGHTED = "|".join(KINDS + TRANSPOSE_KINDS)
 _BN = "BatchNormalization"
 _ACT = "ReLU|Activation"
 _FOLDABLE = ("linear", "relu", "relu6")
@@ -31,6 +32,7 @@ def custom_objects() -> dict:
     """Every class a tfmpq QAT model needs to deserialize."""
     return {
         "QuantGroupLayer": QuantGroupLayer,
+        "QuantTransposeGroupLayer": QuantTransposeGroupLayer,
         "ActivationQuantizer": ActivationQuantizer,
         "OutputQuantizeConfig": OutputQuantizeConfig,
         "QuantizeLayer": _quantize_layer_cls(),
@@ -82,7 +84,12 @@ class _FoldGroup(Transform):
             weights.update(n.weights)
         bn_cfg = dict(nodes[1].layer["config"]) if group.has_bn else None
         wbits, abits = self.registry.group_bits[group.name]
-        layer = QuantGroupLayer(
+        cls = QuantGroupLayer
+        if group.kind in TRANSPOSE_KINDS:  # its kernel held output channels last (see quantize.transpose)
+            cls = QuantTransposeGroupLayer
+            weights = collections.OrderedDict(
+                (k, to_group_layout(v) if k.split(":")[0] == "kernel" else v) for k, v in weights.items())
+        layer = cls(
             kind=group.kind,
             layer_config=wcfg,
             bn_config=bn_cfg,
@@ -97,7 +104,7 @@ class _FoldGroup(Transform):
             name=group.name,
         )
         fused = LayerNode(
-            {"class_name": "QuantGroupLayer", "config": layer.get_config(), "name": group.name},
+            {"class_name": cls.__name__, "config": layer.get_config(), "name": group.name},
             weights=weights,
             metadata={"quantize_config": OutputQuantizeConfig(abits, self.registry.variable_bits)},
         )

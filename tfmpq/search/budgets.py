@@ -193,23 +193,8 @@ def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, re
     """
     from tfmpq.checks import check_data
 
-    ev = result.evaluator
-    for method in ("finetune", "finetune_float", "correct", "metrics", "signature"):
-        if not callable(getattr(ev, method, None)):
-            raise TypeError(f"Cannot compare at budgets: the evaluator {type(ev).__name__} has no `{method}`. "
-                            f"Use tfmpq.search.Evaluator.")
-    recipe = recipe or FinetuneRecipe()
-    if finetune_epochs is not None:
-        recipe = FinetuneRecipe.from_dict({**recipe.to_dict(), "epochs": finetune_epochs})
-    if isinstance(candidates_per_budget, bool) or not isinstance(candidates_per_budget, int) or candidates_per_budget < 1:
-        raise ValueError(f"Invalid value for `candidates_per_budget`: expected an integer >= 1. "
-                         f"Received: {candidates_per_budget!r}")
-    cost = cost or (result.objectives[1] if len(result.objectives) > 1 else "weight_bytes")
-    space = result.space
-    probe = ev.metrics(space.decode(space.uniform_chromosomes()[0]))
-    if cost not in probe:
-        raise ValueError(f"Invalid value for `cost`: expected a cost metric of tfmpq.metrics.summary. Received: "
-                         f"cost={cost!r}. Expected one of {sorted(k for k, v in probe.items() if isinstance(v, (int, float)))}.")
+    ev, space = result.evaluator, result.space
+    recipe, cost = _check_options(result, cost, recipe, finetune_epochs, candidates_per_budget)
     test = check_data(ev.model, test, name="test")
     start = time.perf_counter()
     tune = _Tuner(result, test, cost, recipe, verbose)
@@ -247,6 +232,27 @@ def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, re
     if verbose:
         print(budgets_text(out), flush=True)
     return out
+
+
+def _check_options(result, cost, recipe, finetune_epochs, candidates_per_budget) -> tuple[FinetuneRecipe, str]:
+    """:func:`compare_at_budgets`'s options checked before any work: ``(recipe, cost)``."""
+    ev, space = result.evaluator, result.space
+    for method in ("finetune", "finetune_float", "correct", "metrics", "signature"):
+        if not callable(getattr(ev, method, None)):
+            raise TypeError(f"Cannot compare at budgets: the evaluator {type(ev).__name__} has no `{method}`. "
+                            f"Use tfmpq.search.Evaluator.")
+    recipe = recipe or FinetuneRecipe()
+    if finetune_epochs is not None:
+        recipe = FinetuneRecipe.from_dict({**recipe.to_dict(), "epochs": finetune_epochs})
+    if isinstance(candidates_per_budget, bool) or not isinstance(candidates_per_budget, int) or candidates_per_budget < 1:
+        raise ValueError(f"Invalid value for `candidates_per_budget`: expected an integer >= 1. "
+                         f"Received: {candidates_per_budget!r}")
+    cost = cost or (result.objectives[1] if len(result.objectives) > 1 else "weight_bytes")
+    probe = ev.metrics(space.decode(space.uniform_chromosomes()[0]))
+    if cost not in probe:
+        raise ValueError(f"Invalid value for `cost`: expected a cost metric of tfmpq.metrics.summary. Received: "
+                         f"cost={cost!r}. Expected one of {sorted(k for k, v in probe.items() if isinstance(v, (int, float)))}.")
+    return recipe, cost
 
 
 def _budgets(budgets, space, cost_of, num_budgets: int, auto_bits) -> list[float]:

@@ -37,7 +37,7 @@ def run(strategy: Strategy, model=None, train=None, val=None, **options) -> Resu
         train: training data, ``(x, y)`` or a batched ``tf.data.Dataset``; unused with ``evaluator``.
         val: validation data, same forms; unused with ``evaluator``.
         **options: the problem's (:func:`tfmpq.search.problem.build_problem`: ``evaluator``, ``space``,
-            ``objectives``, ``constraint`` and the fields of ``SpaceConfig`` and ``EvaluatorConfig``,
+            ``objectives``, ``constraint``, ``strict`` and the fields of ``SpaceConfig`` and ``EvaluatorConfig``,
             e.g. ``evaluation``, ``epochs``, ``bits``, ``pinned``) and the run's:
 
             - ``run_dir``: directory for the journal, checkpoint and outputs; None writes nothing.

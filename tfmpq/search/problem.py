@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from tfmpq.convert import as_tf_keras
 from tfmpq.evaluate.config import EvaluatorConfig
+from tfmpq.graph import warn_float_layers
 from tfmpq.search.constraints import Constraint
 from tfmpq.search.pareto import check_objectives
 from tfmpq.search.space import SearchSpace, SpaceConfig
@@ -90,7 +91,7 @@ def make_space(model=None, *, evaluator=None, config: SpaceConfig | None = None,
 
 def build_problem(model=None, train=None, val=None, *, evaluator=None, space=None,
                   objectives: Sequence[str] = ("accuracy", "weight_bytes"), constraint=None, seed: int = 0,
-                  run_dir=None, **options) -> Problem:
+                  run_dir=None, strict: bool = False, **options) -> Problem:
     """The space, the evaluator and the constraint of one search.
 
     Args:
@@ -106,6 +107,8 @@ def build_problem(model=None, train=None, val=None, *, evaluator=None, space=Non
         constraint: ``(metric, target)`` or a :class:`Constraint`. Defaults to None.
         seed: the evaluator's seed. Defaults to 0.
         run_dir: where a one-shot evaluator keeps its shared model. Defaults to None.
+        strict: refuse a ``model`` with layers that would stay in float (``tfmpq.float_layers``); without
+            it they are named in a ``UserWarning``, once per model. Defaults to False.
         **options: fields of :class:`SpaceConfig` and :class:`EvaluatorConfig` (ignored for a space or
             an evaluator given as an object, as before).
 
@@ -115,12 +118,15 @@ def build_problem(model=None, train=None, val=None, *, evaluator=None, space=Non
     Raises:
         TypeError: an option no configuration declares.
         ValueError: invalid options, or missing ``model`` / ``train`` / ``val``.
+        tfmpq.errors.FloatLayerError: with ``strict``, a layer of ``model`` that would stay in float.
     """
     space_options, evaluator_options, unknown = split_options(options)
     if unknown:
         raise TypeError(f"Unknown search options: {sorted(unknown)}. Expected the options of the space "
                         f"({', '.join(SPACE_OPTIONS)}) or of the evaluator ({', '.join(EVALUATOR_OPTIONS)}).")
     model = as_tf_keras(model)  # once here; the evaluator and the space then share the tf_keras model
+    if model is not None:
+        warn_float_layers(model, strict=strict)  # FloatLayerError with strict: before any work
     space_config = _config(SpaceConfig, space if isinstance(space, SpaceConfig) else None, space_options)
     space = None if isinstance(space, SpaceConfig) else space
     evaluator_config = None
