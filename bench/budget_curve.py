@@ -9,12 +9,14 @@ One run per model:
   3. one NSGA-II search on validation (``--evaluation oneshot``: one shared variable-bit model trained once,
      candidates scored on it), its initial population seeded at each budget with the ILP's allocation and the
      hand-made policies (``seed_budgets``);
-  4. ``Result.compare_at_budgets`` on each cost: per budget the ``--candidates-per-budget`` best-scoring front
-     members that fit, the largest uniform policy that fits and every hand-made policy that fits (``largest-1``,
-     ``largest-2``, ``first-last-8``, ``small-8`` and the ILP's allocation), all fine-tuned with one recipe
-     (``--finetune-epochs``, cosine, distilled from the float model, peak ``--finetune-lr``); the pick chosen on
-     validation; test accuracy with 95 % Wilson intervals, McNemar's exact test against the uniform policy and the
-     best hand-made one.
+  4. ``Result.compare_at_budgets`` on each cost: per budget the finalists of the searched pick (the
+     ``--candidates-per-budget`` best-scoring front members that fit and the ILP's allocation at the budget; with
+     ``--ilp-as baseline`` the front members only), the largest uniform policy that fits and every hand-made policy
+     that fits (``largest-1``, ``largest-2``, ``first-last-8``, ``small-8``; the ILP's allocation too with
+     ``--ilp-as baseline``), all fine-tuned with one recipe (``--finetune-epochs``, cosine, distilled from the
+     float model, peak ``--finetune-lr``); the pick chosen on validation among its finalists; test accuracy with
+     95 % Wilson intervals, McNemar's exact test against the uniform policy and the best hand-made one (by
+     validation).
 
 Writes RUN_DIR (the search and ``budgets.json``, both resumable), RUN_DIR/bench.json, ``budget_curve-COST.png``,
 and prints the table and the targets of the issue.
@@ -48,6 +50,9 @@ def main(argv=None) -> int:
     p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--no-distill", action="store_true")
     p.add_argument("--candidates-per-budget", type=int, default=2)
+    p.add_argument("--ilp-as", choices=("candidate", "baseline"), default="candidate",
+                   help="the ILP's allocation at each budget: one more finalist of the searched pick (chosen on "
+                        "validation with the front's), or a hand-made baseline the pick is held against")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", default=None, help="default: runs/budget_curve/<model>")
     args = p.parse_args(argv)
@@ -99,10 +104,13 @@ def main(argv=None) -> int:
         cost_of = cost_fn(cost)
         baselines = handmade_baselines(space, [params[n] for n in space.group_names], cost_of)
         ilp = {b: g for b, g in zip(budgets[cost], _ilp_at(sensitivity, model, result, roles.train, cost, budgets[cost], args.seed))}
-        baselines["ilp"] = lambda b, ilp=ilp: ilp.get(b)
+        candidates = {"ilp": lambda b, ilp=ilp: ilp.get(b)}
+        if args.ilp_as == "baseline":
+            baselines.update(candidates)
+            candidates = {}
         t1 = time.perf_counter()
         cmp = result.compare_at_budgets(test=roles.test, budgets=budgets[cost], cost=cost, recipe=recipe,
-                                        candidates_per_budget=args.candidates_per_budget, baselines=baselines)
+                                        candidates_per_budget=args.candidates_per_budget, baselines=baselines, candidates=candidates)
         cmp_json = budgets_to_json(cmp)
         cmp_json["targets"] = targets(cmp_json, result, cost, cost_of, budgets[cost], space)
         cmp_json["compare_seconds"] = time.perf_counter() - t1
@@ -167,6 +175,8 @@ def markdown(cmp: dict) -> str:
              f"(by val) | test | pick - it | p |", "|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in cmp["rows"]:
         fp, ft = side(r["front"])
+        if r["front"] is not None and r.get("pick_source", "front") != "front":
+            fp += f" [{r['pick_source']}]"
         up, ut = side(r["uniform"])
         b = r["baselines"].get(r["best_baseline"]) if r.get("best_baseline") else None
         bp, bt = side(b)

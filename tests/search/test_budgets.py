@@ -64,6 +64,24 @@ def test_each_budget_picks_on_validation_and_reports_on_test(searched):
     assert [r["front"]["genes"] for r in again["rows"]] == [r["front"]["genes"] for r in out["rows"]]
 
 
+def test_extra_candidates_join_the_finalists_and_win_on_validation_only(searched):
+    """``candidates`` (e.g. the ILP's allocation) are finalists of the pick beside the front members: the pick is
+    the best of all on validation, and a candidate that does not fit the budget is left out."""
+    result, test = searched
+    ev, space = result.evaluator, result.space
+    cost_of = lambda g: ev.metrics(space.decode(g))["weight_bytes"]  # noqa: E731
+    u4 = space.uniform_chromosomes_by_bits()[2]
+    budgets = [cost_of(u4) + 1.0, cost_of(u4) - 1.0]  # uniform 4-bit fits the first budget only
+    out = result.compare_at_budgets(test=test, budgets=budgets, recipe=RECIPE, candidates_per_budget=1,
+                                    candidates={"u4": lambda b: u4}, verbose=0)
+    short, fits = sorted(out["rows"], key=lambda r: r["budget"])
+    assert tuple(u4) in [f["genes"] for f in fits["finalists"]] and len(fits["finalists"]) == 2
+    assert fits["front"]["val_accuracy"] == max(f["val_accuracy"] for f in fits["finalists"])
+    assert fits["pick_source"] == ("u4" if fits["front"]["genes"] == tuple(u4) else "front")
+    assert len(short["finalists"]) == 1 and short["pick_source"] == "front"
+    assert "pick_source" in json.loads((result.run_dir / "budgets.json").read_text())["results"]["weight_bytes"]["rows"][0]
+
+
 def test_resumes_from_budgets_json_without_retraining(searched, monkeypatch):
     result, (xt, yt) = searched
     first = result.compare_at_budgets(test=(xt, yt), budgets=[result.front[len(result.front) // 2].metrics["weight_bytes"]],

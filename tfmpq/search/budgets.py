@@ -149,7 +149,8 @@ class _Tuner:
 def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, recipe: FinetuneRecipe | None = None,
                        finetune_epochs: int | None = None, candidates_per_budget: int = 2, num_budgets: int = 8,
                        auto_bits: tuple[int, int] | None = None, baselines: Mapping[str, Baseline] | None = None,
-                       keep_models: bool = False, verbose: int = 1) -> dict:
+                       candidates: Mapping[str, Baseline] | None = None, keep_models: bool = False,
+                       verbose: int = 1) -> dict:
     """The most accurate searched policy and the largest uniform one under each budget, fine-tuned alike,
     chosen on validation, scored on ``test``.
 
@@ -171,6 +172,10 @@ def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, re
             (2 and 5 for 2..8). Defaults to None.
         baselines: hand-made policies to hold the pick against: ``{name: f(budget) -> chromosome or None}``
             (:func:`tfmpq.search.handmade.handmade_baselines`); each is fine-tuned alike. Defaults to None.
+        candidates: more policies of the search's own to fine-tune beside the front members at each budget,
+            ``{name: f(budget) -> chromosome or None}`` (e.g. ``"ilp"``: the Hessian ILP's allocation at the
+            budget, which ``nsga2(seed_budgets=...)`` seeds the search with); the pick is the best of all
+            finalists on validation and its ``pick_source`` says where it came from. Defaults to None.
         keep_models: also return the fine-tuned QAT model of each budget's pick (``models``, by budget), e.g. to
             export it; those fine-tunes then build standalone models. Defaults to False.
         verbose: 1 prints a line per fine-tune and the table. Defaults to 1.
@@ -179,7 +184,8 @@ def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, re
         A dict: ``cost``, ``recipe``, ``num_test``, ``rows`` (one per budget: ``budget``; ``front`` and
         ``uniform``, each ``None`` where nothing fits or a dict with ``policy``, ``genes``, ``label``, ``cost``,
         ``val_accuracy``, ``test_accuracy``, ``ci`` (95 % Wilson), ``search_accuracy``; ``gain`` (front - uniform
-        test accuracy), ``p_value`` (McNemar, exact), ``finalists`` (the fine-tuned members), ``baselines``,
+        test accuracy), ``p_value`` (McNemar, exact), ``finalists`` (the fine-tuned members), ``pick_source``
+        (``"front"`` or the name in ``candidates``), ``baselines``,
         ``best_baseline`` (by validation), ``gain_vs_baseline``, ``p_vs_baseline``), ``mean_gain`` (over the
         budgets with both sides), ``float`` (the float model fine-tuned alike), ``finetuned`` and ``seconds``.
         Written to ``run_dir/budgets.json``.
@@ -209,7 +215,8 @@ def compare_at_budgets(result, test, budgets="auto", cost: str | None = None, re
     rows = []
     models = {}
     for budget in budgets:
-        row = _budget_row(budget, pool, uniforms, tune, candidates_per_budget, baselines or {}, keep_models)
+        row = _budget_row(budget, pool, uniforms, tune, candidates_per_budget, baselines or {}, candidates or {},
+                          keep_models)
         if keep_models and row["front"] is not None:
             models[budget] = tune.models[row["front"]["genes"]]
         rows.append(row)
@@ -280,15 +287,20 @@ def _pool(result, cost: str, cost_of) -> list[tuple[tuple, float, float]]:
 
 
 def _budget_row(budget: float, pool, uniforms, tune: _Tuner, k: int, baselines: Mapping[str, Baseline],
-                keep_models: bool) -> dict:
+                candidates: Mapping[str, Baseline], keep_models: bool) -> dict:
     fitting = sorted((t for t in pool if t[2] <= budget), key=lambda t: (-t[1], t[2], t[0]))
-    finalists = [tune(genes, "front", keep_models) for genes, _, _ in fitting[:k]]
-    ok = [r for r in finalists if r["val_accuracy"] is not None]
-    front = max(ok, key=lambda r: (r["val_accuracy"], -r["cost"]), default=None)
+    sourced = [("front", genes) for genes, _, _ in fitting[:k]]  # the best search scores that fit, then extras
+    for name, make in candidates.items():
+        genes = make(budget)
+        if genes is not None and tune.cost_of(genes) <= budget:
+            sourced.append((name, genes))
+    finalists = [(name, tune(genes, "searched", keep_models)) for name, genes in sourced]
+    ok = [(name, r) for name, r in finalists if r["val_accuracy"] is not None]
+    source, front = max(ok, key=lambda nr: (nr[1]["val_accuracy"], -nr[1]["cost"]), default=(None, None))
     fits = [g for g in uniforms if tune.cost_of(g) <= budget]
     uniform = tune(fits[-1], "uniform") if fits else None
-    row = {"budget": float(budget), "front": front, "uniform": uniform, "finalists": finalists,
-           "gain": None, "p_value": None, "mcnemar": None}
+    row = {"budget": float(budget), "front": front, "uniform": uniform, "finalists": [r for _, r in finalists],
+           "pick_source": source, "gain": None, "p_value": None, "mcnemar": None}
     if front is not None and uniform is not None:
         paired = mcnemar(tune.hits[front["genes"]], tune.hits[uniform["genes"]])
         row.update(gain=front["test_accuracy"] - uniform["test_accuracy"], p_value=paired["p_value"], mcnemar=paired)
@@ -345,6 +357,8 @@ def budgets_text(out: Mapping) -> str:
         gain = "n/a" if r["gain"] is None else f"{100 * r['gain']:+.2f} pp"
         p = "n/a" if r["p_value"] is None else f"{r['p_value']:.2g}"
         pick = "none fits" if f is None else f"{_label(f)} ({format_cost(cost, f['cost'])})"
+        if f is not None and r.get("pick_source", "front") != "front":
+            pick += f" [{r['pick_source']}]"  # an extra candidate of the search's (e.g. the ILP's allocation)
         lines.append(f"  {format_cost(cost, r['budget']):>12}  {pick:<34} {_pct_ci(f):<22} "
                      f"{'none fits' if u is None else _label(u):<18} {_pct_ci(u):<22} {gain:>8}  {p:>9}")
         if r.get("best_baseline"):

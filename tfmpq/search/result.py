@@ -170,7 +170,8 @@ class Result:
 
     def compare_at_budgets(self, test, budgets="auto", cost: str | None = None, recipe=None,
                            finetune_epochs: int | None = None, candidates_per_budget: int = 2, num_budgets: int = 8,
-                           auto_bits=None, baselines=None, keep_models: bool = False, verbose: int = 1) -> dict:
+                           auto_bits=None, baselines=None, candidates=None, keep_models: bool = False,
+                           verbose: int = 1) -> dict:
         """The most accurate searched policy and the largest uniform one under each budget, fine-tuned alike,
         chosen on validation, scored on ``test`` (:func:`tfmpq.search.budgets.compare_at_budgets`; written to
         ``budgets.json`` and resumed from it).
@@ -181,7 +182,8 @@ class Result:
                 the costs of uniform 2- and 5-bit for a 2..8 space). Defaults to "auto".
             cost: any cost metric (``"weight_bytes"``, ``"flash_bytes"``, ...); None: the search's. Defaults to None.
             recipe: a :class:`~tfmpq.recipe.FinetuneRecipe`; None: its defaults. Defaults to None.
-            finetune_epochs, candidates_per_budget, num_budgets, auto_bits, baselines, keep_models, verbose: see
+            finetune_epochs, candidates_per_budget, num_budgets, auto_bits, baselines, candidates, keep_models,
+                verbose: see
                 :func:`~tfmpq.search.budgets.compare_at_budgets`.
 
         Returns:
@@ -197,7 +199,7 @@ class Result:
         self.budget_comparison = compare_at_budgets(
             self, test, budgets=budgets, cost=cost, recipe=recipe, finetune_epochs=finetune_epochs,
             candidates_per_budget=candidates_per_budget, num_budgets=num_budgets, auto_bits=auto_bits,
-            baselines=baselines, keep_models=keep_models, verbose=verbose)
+            baselines=baselines, candidates=candidates, keep_models=keep_models, verbose=verbose)
         return self.budget_comparison
 
     def summary(self) -> str:
