@@ -16,7 +16,7 @@ built the model, and two nested blocks with layers of the same name stay apart. 
 ``/`` because it is already TensorFlow's: a layer's variables are named ``<layer>/<weight>`` under
 name scopes, tf_keras accepts it in layer names, and a flat model named so quantizes, trains,
 exports (the export finds each group's tensor by its name) and round-trips through ``.keras``,
-``.h5`` and SavedModel files (``tests/test_nested.py``). Keras 3 refuses ``/`` in names, but the flat
+``.h5`` and SavedModel files (``tests/convert/test_nested.py``). Keras 3 refuses ``/`` in names, but the flat
 model is a tf_keras model only.
 
 A ``SeparableConv2D`` (channels last) is split into the two convolutions it computes
