@@ -229,6 +229,8 @@ def test_search_resumes_without_retraining_and_rescores_with_qat(digits_bn_cnn, 
     assert sorted(p.rsplit(".", 1)[1] for p in saved) == ["json", "npz"]
     second = search.nsga2(digits_bn_cnn, train, val, generations=2, resume=True, rescore="qat", rescore_epochs=1,
                           rescore_members=2, **common)
+    # the shared model is loaded on first use: score a policy in case the resumed generation asked for nothing new
+    second.evaluator.evaluate(second.space.decode(second.space.uniform_chromosomes()[0]))
     assert second.evaluator.num_shared_trainings == 0 and second.evaluator.oneshot_info["source"] == "loaded"
     record = json.loads((run_dir / "rescored.json").read_text())
     assert len(second.front) > 2  # so that rescore_members chose
