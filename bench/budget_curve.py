@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--no-distill", action="store_true")
     p.add_argument("--candidates-per-budget", type=int, default=2)
+    p.add_argument("--no-handmade", action="store_true",
+                   help="no hand-made baselines in the comparison (fewer fine-tunes; the search is the same)")
     p.add_argument("--ilp-as", choices=("candidate", "baseline"), default="candidate",
                    help="the ILP's allocation at each budget: one more finalist of the searched pick (chosen on "
                         "validation with the front's), or a hand-made baseline the pick is held against")
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
            "search_seconds": search_seconds, "comparisons": {}}
     for cost in costs:
         cost_of = cost_fn(cost)
-        baselines = handmade_baselines(space, [params[n] for n in space.group_names], cost_of)
+        baselines = {} if args.no_handmade else handmade_baselines(space, [params[n] for n in space.group_names],
+                                                                   cost_of)
         ilp = {b: g for b, g in zip(budgets[cost], _ilp_at(sensitivity, model, result, roles.train, cost, budgets[cost], args.seed))}
         candidates = {"ilp": lambda b, ilp=ilp: ilp.get(b)}
         if args.ilp_as == "baseline":
