@@ -98,3 +98,20 @@ def test_oneshot_scoring_of_a_channel_wise_space(digits_mlp, digits, tmp_path):
                    seed=0, verbose=0, run_dir=tmp_path, **SPACE)
     assert any(c.ok and c.policy.is_channel_wise for c in result.candidates)
     _check_costs(result, digits_mlp)
+
+
+def test_from_model_orders_each_groups_channels_least_sensitive_first(digits_mlp, digits):
+    import numpy as np
+
+    from tfmpq.hessian import channel_sensitivity
+    from tfmpq.search import SearchSpace
+
+    space = SearchSpace.from_model(digits_mlp, overrides={"out": (4, 8)}, **SPACE)
+    scores = channel_sensitivity(digits_mlp, "weight", bits=2, group_bits={"out": 4})
+    for name, order in space.config.channel_order.items():
+        assert list(order) == list(np.argsort(scores[name], kind="stable"))
+    assert [len(c) for c in space.clusters["hidden"]] == [11, 11, 10] and space.config.channel_ranking == "weight"
+    with pytest.raises(ValueError, match=r"the 'hessian' channel ranking estimates Hessian traces and needs"):
+        SearchSpace.from_model(digits_mlp, channel_ranking="hessian", **SPACE)
+    by_hessian = SearchSpace.from_model(digits_mlp, data=digits[0], channel_ranking="hessian", **SPACE)
+    assert by_hessian.config.channel_ranking == "hessian" and set(by_hessian.clusters) == {"hidden", "out"}
