@@ -86,7 +86,10 @@ def _check_granularity(config) -> dict:
     if config.granularity not in GRANULARITIES:
         raise ValueError(f"Invalid value for `granularity`: expected one of {GRANULARITIES}. "
                          f"Received: granularity={config.granularity!r}")
-    channel_options = {"channel_clusters": config.channel_clusters, "channel_ranking": config.channel_ranking,
+    clusters = config.channel_clusters
+    if isinstance(clusters, str) and clusters.strip().isdigit():  # the command line's text
+        clusters = int(clusters)
+    channel_options = {"channel_clusters": clusters, "channel_ranking": config.channel_ranking,
                        "channel_order": config.channel_order}
     if config.granularity == "layer":
         for name, value in channel_options.items():
@@ -94,9 +97,7 @@ def _check_granularity(config) -> dict:
                 raise ValueError(f"Invalid value for `{name}`: expected None with granularity='layer' (it configures "
                                  f"a channel-wise space: pass granularity='channel'). Received: {name}={value!r}")
         return channel_options
-    clusters = DEFAULT_CHANNEL_CLUSTERS if config.channel_clusters is None else config.channel_clusters
-    if isinstance(clusters, str) and clusters.strip().isdigit():  # the command line's text
-        clusters = int(clusters)
+    clusters = DEFAULT_CHANNEL_CLUSTERS if clusters is None else clusters
     if clusters != ALL_CHANNELS and (isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1):
         raise ValueError(f"Invalid value for `channel_clusters`: expected an integer >= 1 (clusters of output channels "
                          f"per group) or {ALL_CHANNELS!r} (one per channel). "
