@@ -115,3 +115,17 @@ def test_from_model_orders_each_groups_channels_least_sensitive_first(digits_mlp
         SearchSpace.from_model(digits_mlp, channel_ranking="hessian", **SPACE)
     by_hessian = SearchSpace.from_model(digits_mlp, data=digits[0], channel_ranking="hessian", **SPACE)
     assert by_hessian.config.channel_ranking == "hessian" and set(by_hessian.clusters) == {"hidden", "out"}
+
+
+def test_santini_neuron_wise_configuration_has_one_gene_per_channel(digits_mlp, digits, tmp_path):
+    """Santini's neuron-wise NSGA-II with PTQ scoring: 32 + 10 channels, 42 genes, a random initial population."""
+    from tfmpq.search import SANTINI_NEURON_WISE
+
+    options = {**SANTINI_NEURON_WISE, "generations": 1}
+    result = nsga2(digits_mlp, *digits, population=4, offspring=4, seed=0, verbose=0, run_dir=tmp_path, **options)
+    assert result.space.num_genes == 42 and all(len(c) == 1 for c in result.space.clusters["hidden"])
+    assert len(result.candidates) == 8 and all(c.ok for c in result.candidates)
+    assert all(c.policy.is_channel_wise for c in result.candidates[:4])  # random: no uniform policy among them
+    _check_costs(result, digits_mlp)
+    with pytest.raises(TypeError):
+        SANTINI_NEURON_WISE["generations"] = 5  # a read-only configuration
