@@ -1,8 +1,9 @@
 """The search space: which bit-widths each quantizable group may take, as a chromosome of genes.
 
 A chromosome is a tuple of ints. It holds one *weight* gene per free (not pinned) group, in the
-model's group order, followed — with ``search_activations=True`` — by one *activation* gene per free
-group in the same order. Pinned groups carry no gene: their bits are fixed by the space. The mapping
+model's group order (with ``granularity="channel"``: one per cluster of the group's output channels,
+the group's clusters in a row), followed — with ``search_activations=True`` — by one *activation* gene
+per free group in the same order. Pinned groups carry no gene: their bits are fixed by the space. The mapping
 chromosome <-> :class:`tfmpq.QuantPolicy` is exact in both directions (:meth:`SearchSpace.decode`,
 :meth:`SearchSpace.encode`), and it lives here only: strategies see chromosomes, the evaluator sees
 policies.
@@ -283,11 +284,14 @@ class SearchSpace:
         config: the space's options as a :class:`SpaceConfig`; None builds one from ``bits`` and
             ``**options``. Defaults to None.
         **options: the other :class:`SpaceConfig` fields (``search_activations``, ``activation_bits``,
-            ``activation_choices``, ``overrides``, ``pinned``, ``pin_first_last``).
+            ``activation_choices``, ``overrides``, ``pinned``, ``pin_first_last``, ``granularity``,
+            ``channel_clusters``, ``channel_ranking``, ``channel_order``; a channel-wise space built here
+            needs ``channel_order``, :meth:`from_model` ranks the channels itself).
 
     Raises:
-        ValueError: an unknown group name in ``overrides``/``pinned``, a bit-width outside 2..8 and
-            16/32 (:class:`SpaceConfig`), or a space with no free group.
+        ValueError: an unknown group name in ``overrides``/``pinned``/``channel_order``, a bit-width outside
+            2..8 and 16/32 (:class:`SpaceConfig`), a space with no free group, or a channel-wise space
+            without the order of a free group (or with one of the wrong length).
 
     Example:
     >>> space = SearchSpace(["dense", "dense_1"], bits=(4, 8))
