@@ -166,7 +166,8 @@ class SpaceConfig:
         channel_ranking: what orders the channels: ``"weight"`` (each channel's quantization error at
             the lowest candidate width) or ``"hessian"`` (that error times the channel's Hessian trace,
             HAWQ-V3 eq. 7 per channel; needs training data); see ``tfmpq.hessian.channel_sensitivity``.
-            Defaults to None ("weight" with "channel", the better of the two measured in the README).
+            Defaults to None ("weight" with "channel": as good as "hessian" in the README's measurement
+            ("Channel-wise bits"), free, and it needs no data).
         channel_order: ``{group: its channel indices, least sensitive first}``: the order the clusters
             are cut from, fixed once per space and recorded with the run (a resumed run decodes
             identically). None: ``SearchSpace.from_model`` computes it with ``channel_ranking``.
