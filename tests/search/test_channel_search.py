@@ -129,3 +129,18 @@ def test_santini_neuron_wise_configuration_has_one_gene_per_channel(digits_mlp, 
     _check_costs(result, digits_mlp)
     with pytest.raises(TypeError):
         SANTINI_NEURON_WISE["generations"] = 5  # a read-only configuration
+
+
+def test_nsga2_seeds_of_a_channel_wise_space(digits_mlp, digits, memo_evaluator):
+    """The ILP's allocation and the hand-made (per-layer) policies at a budget join the initial population as
+    chromosomes of the channel-wise space."""
+    ev = memo_evaluator(Evaluator(digits_mlp, *digits, evaluation="ptq", seed=0))
+    budget = _budget(digits_mlp)
+    result = nsga2(digits_mlp, digits[0], evaluator=ev, population=8, offspring=2, generations=0,
+                   seed_budgets=[budget], seed=0, verbose=0, **SPACE)
+    space = result.space
+    seeded = [c for c in result.candidates if c.metrics["weight_bytes"] <= budget and c.genes not in
+              space.uniform_chromosomes()]
+    assert seeded, [c.genes for c in result.candidates]
+    assert any(c.policy.is_channel_wise for c in seeded)  # the ILP's allocation of clusters
+    assert any(not c.policy.is_channel_wise for c in seeded)  # a hand-made per-layer policy, encoded
