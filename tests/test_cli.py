@@ -510,7 +510,11 @@ def test_the_options_of_an_old_command_line_are_what_it_recorded(name):
     configurations resolve to exactly the options those runs recorded in cli.json."""
     record = json.loads(open(os.path.join(OLD_RUNS, name, "cli.json")).read())
     args = cli.build_parser().parse_args(record["argv"])
-    assert json.loads(json.dumps(cli._search_options(args))) == record["options"]
+    options = json.loads(json.dumps(cli._search_options(args)))
+    assert {k: options.get(k) for k in record["options"]} == record["options"]
+    # options added since (issue 25's channel-wise space) resolve to their defaults: a layer-wise space
+    added = {k: v for k, v in options.items() if k not in record["options"]}
+    assert added == {"granularity": "layer", "channel_clusters": None, "channel_ranking": None}
 
 
 def _resume_old(capsys, tmp_path, name, *flags):
@@ -560,3 +564,33 @@ def test_report_budgets_compares_on_test_and_draws_the_curve(capsys, search_run,
     with pytest.raises(SystemExit) as exc:  # a usage error
         cli.main(["report", str(run_dir), "--budgets", "auto,3"])
     assert exc.value.code == 2 and "argument --budgets: expected auto or comma-separated numbers" in capsys.readouterr().err
+
+
+def test_channel_wise_ilp_search_then_resume(capsys, tmp_path):
+    """--granularity channel --channel-clusters K (flags generated from SpaceConfig): the run records its channel
+    order, its best policy is channel-wise, and --resume decodes it the same way."""
+    run_dir = tmp_path / "ilp"
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--evaluation", "ptq",
+                       "--num-train", "300", "--num-val", "100", "--bits", "2,4,8", "--budget", "weight_bytes",
+                       "--target", "u4", "--solutions", "2", "--probes", "2", "--granularity", "channel",
+                       "--channel-clusters", "3", "--quiet", "-o", str(run_dir))
+    assert code == 0, out
+    space = json.loads((run_dir / "run.json").read_text())["space"]
+    assert space["granularity"] == "channel" and space["channel_clusters"] == 3 and space["channel_ranking"] == "weight"
+    assert len(space["gene_names"]) == 12 and space["gene_names"][:3] == ["conv1/w0", "conv1/w1", "conv1/w2"]
+    best = json.loads((run_dir / "best.json").read_text())
+    assert len(best["genes"]) == 12 and any(isinstance(b, list) for b in best["policy"]["weight_bits"])
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--resume", "--quiet", "-o", str(run_dir))
+    assert code == 0 and "(0 evaluated here" in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--channel-clusters", "4"], "Invalid value for `channel_clusters`: expected None with granularity='layer'"),
+    (["--granularity", "channel", "--channel-clusters", "0"], "Invalid value for `channel_clusters`: expected an "
+                                                              "integer >= 1"),
+    (["--granularity", "channel", "--bits", "4,8,16"], "Invalid value for `bits`: a channel-wise space takes widths"),
+])
+def test_bad_channel_flags_fail_before_any_loading(capsys, tmp_path, flags, message):
+    code, out, err = run(capsys, "search", "zoo:small_cnn_fmnist", *flags, "-o", str(tmp_path / "run"))
+    assert code == 1 and message in error_line(err)
+    assert "search of" not in out  # refused before the data and the model were loaded

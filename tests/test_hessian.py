@@ -162,3 +162,43 @@ def test_bad_arguments_are_named(residual_cnn):
         tfmpq.sensitivity(residual_cnn, (x[:, :5], y))
     with pytest.raises(ValueError, match="no trace for groups"):
         omega_table(residual_cnn, {"stem": 1.0})
+
+
+# ---- per channel: what a channel-wise search ranks and clusters channels by (issue 25) ------------------
+def test_channel_sensitivity_is_the_channel_error_or_its_omega(residual_cnn):
+    from tfmpq.hessian import channel_quantization_error, channel_sensitivity
+
+    groups = tfmpq.quantizable_groups(residual_cnn)
+    first = groups[0].name
+    errors = channel_quantization_error(residual_cnn, bits=(2, 3))
+    weight = channel_sensitivity(residual_cnn, "weight", bits=2, group_bits={first: 3})
+    traces = {g.name: np.linspace(-1.0, 2.0, g.out_channels) for g in groups}
+    hessian = channel_sensitivity(residual_cnn, "hessian", bits=2, group_bits={first: 3}, channel_traces=traces)
+    for g in groups:
+        b = 3 if g.name == first else 2
+        np.testing.assert_array_equal(weight[g.name], errors[g.name][b])
+        # HAWQ-V3 eq. 7 per channel: max(Tr_c, 0) * ||Q_b(w_c) - w_c||^2 / n_c
+        want = np.maximum(traces[g.name], 0) * errors[g.name][b] / (g.kernel_params / g.out_channels)
+        np.testing.assert_allclose(hessian[g.name], want, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"the 'hessian' channel ranking estimates Hessian traces and needs"):
+        channel_sensitivity(residual_cnn, "hessian")
+    with pytest.raises(ValueError, match=r"Invalid value for `channel_ranking`: expected one of"):
+        channel_sensitivity(residual_cnn, "norm")
+
+
+def test_cluster_omega_of_one_cluster_is_the_groups_omega(residual_cnn):
+    from tfmpq.hessian import cluster_omega
+
+    groups = tfmpq.quantizable_groups(residual_cnn)
+    rng = np.random.default_rng(0)
+    traces = {g.name: rng.uniform(0.0, 1.0, g.out_channels) for g in groups}
+    whole = cluster_omega(residual_cnn, traces, {g.name: [range(g.out_channels)] for g in groups}, bits=(2, 4))
+    layer = omega_table(residual_cnn, {g: float(t.sum()) for g, t in traces.items()}, bits=(2, 4))
+    halves = cluster_omega(residual_cnn, traces, {g.name: [range(0, g.out_channels, 2), range(1, g.out_channels, 2)]
+                                                  for g in groups}, bits=(2, 4))
+    for g in groups:
+        assert whole[g.name][0] == pytest.approx(layer[g.name], rel=1e-9)
+        k = list(range(0, g.out_channels, 2))
+        per_channel = g.kernel_params / g.out_channels
+        err = tfmpq.hessian.channel_quantization_error(residual_cnn, bits=(2,))[g.name][2]
+        assert halves[g.name][0][2] == pytest.approx(traces[g.name][k].sum() * err[k].sum() / (per_channel * len(k)))

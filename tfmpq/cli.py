@@ -729,6 +729,10 @@ def _check_search_flags(args, opts: dict) -> None:
     if opts["seed_ilp"] and "seed_ilp" not in entry.option_defaults():
         raise CliError(f"Invalid flags: --seed-ilp seeds {' or '.join(_takers('seed_ilp'))}; --strategy {entry.name} "
                        "does not take it.")
+    from tfmpq.search.space import SpaceConfig
+
+    space = {o.name: _cli_value(o, opts[o.dest]) for o in _config_options() if o.name in _space_fields()}
+    SpaceConfig(**{**space, "bits": tuple(space["bits"])})  # a bad space option: its ValueError before any loading
 
 
 def cmd_search(args) -> int:

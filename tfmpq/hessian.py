@@ -56,7 +56,7 @@ from tfmpq.policy import QUANT_BITS, is_float
 from tfmpq.quantize.quantizers import fake_quant_weights
 
 __all__ = ["sensitivity", "hessian_trace", "TraceEstimate", "folded_kernels", "quantization_error",
-           "channel_quantization_error", "omega_table", "METHODS"]
+           "channel_quantization_error", "channel_sensitivity", "cluster_omega", "omega_table", "METHODS"]
 
 #: Sensitivity methods offered by :func:`sensitivity`.
 METHODS = ("hessian",)
@@ -214,6 +214,82 @@ def channel_quantization_error(model, bits: Sequence[int] = QUANT_BITS, *,
         k = kernels[g.name]
         out[g.name] = {int(b): np.sum(_by_channel((_quantize(k, int(b), g.kind, True, symmetric) - k).astype(
             np.float64), g.kind) ** 2, axis=0) for b in bits}
+    return out
+
+
+def channel_sensitivity(model, method: str = "weight", *, bits: int = 2, group_bits: Mapping[str, int] | None = None,
+                        data=None, channel_traces: Mapping | None = None, num_probes: int = 64,
+                        num_samples: int | None = 512, seed: int = 0) -> dict[str, np.ndarray]:
+    """One sensitivity per output channel of every group: what a channel-wise search orders channels by.
+
+    * ``"weight"``: the channel's quantization error ``||Q_b(w_c) - w_c||^2`` (folded kernel,
+      per-channel symmetric grid), at ``bits``: the noise the channel takes at that width.
+    * ``"hessian"``: HAWQ-V3's Omega per channel, ``max(Tr(H_c), 0) * ||Q_b(w_c) - w_c||^2 / n_c``
+      (Yao et al. 2021, eq. 7, with the group's trace and kernel replaced by the channel's: the channel
+      traces are the Hutchinson probes restricted to its weights, ``TraceEstimate.channel_trace``).
+
+    The README ("Channel-wise bits") measures which ranks better.
+
+    Args:
+        model: the float model (tf_keras, or Keras 3: converted with ``tfmpq.as_tf_keras``).
+        method: ``"weight"`` or ``"hessian"``. Defaults to "weight".
+        bits: the width the error is taken at. Defaults to 2.
+        group_bits: ``{group: width}`` replacing ``bits`` for some groups. Defaults to None.
+        data: ``(x, y)`` arrays the ``"hessian"`` traces are estimated on. Defaults to None.
+        channel_traces: ``{group: per-channel traces}`` to use instead of estimating them. Defaults to None.
+        num_probes, num_samples, seed: see :func:`hessian_trace`. Defaults to 64, 512, 0.
+
+    Returns:
+        ``{group: array of one value per output channel}`` (``tfmpq.QuantPolicy``'s channel order).
+
+    Raises:
+        ValueError: an unknown ``method``, or ``"hessian"`` without ``data`` or ``channel_traces``.
+    """
+    methods = ("weight", "hessian")
+    if method not in methods:
+        raise ValueError(f"Invalid value for `channel_ranking`: expected one of {methods}. Received: {method!r}")
+    model = as_tf_keras(model)
+    groups = quantizable_groups(model)
+    group_bits = {g.name: int(dict(group_bits or {}).get(g.name, bits)) for g in groups}
+    errors = channel_quantization_error(model, bits=sorted(set(group_bits.values())))
+    out = {g.name: errors[g.name][group_bits[g.name]] for g in groups}
+    if method == "weight":
+        return out
+    if channel_traces is None:
+        if data is None:
+            raise ValueError("Invalid value for `data`: the 'hessian' channel ranking estimates Hessian traces and "
+                             "needs (x, y) training data. Received: data=None (pass it, or channel_ranking='weight').")
+        channel_traces = hessian_trace(model, data, num_probes=num_probes, num_samples=num_samples,
+                                       seed=seed).channel_trace
+    return {g.name: np.maximum(np.asarray(channel_traces[g.name], np.float64), 0.0) * out[g.name]
+            * g.out_channels / g.kernel_params for g in groups}
+
+
+def cluster_omega(model, channel_traces: Mapping, clusters: Mapping[str, Sequence[Sequence[int]]],
+                  bits: Sequence[int] = QUANT_BITS) -> dict[str, list[dict[int, float]]]:
+    """HAWQ-V3's Omega of each channel cluster: ``max(Tr(H_k), 0) * ||Q_b(W_k) - W_k||^2 / n_k`` (Yao et al.
+    2021, eq. 7, a cluster ``k`` of output channels taken as its own layer: its trace and squared error are
+    its channels' sums, ``n_k`` its weights). The clusters of a group at one width sum to about the group's
+    ``omega_table`` value (exactly when its channels share trace and error).
+
+    Args:
+        model: the float model.
+        channel_traces: ``{group: per-channel traces}`` (``TraceEstimate.channel_trace``).
+        clusters: ``{group: its clusters, each a sequence of channel indices}``.
+        bits: widths of the table. Defaults to 2..8.
+
+    Returns:
+        ``{group: [{bits: Omega} per cluster]}`` for the groups of ``clusters``.
+    """
+    model = as_tf_keras(model)
+    groups = {g.name: g for g in quantizable_groups(model)}
+    errors = channel_quantization_error(model, bits=bits)
+    out = {}
+    for name, parts in clusters.items():
+        per_channel = groups[name].kernel_params / groups[name].out_channels
+        trace = np.asarray(channel_traces[name], np.float64)
+        out[name] = [{int(b): max(float(trace[list(k)].sum()), 0.0) * float(e[list(k)].sum()) / (per_channel * len(k))
+                      for b, e in errors[name].items()} for k in parts]
     return out
 
 

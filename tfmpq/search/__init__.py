@@ -32,7 +32,7 @@ from tfmpq.search.allocation import solve_allocation
 from tfmpq.search.constraints import Constraint, deb_better
 from tfmpq.search.driver import run, search
 from tfmpq.search.engine import Engine
-from tfmpq.search.entries import bbpso, ctpe, exhaustive, ga, ilp, nsga2, plain_bbpso
+from tfmpq.search.entries import SANTINI_NEURON_WISE, bbpso, ctpe, exhaustive, ga, ilp, nsga2, plain_bbpso
 from tfmpq.search.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
 from tfmpq.search.executors import get as get_executor
 from tfmpq.search.pareto import hypervolume_2d
@@ -46,7 +46,7 @@ __all__ = [
     "SpaceConfig", "Result", "Constraint", "deb_better", "Engine", "Strategy", "NSGA2", "Exhaustive",
     "hypervolume_2d", "make_space", "build_problem", "Problem", "bbpso", "plain_bbpso", "ga", "BBPSO", "GA",
     "Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor", "get_executor", "ilp", "ctpe", "ILP", "CTPE",
-    "solve_allocation", "QUANT_BITS",
+    "solve_allocation", "QUANT_BITS", "SANTINI_NEURON_WISE",
 ]
 
 

@@ -65,7 +65,7 @@ def run(strategy: Strategy, model=None, train=None, val=None, **options) -> Resu
     """
     run_options, problem_options = _split_run_options(options)
     problem = build_problem(model, train, val, seed=run_options.get("seed", 0), run_dir=run_options.get("run_dir"),
-                            **problem_options)  # the rescore options are checked first (_split_run_options)
+                            resume=run_options.get("resume", False), **problem_options)  # the rescore options are checked first (_split_run_options)
     return run_problem(strategy, problem, **run_options)
 
 
@@ -106,7 +106,8 @@ def search(name: str, model=None, train=None, val=None, **options) -> Result:
         options["search_activations"] = False
     run_options, problem_options = _split_run_options(options)
     context = RunContext(**{k: run_options[k] for k in ("run_dir", "resume", "seed", "verbose") if k in run_options})
-    problem = build_problem(model, train, val, seed=context.seed, run_dir=context.run_dir, **problem_options)
+    problem = build_problem(model, train, val, seed=context.seed, run_dir=context.run_dir, resume=context.resume,
+                            **problem_options)
     plan = entry.make(problem, strategy_options, context)
     plan = plan if isinstance(plan, registry.Plan) else registry.Plan(plan)
     result = run_problem(plan.strategy, problem, extras=plan.extras, report_budget=entry.constrained,

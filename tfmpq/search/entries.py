@@ -7,8 +7,28 @@ point takes all of them as keyword arguments.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from tfmpq.search.driver import search
 from tfmpq.search.result import Result
+
+#: Santini's neuron-wise NSGA-II as one configuration of :func:`nsga2` (Santini, "NN Quantization Bit
+#: Optimization via MOEAs", sec. III.B steps 1-9 and sec. IV's neuron-wise experiment): one gene per output
+#: channel ("neuron"; ``channel_clusters="all"``), a random initial population (step 1), post-training
+#: quantization scoring with no training (sec. II.A, step 2), binary tournament on rank and crowding
+#: distance (step 5), a mutation rate of 0.3 (step 6) and 20 generations (step 9). Run it as
+#: ``nsga2(model, train, val, population=N, offspring=N, **SANTINI_NEURON_WISE)``; Santini's N is the
+#: chromosome length (110 for the 784-100-10 MLP, ``tfmpq.zoo``'s ``mlp``). What differs from the paper:
+#: the tournament has 2 entrants, not 5; crossover is uniform on the integer genes, not blend crossover;
+#: mutation redraws genes uniformly from their bit set (each with probability 1/genes, a child mutated with
+#: probability 0.3), not Gaussian; candidates are scored on the validation split, not on the test set the
+#: paper used; tfmpq's weight quantizer is per-channel symmetric (what TFLite deploys), not the paper's
+#: per-tensor affine one (sec. II.A), and activations are quantized too (8 bits; the paper quantized
+#: weights only); biases and quantization parameters count in the size objective.
+SANTINI_NEURON_WISE = MappingProxyType({
+    "evaluation": "ptq", "granularity": "channel", "channel_clusters": "all", "init": "random",
+    "mutation": "per_gene", "mutation_prob": 0.3, "generations": 20,
+})
 
 
 def nsga2(model=None, train=None, val=None, **options) -> Result:
@@ -53,6 +73,10 @@ def nsga2(model=None, train=None, val=None, **options) -> Result:
     >>> result = tfmpq.search.nsga2(model, (x_tr, y_tr), (x_val, y_val), evaluation="ptq",
     ...                             generations=5, run_dir="runs/digits", seed=0)
     >>> result.front[0].weight_bytes
+    >>> # channel-wise: 4 clusters of output channels per group, each its own gene
+    >>> result = tfmpq.search.nsga2(model, train, val, granularity="channel", channel_clusters=4)
+    >>> # Santini's neuron-wise NSGA-II with PTQ scoring (see SANTINI_NEURON_WISE)
+    >>> result = tfmpq.search.nsga2(model, train, val, population=110, offspring=110, **SANTINI_NEURON_WISE)
     """
     return search("nsga2", model, train, val, **options)
 

@@ -66,19 +66,25 @@ def split_options(options: dict) -> tuple[dict, dict, dict]:
     return space, evaluator, rest
 
 
-def make_space(model=None, *, evaluator=None, config: SpaceConfig | None = None, **options) -> SearchSpace:
+def make_space(model=None, *, evaluator=None, config: SpaceConfig | None = None, data=None, run_dir=None,
+               resume: bool = False, **options) -> SearchSpace:
     """The :class:`SearchSpace` of ``model`` (or of ``evaluator.model``).
 
     Args:
         model: the float Keras model. Defaults to None (``evaluator.model``).
         evaluator: an evaluator with a ``model`` attribute. Defaults to None.
         config: the space's options; None builds a :class:`SpaceConfig` from ``**options``. Defaults to None.
+        data: ``(x, y)`` the ``"hessian"`` channel ranking of a channel-wise space is estimated on. Defaults to None.
+        run_dir, resume: a channel-wise space resumed in ``run_dir`` takes the channel order its ``run.json``
+            recorded (the resumed run decodes its chromosomes as the first one did). Defaults to None, False.
         **options: :class:`SpaceConfig` fields (``bits``, ``search_activations``, ``pinned``, ...).
 
     Raises:
         ValueError: neither a model nor an evaluator with a ``model`` attribute; invalid options.
     """
     config = config if config is not None else SpaceConfig(**options)
+    if resume and run_dir is not None:
+        config = recorded_channel_order(config, run_dir)
     model = as_tf_keras(model)
     if model is None:
         model = getattr(evaluator, "model", None)
@@ -86,12 +92,27 @@ def make_space(model=None, *, evaluator=None, config: SpaceConfig | None = None,
         raise ValueError(
             "Cannot build the search space: pass `model`, an `evaluator` with a `.model`, or `space=`."
         )
-    return SearchSpace.from_model(model, config=config)
+    return SearchSpace.from_model(model, config=config, data=data if isinstance(data, (tuple, list)) else None)
+
+
+def recorded_channel_order(config: SpaceConfig, run_dir) -> SpaceConfig:
+    """``config`` with the channel order ``run_dir/run.json`` recorded for the same channel-wise options (else as
+    it is: a run of other options is refused by the engine's signature check)."""
+    from tfmpq.search import store
+
+    if config.granularity != "channel" or config.channel_order is not None:
+        return config
+    found = store.read_signature(run_dir)
+    space = found.get("space") if isinstance(found, dict) else None
+    if not isinstance(space, dict) or not space.get("channel_order"):
+        return config
+    same = all(space.get(k) == getattr(config, k) for k in ("granularity", "channel_clusters", "channel_ranking"))
+    return config.replace(channel_order=space["channel_order"]) if same else config
 
 
 def build_problem(model=None, train=None, val=None, *, evaluator=None, space=None,
                   objectives: Sequence[str] = ("accuracy", "weight_bytes"), constraint=None, seed: int = 0,
-                  run_dir=None, strict: bool = False, **options) -> Problem:
+                  run_dir=None, resume: bool = False, strict: bool = False, **options) -> Problem:
     """The space, the evaluator and the constraint of one search.
 
     Args:
@@ -107,6 +128,8 @@ def build_problem(model=None, train=None, val=None, *, evaluator=None, space=Non
         constraint: ``(metric, target)`` or a :class:`Constraint`. Defaults to None.
         seed: the evaluator's seed. Defaults to 0.
         run_dir: where a one-shot evaluator keeps its shared model. Defaults to None.
+        resume: the run in ``run_dir`` is resumed (a channel-wise space takes its recorded channel order).
+            Defaults to False.
         strict: refuse a ``model`` with layers that would stay in float (``tfmpq.float_layers``); without
             it they are named in a ``UserWarning``, once per model. Defaults to False.
         **options: fields of :class:`SpaceConfig` and :class:`EvaluatorConfig` (ignored for a space or
@@ -139,13 +162,13 @@ def build_problem(model=None, train=None, val=None, *, evaluator=None, space=Non
                 f"val={'set' if val is not None else None}."
             )
         if space is None:
-            space = make_space(model, config=space_config)
+            space = make_space(model, config=space_config, data=train, run_dir=run_dir, resume=resume)
         evaluator = build_evaluator(model, train, val, evaluator_config, space=space, seed=seed, run_dir=run_dir)
         evaluator_config = evaluator.config
     elif getattr(evaluator, "evaluation", None) == "oneshot" and getattr(evaluator, "cache_dir", "") is None:
         evaluator.cache_dir = None if run_dir is None else str(run_dir)  # a resumed run loads the shared model
     if space is None:
-        space = make_space(model, evaluator=evaluator, config=space_config)
+        space = make_space(model, evaluator=evaluator, config=space_config, data=train, run_dir=run_dir, resume=resume)
     model = model if model is not None else getattr(evaluator, "model", None)
     return Problem(space=space, evaluator=evaluator, objectives=check_objectives(objectives),
                    constraint=as_constraint(constraint), model=model, train=train, space_config=space.config,

@@ -206,9 +206,7 @@ def _make_ctpe(problem: Problem, o: dict, run: RunContext) -> Plan:
         per_param = stored["sensitivity"]
     else:
         traces = _traces(problem, o, run)
-        trace, _ = sensitivity.trace_dict(traces)
-        params = getattr(traces, "params", None) or sensitivity.kernel_params(problem.model, space)
-        per_param = {g: trace[g] / params[g] for g in space.free_groups}
+        per_param = sensitivity.per_parameter(problem.model, space, traces)
     strategy = CTPE(per_param, tables, bound, trials=o["trials"], startup=o["startup"], k=o["k"], c=o["c"],
                     alpha=o["alpha"], prune_clusters=o["prune_clusters"], cluster_bits=o["cluster_bits"],
                     scale=o["scale"], accept=accept, seed=run.seed)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
+
 from tfmpq.search import store
 from tfmpq.search.allocation import LINEAR_BUDGETS, linear_budget, separable_costs, solve_allocation
 
@@ -85,13 +87,48 @@ def trace_dict(traces) -> tuple[dict, dict]:
 
 
 def omega_tables(model, space, traces, *, per_channel: bool = True, symmetric: bool = True) -> list[dict]:
-    """Omega per gene of ``space`` (``tfmpq.hessian.omega_table`` of the free groups)."""
-    from tfmpq.hessian import omega_table
+    """Omega per weight gene of ``space``: ``tfmpq.hessian.omega_table`` of the free groups, or for a
+    channel-wise space ``tfmpq.hessian.cluster_omega`` of each gene's cluster (HAWQ-V3 eq. 7 per cluster)."""
+    from tfmpq.hessian import cluster_omega, omega_table
 
-    trace, _ = trace_dict(traces)
     bits = sorted({b for c in space.choices for b in c})
+    if space.clusters:
+        table = cluster_omega(model, channel_traces(traces, space), space.clusters, bits=bits)
+        return [t for g in space.free_groups for t in table[g]]
+    trace, _ = trace_dict(traces)
     table = omega_table(model, trace, bits=bits, per_channel=per_channel, symmetric=symmetric)
     return [table[g] for g in space.free_groups]
+
+
+def channel_traces(traces, space) -> dict[str, np.ndarray]:
+    """Each free group's per-channel Hessian traces: a ``TraceEstimate``'s ``channel_trace``; from a plain
+    ``{group: value}`` mapping, a sequence is the channels' traces and a number is spread evenly over them."""
+    if getattr(traces, "channel_trace", None):
+        return {g: np.asarray(traces.channel_trace[g], np.float64) for g in space.free_groups}
+    out = {}
+    for g in space.free_groups:
+        value, channels = dict(traces)[g], sum(len(c) for c in space.clusters[g])
+        out[g] = (np.asarray(value, np.float64) if isinstance(value, (list, tuple, np.ndarray))
+                  else np.full(channels, float(value) / channels))
+        if out[g].shape != (channels,):
+            raise ValueError(f"Invalid value for `sensitivity`: group `{g}` has {channels} channels. Received "
+                             f"{out[g].size} channel traces.")
+    return out
+
+
+def per_parameter(model, space, traces) -> dict | list:
+    """The average (per-weight) Hessian trace of each weight gene (Azizi et al. 2023, sec. III.A): ``{group:
+    Tr(H_g) / n_g}``, or for a channel-wise space one ``Tr(H_k) / n_k`` per cluster ``k`` (in gene order)."""
+    params = getattr(traces, "params", None) or kernel_params(model, space)
+    if not space.clusters:
+        trace, _ = trace_dict(traces)
+        return {g: trace[g] / params[g] for g in space.free_groups}
+    by_channel = channel_traces(traces, space)
+    out = []
+    for g in space.free_groups:
+        per_channel = params[g] / len(by_channel[g])
+        out += [float(by_channel[g][list(k)].sum()) / (per_channel * len(k)) for k in space.clusters[g]]
+    return out
 
 
 def write_sensitivity(run_dir, traces, extra: dict | None = None) -> None:
@@ -112,8 +149,9 @@ def weight_space(space):
 
     widest = max(space.activation_choices)
     pins = {g: (w, space.activation_bits if a is None else a) for g, (w, a) in space.pinned.items()}
-    sub = SearchSpace(space.group_names, space.bits, activation_bits=widest, overrides=space.overrides,
-                      pinned=pins, model=space.model)
+    config = space.config.replace(search_activations=False, activation_choices=None, activation_bits=widest,
+                                  pinned=pins, pin_first_last=False)
+    sub = SearchSpace(space.group_names, config=config, model=space.model)
     return sub, lambda genes: tuple(genes) + (widest,) * len(space.free_groups)
 
 
@@ -204,10 +242,13 @@ def budget_seeds(problem, *, budgets, metric: str, kinds: Sequence[str] = ("ilp"
                              f"Received: {budgets!r}")
         budgets = auto_budgets(*auto_range(sub, cost_of))
     out: list[tuple] = []
-    if "handmade" in kinds:
+    if "handmade" in kinds:  # per-layer rules: on a channel-wise space, each group's clusters share its width
         params = kernel_params(problem.model, sub)
-        families = handmade_baselines(sub, [params[n] for n in sub.group_names], cost_of)
-        out += [expand(g) for b in budgets for g in (f(float(b)) for f in families.values()) if g is not None]
+        layer = sub.layer_space()
+        families = handmade_baselines(layer, [params[n] for n in sub.group_names],
+                                      lambda genes: cost_of(sub.encode(layer.decode(genes))))
+        out += [expand(sub.encode(layer.decode(g))) for b in budgets for g in (f(float(b)) for f in families.values())
+                if g is not None]
     if "ilp" in kinds:
         out += ilp_seeds(problem.model, evaluator, space, problem.train, metric=metric, budgets=budgets,
                          sensitivity=sensitivity, sensitivity_data=sensitivity_data, num_probes=num_probes,

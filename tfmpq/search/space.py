@@ -1,8 +1,9 @@
 """The search space: which bit-widths each quantizable group may take, as a chromosome of genes.
 
 A chromosome is a tuple of ints. It holds one *weight* gene per free (not pinned) group, in the
-model's group order, followed — with ``search_activations=True`` — by one *activation* gene per free
-group in the same order. Pinned groups carry no gene: their bits are fixed by the space. The mapping
+model's group order (with ``granularity="channel"``: one per cluster of the group's output channels,
+the group's clusters in a row), followed — with ``search_activations=True`` — by one *activation* gene
+per free group in the same order. Pinned groups carry no gene: their bits are fixed by the space. The mapping
 chromosome <-> :class:`tfmpq.QuantPolicy` is exact in both directions (:meth:`SearchSpace.decode`,
 :meth:`SearchSpace.encode`), and it lives here only: strategies see chromosomes, the evaluator sees
 policies.
@@ -24,6 +25,16 @@ from tfmpq.policy import FLOAT_BITS, QUANT_BITS  # the bit-width constants' one 
 _VALID_BITS = frozenset(QUANT_BITS + FLOAT_BITS)
 
 Chromosome = tuple[int, ...]
+
+#: ``"layer"``: one weight gene per free group; ``"channel"``: one per cluster of a group's output channels.
+GRANULARITIES = ("layer", "channel")
+#: What orders a group's output channels before they are cut into clusters (``tfmpq.hessian.channel_sensitivity``).
+CHANNEL_RANKINGS = ("weight", "hessian")
+#: ``channel_clusters`` and ``channel_ranking`` of a channel-wise space when not given.
+DEFAULT_CHANNEL_CLUSTERS = 4
+DEFAULT_CHANNEL_RANKING = "weight"
+#: ``channel_clusters`` of one gene per output channel (Santini's neuron-wise search).
+ALL_CHANNELS = "all"
 
 
 def _check_bits(values: Iterable[int], what: str) -> tuple[int, ...]:
@@ -48,10 +59,80 @@ def _check_pin(name: str, value) -> tuple[int, int | None]:
             )
         w, a = value
         _check_bits([w], f"pinned[{name!r}]")
+        if a is None:  # what a weights-only pin is stored as (a config checked again by `replace`)
+            return int(w), None
         _check_bits([a], f"pinned[{name!r}]")
         return int(w), int(a)
     _check_bits([value], f"pinned[{name!r}]")
     return int(value), None
+
+
+def _check_channel_order(order) -> dict | None:
+    """``{group: permutation of its channel indices}`` as tuples; a ValueError names a malformed entry."""
+    if order is None:
+        return None
+    out = {}
+    for name, perm in dict(order).items():
+        perm = tuple(perm) if isinstance(perm, (tuple, list)) else None
+        if not perm or any(isinstance(c, bool) or not isinstance(c, int) for c in perm) \
+                or sorted(perm) != list(range(len(perm))):
+            raise ValueError(f"Invalid value for `channel_order`: expected, per group, a permutation of its channel "
+                             f"indices 0..C-1. Received: channel_order[{name!r}]={order[name]!r}")
+        out[str(name)] = perm
+    return out
+
+
+def _check_granularity(config) -> dict:
+    """The channel options of ``config`` checked and completed (Keras-style ValueErrors naming the option)."""
+    if config.granularity not in GRANULARITIES:
+        raise ValueError(f"Invalid value for `granularity`: expected one of {GRANULARITIES}. "
+                         f"Received: granularity={config.granularity!r}")
+    clusters = config.channel_clusters
+    if isinstance(clusters, str) and clusters.strip().isdigit():  # the command line's text
+        clusters = int(clusters)
+    channel_options = {"channel_clusters": clusters, "channel_ranking": config.channel_ranking,
+                       "channel_order": config.channel_order}
+    if config.granularity == "layer":
+        for name, value in channel_options.items():
+            if value is not None:
+                raise ValueError(f"Invalid value for `{name}`: expected None with granularity='layer' (it configures "
+                                 f"a channel-wise space: pass granularity='channel'). Received: {name}={value!r}")
+        return channel_options
+    clusters = DEFAULT_CHANNEL_CLUSTERS if clusters is None else clusters
+    if clusters != ALL_CHANNELS and (isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1):
+        raise ValueError(f"Invalid value for `channel_clusters`: expected an integer >= 1 (clusters of output channels "
+                         f"per group) or {ALL_CHANNELS!r} (one per channel). "
+                         f"Received: channel_clusters={config.channel_clusters!r}")
+    ranking = DEFAULT_CHANNEL_RANKING if config.channel_ranking is None else config.channel_ranking
+    if ranking not in CHANNEL_RANKINGS:
+        raise ValueError(f"Invalid value for `channel_ranking`: expected one of {CHANNEL_RANKINGS}. "
+                         f"Received: channel_ranking={config.channel_ranking!r}")
+    floats = sorted({b for b in config.bits + tuple(b for v in config.overrides.values() for b in v) if b in FLOAT_BITS})
+    if floats:
+        raise ValueError(f"Invalid value for `bits`: a channel-wise space takes widths 2..8 (float is a whole group's "
+                         f"choice: pin the group instead). Received: {floats} with granularity='channel'")
+    return {"channel_clusters": clusters, "channel_ranking": ranking,
+            "channel_order": _check_channel_order(config.channel_order)}
+
+
+def cluster_channels(order: Sequence[int], num_clusters: int) -> tuple[tuple[int, ...], ...]:
+    """``order`` cut into ``min(num_clusters, len(order))`` contiguous clusters of nearly equal size.
+
+    The first ``len(order) % k`` clusters take one channel more (NumPy's ``array_split``); a group with fewer
+    channels than ``num_clusters`` (or ``num_clusters="all"``) gets one cluster per channel.
+
+    Example:
+    >>> cluster_channels((4, 0, 3, 1, 2), 2)
+    ((4, 0, 3), (1, 2))
+    """
+    k = len(order) if num_clusters == ALL_CHANNELS else min(int(num_clusters), len(order))
+    size, extra = divmod(len(order), k)
+    out, start = [], 0
+    for i in range(k):
+        stop = start + size + (i < extra)
+        out.append(tuple(order[start:stop]))
+        start = stop
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +157,27 @@ class SpaceConfig:
             ``{"conv2d": (8, 8)}`` (weights, activations). Defaults to None.
         pin_first_last: pin the first and the last group to 8-bit weights and activations.
             Defaults to False.
+        granularity: ``"layer"`` (one weight gene per free group) or ``"channel"`` (each free group's
+            output channels ordered by ``channel_ranking`` and cut into ``channel_clusters`` contiguous
+            clusters of nearly equal size, one gene each; see :func:`cluster_channels`). Defaults to "layer".
+        channel_clusters: clusters per group with ``granularity="channel"`` (a group with fewer channels
+            gets one per channel), or ``"all"``: one gene per channel. Defaults to None (4 with "channel";
+            must stay None with "layer").
+        channel_ranking: what orders the channels: ``"weight"`` (each channel's quantization error at
+            the lowest candidate width) or ``"hessian"`` (that error times the channel's Hessian trace,
+            HAWQ-V3 eq. 7 per channel; needs training data); see ``tfmpq.hessian.channel_sensitivity``.
+            Defaults to None ("weight" with "channel": as good as "hessian" in the README's measurement
+            ("Channel-wise bits"), free, and it needs no data).
+        channel_order: ``{group: its channel indices, least sensitive first}``: the order the clusters
+            are cut from, fixed once per space and recorded with the run (a resumed run decodes
+            identically). None: ``SearchSpace.from_model`` computes it with ``channel_ranking``.
+            Defaults to None.
 
     Raises:
-        ValueError: a bit-width outside 2..8 and 16/32, an empty set of them, or a malformed pin.
+        ValueError: a bit-width outside 2..8 and 16/32, an empty set of them, a malformed pin, or a bad
+            channel option (an unknown granularity, ``channel_clusters`` < 1, a channel option with
+            granularity "layer", float bits in a channel-wise space, a channel order that is not a
+            permutation).
 
     Example:
     >>> SpaceConfig(bits=(8, 4), search_activations=True).to_json()["bits"]
@@ -93,6 +192,18 @@ class SpaceConfig:
     pinned: Mapping | None = option(None)
     pin_first_last: bool = option(False, Flag("keep the first and last groups at 8 bits", kind="switch",
                                               default_text=""))
+    granularity: str = option("layer", Flag("one gene per group (layer), or per cluster of a group's output "
+                                            "channels (channel)", choices=GRANULARITIES))
+    channel_clusters: int | str | None = option(None, Flag("clusters of output channels (genes) per group with "
+                                                           "--granularity channel; 'all': one per channel",
+                                                           metavar="K|all",
+                                                           default_text=f"{DEFAULT_CHANNEL_CLUSTERS} with "
+                                                                        "--granularity channel"))
+    channel_ranking: str | None = option(None, Flag("what orders a group's channels before they are clustered",
+                                                    choices=CHANNEL_RANKINGS,
+                                                    default_text=f"{DEFAULT_CHANNEL_RANKING} with --granularity "
+                                                                 "channel"))
+    channel_order: Mapping | None = option(None)
 
     def __post_init__(self):
         def put(name, value):
@@ -106,6 +217,8 @@ class SpaceConfig:
         put("overrides", {str(n): _check_bits(v, f"overrides[{n!r}]") for n, v in dict(self.overrides or {}).items()})
         put("pinned", {str(n): _check_pin(n, v) for n, v in dict(self.pinned or {}).items()})
         put("pin_first_last", bool(self.pin_first_last))
+        for name, value in _check_granularity(self).items():
+            put(name, value)
 
     def to_json(self) -> dict:
         """Every option, JSON-able (:meth:`from_json` is the inverse)."""
@@ -114,6 +227,8 @@ class SpaceConfig:
         out["activation_choices"] = None if self.activation_choices is None else list(self.activation_choices)
         out["overrides"] = {k: list(v) for k, v in self.overrides.items()}
         out["pinned"] = {k: list(v) for k, v in self.pinned.items()}
+        if self.channel_order is not None:
+            out["channel_order"] = {k: list(v) for k, v in self.channel_order.items()}
         return out
 
     @classmethod
@@ -142,6 +257,22 @@ SIGNED = ("bits", "search_activations", "activation_bits", "activation_choices",
           "pin_first_last")
 
 
+def rank_channels(model, config: SpaceConfig, *, data=None, seed: int = 0) -> dict[str, tuple[int, ...]]:
+    """Each group's output channels, least sensitive first (ties by index): a channel-wise space's order.
+
+    The sensitivity is ``tfmpq.hessian.channel_sensitivity(model, config.channel_ranking, ...)`` at each
+    group's lowest candidate width (``config.overrides`` or ``config.bits``).
+
+    Raises:
+        ValueError: the ``"hessian"`` ranking without ``data``.
+    """
+    from tfmpq.hessian import channel_sensitivity  # TensorFlow work, only when a model is at hand
+
+    scores = channel_sensitivity(model, config.channel_ranking, bits=min(config.bits), data=data, seed=seed,
+                                 group_bits={n: min(v) for n, v in config.overrides.items()})
+    return {name: tuple(sorted(range(len(s)), key=lambda c: (float(s[c]), c))) for name, s in scores.items()}
+
+
 class SearchSpace:
     """Per-group bit-widths as a chromosome of integer genes.
 
@@ -154,11 +285,14 @@ class SearchSpace:
         config: the space's options as a :class:`SpaceConfig`; None builds one from ``bits`` and
             ``**options``. Defaults to None.
         **options: the other :class:`SpaceConfig` fields (``search_activations``, ``activation_bits``,
-            ``activation_choices``, ``overrides``, ``pinned``, ``pin_first_last``).
+            ``activation_choices``, ``overrides``, ``pinned``, ``pin_first_last``, ``granularity``,
+            ``channel_clusters``, ``channel_ranking``, ``channel_order``; a channel-wise space built here
+            needs ``channel_order``, :meth:`from_model` ranks the channels itself).
 
     Raises:
-        ValueError: an unknown group name in ``overrides``/``pinned``, a bit-width outside 2..8 and
-            16/32 (:class:`SpaceConfig`), or a space with no free group.
+        ValueError: an unknown group name in ``overrides``/``pinned``/``channel_order``, a bit-width outside
+            2..8 and 16/32 (:class:`SpaceConfig`), a space with no free group, or a channel-wise space
+            without the order of a free group (or with one of the wrong length).
 
     Example:
     >>> space = SearchSpace(["dense", "dense_1"], bits=(4, 8))
@@ -208,32 +342,90 @@ class SearchSpace:
                 f"Received: pinned={dict(options.get('pinned') or config.pinned)}, "
                 f"pin_first_last={config.pin_first_last} for groups {self.group_names}."
             )
-        choices = [self.overrides.get(n, self.bits) for n in self.free_groups]
-        names = [f"{n}/w" for n in self.free_groups]
+        self.granularity = config.granularity
+        #: ``{free group: its channel clusters (tuples of channel indices)}``; empty with granularity "layer".
+        self.clusters: dict[str, tuple[tuple[int, ...], ...]] = self._clusters(model)
+        if self.clusters:  # the order of the free groups only: what the signature records
+            self.config = config = config.replace(channel_order={n: config.channel_order[n] for n in self.free_groups})
+        weight = [(n, f"{n}/w{c}" if self.clusters else f"{n}/w") for n in self.free_groups
+                  for c in range(len(self.clusters.get(n, ((),))))]
+        choices = [self.overrides.get(n, self.bits) for n, _ in weight]
+        names = [name for _, name in weight]
+        #: the group of each gene (a channel-wise group has one weight gene per cluster).
+        self.gene_groups: tuple[str, ...] = tuple(n for n, _ in weight)
+        self.num_weight_genes = len(weight)
         if self.search_activations:
             choices += [self.activation_choices] * len(self.free_groups)
             names += [f"{n}/a" for n in self.free_groups]
+            self.gene_groups += self.free_groups
         #: the allowed values of each gene, sorted ascending.
         self.choices: tuple[tuple[int, ...], ...] = tuple(choices)
-        #: ``"<group>/w"`` or ``"<group>/a"`` for each gene.
+        #: ``"<group>/w"`` (``"<group>/w<cluster>"`` channel-wise) or ``"<group>/a"`` for each gene.
         self.gene_names: tuple[str, ...] = tuple(names)
+
+    def _clusters(self, model) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """Each free group's channel clusters, cut from ``config.channel_order`` (checked against the model)."""
+        if self.config.granularity != "channel":
+            return {}
+        order = self.config.channel_order or {}
+        missing = [n for n in self.free_groups if n not in order]
+        if missing:
+            raise ValueError(f"Invalid value for `channel_order`: granularity='channel' needs the channel order of every "
+                             f"free group; none for {missing}. Build the space with SearchSpace.from_model(model, ...) "
+                             "(it ranks the channels) or pass channel_order.")
+        unknown = [n for n in order if n not in self.group_names]
+        if unknown:
+            raise ValueError(f"Invalid key in `channel_order`: no quantizable group named {unknown}. "
+                             f"Expected names among {self.group_names}.")
+        channels = {g.name: g.out_channels for g in model} if isinstance(model, (list, tuple)) else {}
+        for name in self.free_groups:
+            if name in channels and len(order[name]) != channels[name]:
+                raise ValueError(f"Invalid value for `channel_order`: group `{name}` has {channels[name]} output "
+                                 f"channels. Received an order of {len(order[name])}.")
+        return {n: cluster_channels(order[n], self.config.channel_clusters) for n in self.free_groups}
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model, **kwargs) -> "SearchSpace":
+    def from_model(cls, model, *, data=None, config: SpaceConfig | None = None, **options) -> "SearchSpace":
         """Builds the space of ``model``'s quantizable groups (``tfmpq.quantizable_groups``).
+
+        A channel-wise space without a ``channel_order`` gets one here, fixed for the space's life:
+        each group's channels sorted by ``tfmpq.hessian.channel_sensitivity`` (``channel_ranking``), least
+        sensitive first, at the group's lowest candidate width.
 
         Args:
             model: a functional or Sequential Keras model.
-            **kwargs: the other :class:`SearchSpace` arguments (``config=`` or its fields).
+            data: ``(x, y)`` arrays the ``"hessian"`` channel ranking estimates its traces on. Defaults to None.
+            config: the space's options; None builds a :class:`SpaceConfig` from ``**options``. Defaults to None.
+            **options: the :class:`SpaceConfig` fields.
 
         Returns:
             A :class:`SearchSpace` whose policies are built against ``model``.
+
+        Raises:
+            ValueError: invalid options, or the ``"hessian"`` ranking without ``data``.
         """
         from tfmpq.graph import quantizable_groups  # lazy: the core loads TensorFlow
 
+        config = config if config is not None else SpaceConfig(**options)
         groups = quantizable_groups(model)  # walked once; decode() reuses the groups
-        return cls([g.name for g in groups], model=groups, **kwargs)
+        if config.granularity == "channel" and config.channel_order is None:
+            config = config.replace(channel_order=rank_channels(model, config, data=data))
+        return cls([g.name for g in groups], model=groups, config=config)
+
+    def layer_space(self) -> "SearchSpace":
+        """This space at granularity "layer" (itself if it is): every layer-wise chromosome's policy is also
+        one of a channel-wise space (its clusters share the group's width), so :meth:`encode` maps it here."""
+        if not self.clusters:
+            return self
+        config = self.config.replace(granularity="layer", channel_clusters=None, channel_ranking=None,
+                                     channel_order=None)
+        return SearchSpace(self.group_names, config=config, model=self.model)
+
+    @property
+    def weight_labels(self) -> tuple[str, ...]:
+        """A name per weight gene: its group's (granularity "layer"), or ``"<group>/w<cluster>"``."""
+        return self.gene_names[:self.num_weight_genes] if self.clusters else self.free_groups
 
     # -- size and enumeration ------------------------------------------------------------------
     @property
@@ -310,8 +502,8 @@ class SearchSpace:
     def bits_of(self, genes: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """``(weight_bits, activation_bits)`` of every group (model order) for ``genes``."""
         genes = self.validate(genes)
-        k = len(self.free_groups)
-        w_free = dict(zip(self.free_groups, genes[:k]))
+        k = self.num_weight_genes
+        w_free = self._group_weight_bits(genes[:k])
         a_free = dict(zip(self.free_groups, genes[k:])) if self.search_activations else {}
         wbits, abits = [], []
         for name in self.group_names:
@@ -323,6 +515,41 @@ class SearchSpace:
                 wbits.append(w_free[name])
                 abits.append(a_free.get(name, self.activation_bits))
         return tuple(wbits), tuple(abits)
+
+    def _group_weight_bits(self, weight_genes: Sequence[int]) -> dict:
+        """``{free group: its weight bits}``: the gene itself, or channel-wise one width per channel (in the
+        channels' own order) from its cluster's gene (one width for every channel: that int)."""
+        if not self.clusters:
+            return dict(zip(self.free_groups, weight_genes))
+        out, genes = {}, iter(weight_genes)
+        for name in self.free_groups:
+            clusters = self.clusters[name]
+            bits = [0] * sum(len(c) for c in clusters)
+            for cluster in clusters:
+                width = next(genes)
+                for channel in cluster:
+                    bits[channel] = width
+            out[name] = bits[0] if len(set(bits)) == 1 else tuple(bits)
+        return out
+
+    def _weight_genes(self, bits_by_group: Mapping) -> list[int]:
+        """The weight genes of the free groups' weight bits; inverse of :meth:`_group_weight_bits`.
+
+        Raises:
+            PolicyError: channel-wise bits that differ inside one of the space's clusters.
+        """
+        if not self.clusters:
+            return [bits_by_group[n] for n in self.free_groups]
+        genes = []
+        for name in self.free_groups:
+            bits = bits_by_group[name]
+            for i, cluster in enumerate(self.clusters[name]):
+                widths = sorted({bits[c] for c in cluster}) if isinstance(bits, tuple) else [bits]
+                if len(widths) != 1:
+                    raise PolicyError(f"Invalid policy for this search space: the channel bits of group `{name}` differ "
+                                      f"inside its cluster {i} (channels {list(cluster)}). Received widths {widths}.")
+                genes.append(widths[0])
+        return genes
 
     def decode(self, genes: Sequence[int]):
         """The :class:`tfmpq.QuantPolicy` of a chromosome.
@@ -378,7 +605,7 @@ class SearchSpace:
                         f"Invalid policy for this search space: activations are not searched and are "
                         f"{self.activation_bits}-bit. Received: {a[name]}-bit activations for group `{name}`."
                     )
-        genes = [w[n] for n in self.free_groups]
+        genes = self._weight_genes(w)
         if self.search_activations:
             genes += [a[n] for n in self.free_groups]
         return self.validate(genes)

@@ -52,6 +52,9 @@ def per_gene(tables, space, what: str, *, pinned_constant: bool = False) -> tupl
         ValueError: a missing group or a list of the wrong length.
     """
     if isinstance(tables, dict):
+        if getattr(space, "clusters", None):
+            raise ValueError(f"Invalid value for `{what}`: a channel-wise space takes one entry per gene "
+                             f"({space.num_genes}: {space.gene_names}), not one per group. Received keys {sorted(tables)}.")
         needed = list(space.free_groups) + (list(space.pinned) if pinned_constant else [])
         missing = [g for g in needed if g not in tables]
         if missing:

@@ -218,12 +218,12 @@ class BBPSO(Strategy):
         with ``L_g`` the importance of eq. 5. Activation genes follow their group's importance too.
         """
         space, rng = view.space, view.np_rng
-        k = len(space.free_groups)
+        index = {g: i for i, g in enumerate(space.free_groups)}  # a group's clusters share its importance
         imp = np.asarray(self.importance)
         shift = LIGPI_SHIFT * (imp - imp.mean())
         genes = []
         for j, choices in enumerate(space.choices):
-            q = float(np.clip(level + shift[j % k], 0.0, 1.0))
+            q = float(np.clip(level + shift[index[space.gene_groups[j]]], 0.0, 1.0))
             genes.append(choices[int(rng.binomial(len(choices) - 1, q))])
         return tuple(genes)
 

@@ -268,5 +268,6 @@ class CTPE(Strategy):
                 "pruned_space_size": math.prod(len(p) for p in state.get("pruned", [[0]]))}
 
     def extras(self, view, state: dict) -> dict:
-        """``pruned``: each free group's bit-widths after the sensitivity pruning (sec. III.A)."""
-        return {"pruned": dict(zip(view.space.free_groups, (tuple(p) for p in state.get("pruned", []))))}
+        """``pruned``: each weight gene's bit-widths after the sensitivity pruning (sec. III.A), by group (by
+        ``"<group>/w<cluster>"`` in a channel-wise space)."""
+        return {"pruned": dict(zip(view.space.weight_labels, (tuple(p) for p in state.get("pruned", []))))}
