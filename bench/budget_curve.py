@@ -50,6 +50,12 @@ def main(argv=None) -> int:
     p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--no-distill", action="store_true")
     p.add_argument("--candidates-per-budget", type=int, default=2)
+    p.add_argument("--granularity", choices=("layer", "channel"), default="layer",
+                   help="channel: each group's channels in --channel-clusters clusters, one gene each (issue 25)")
+    p.add_argument("--channel-clusters", type=int, default=4)
+    p.add_argument("--paired-with", default=None, metavar="RUN_DIR",
+                   help="another run of this bench on the same data (e.g. the layer-wise one): its picks against this "
+                        "run's at the same budgets, McNemar's test on the paired test predictions")
     p.add_argument("--no-handmade", action="store_true",
                    help="no hand-made baselines in the comparison (fewer fine-tunes; the search is the same)")
     p.add_argument("--ilp-as", choices=("candidate", "baseline"), default="candidate",
@@ -94,7 +100,8 @@ def main(argv=None) -> int:
     result = search.nsga2(
         model, roles.train, roles.val, evaluation=args.evaluation, epochs=args.epochs, population=args.population,
         offspring=args.population, generations=args.generations, objectives=("accuracy", costs[0]),
-        seed_budgets=None if args.no_seeds else budgets[costs[0]], run_dir=run_dir, resume=resume, seed=args.seed)
+        seed_budgets=None if args.no_seeds else budgets[costs[0]], run_dir=run_dir, resume=resume, seed=args.seed,
+        **({} if args.granularity == "layer" else {"granularity": "channel", "channel_clusters": args.channel_clusters}))
     search_seconds = time.perf_counter() - t0
 
     # 4. the comparison on each cost, hand-made baselines (and the ILP's allocation) at each budget
@@ -106,6 +113,7 @@ def main(argv=None) -> int:
         cost_of = cost_fn(cost)
         baselines = {} if args.no_handmade else handmade_baselines(space, [params[n] for n in space.group_names],
                                                                    cost_of)
+        baselines = {n: _in_space(f, space, result.space) for n, f in baselines.items()}  # layer-wise -> channel genes
         ilp = {b: g for b, g in zip(budgets[cost], _ilp_at(sensitivity, model, result, roles.train, cost, budgets[cost], args.seed))}
         candidates = {"ilp": lambda b, ilp=ilp: ilp.get(b)}
         if args.ilp_as == "baseline":
@@ -121,10 +129,71 @@ def main(argv=None) -> int:
         report.plot_budget_curve(cmp_json, os.path.join(run_dir, f"budget_curve-{cost}.png"))
         print(markdown(cmp_json), flush=True)
         print(json.dumps(cmp_json["targets"], indent=1), flush=True)
+        if args.paired_with:
+            cmp_json["paired"] = paired_with(args.paired_with, run_dir, cost)
+            print(paired_markdown(cmp_json["paired"], cost), flush=True)
     out["total_seconds"] = time.perf_counter() - start
     write_json_atomic(os.path.join(run_dir, "bench.json"), out)
     print(f"\nwrote {os.path.join(run_dir, 'bench.json')} ({out['total_seconds']:.0f} s: search {search_seconds:.0f} s)")
     return 0
+
+
+def _in_space(make, layer_space, space):
+    """A hand-made family (layer-wise chromosomes) as chromosomes of ``space`` (itself when layer-wise)."""
+    if space is layer_space or not space.clusters:
+        return make
+
+    def encoded(budget):
+        genes = make(budget)
+        return None if genes is None else space.encode(layer_space.decode(genes))
+    return encoded
+
+
+def paired_with(other_dir: str, run_dir: str, cost: str) -> list[dict]:
+    """Per budget, the other run's pick against this run's on the same test images (both runs' ``budgets.json``:
+    the picks and their packed test hits), McNemar's exact test of the paired predictions."""
+    import base64
+
+    import numpy as np
+
+    from tfmpq.search import store
+    from tfmpq.stats import mcnemar
+
+    def load(d):
+        stored = store.read_output(d, store.BUDGETS) or {}
+        hits = {tuple(r["genes"]): np.unpackbits(np.frombuffer(base64.b64decode(r["hits"]), np.uint8))[:r["num_test"]]
+                .astype(bool) for r in stored.get("finetuned", [])}
+        return stored, {round(r["budget"]): r for r in stored.get("results", {}).get(cost, {}).get("rows", [])}, hits
+
+    mine, my_rows, my_hits = load(run_dir)
+    theirs, their_rows, their_hits = load(other_dir)
+    if mine.get("key", {}).get("test_sha1") != theirs.get("key", {}).get("test_sha1"):
+        raise SystemExit(f"--paired-with: {other_dir} was scored on other test images")
+    out = []
+    for budget, row in sorted(my_rows.items()):
+        other = their_rows.get(budget)
+        if other is None or row["front"] is None or other["front"] is None:
+            continue
+        a, b = row["front"], other["front"]
+        test = mcnemar(my_hits[tuple(a["genes"])], their_hits[tuple(b["genes"])])
+        out.append({"budget": row["budget"], "this": a, "other": b, "gain": a["test_accuracy"] - b["test_accuracy"],
+                    "p_value": test["p_value"], "uniform": row["uniform"]})
+    return out
+
+
+def paired_markdown(rows: list[dict], cost: str) -> str:
+    """| budget | this run's pick | test | the other run's pick | test | difference | p | largest uniform | test |"""
+    lines = [f"| {cost} budget | this run's pick | test | the other run's pick | test | difference | McNemar p | "
+             f"largest uniform | test |", "|---:|---|---:|---|---:|---:|---:|---|---:|"]
+    for r in rows:
+        a, b, u = r["this"], r["other"], r["uniform"]
+        lines.append(f"| {r['budget']:,.0f} | {a['cost']:,.0f} B | {100 * a['test_accuracy']:.2f}% | {b['cost']:,.0f} B | "
+                     f"{100 * b['test_accuracy']:.2f}% | {100 * r['gain']:+.2f} pp | {r['p_value']:.2g} | "
+                     f"{'none' if u is None else u.get('label') or u['cost']} | "
+                     f"{'-' if u is None else format(100 * u['test_accuracy'], '.2f') + '%'} |")
+    if rows:
+        lines.append(f"\nmean difference: {100 * sum(r['gain'] for r in rows) / len(rows):+.2f} pp")
+    return "\n".join(lines)
 
 
 def _ilp_at(sensitivity, model, result, train, cost: str, budgets, seed: int) -> list:
