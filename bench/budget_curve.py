@@ -56,6 +56,9 @@ def main(argv=None) -> int:
     p.add_argument("--paired-with", default=None, metavar="RUN_DIR",
                    help="another run of this bench on the same data (e.g. the layer-wise one): its picks against this "
                         "run's at the same budgets, McNemar's test on the paired test predictions")
+    p.add_argument("--compare-at", default=None, metavar="I,I,...",
+                   help="compare at these of the --num-budgets budgets only (0-based; the search, seeded at all of "
+                        "them, is unchanged): fewer fine-tunes on a large model")
     p.add_argument("--no-handmade", action="store_true",
                    help="no hand-made baselines in the comparison (fewer fine-tunes; the search is the same)")
     p.add_argument("--ilp-as", choices=("candidate", "baseline"), default="candidate",
@@ -109,21 +112,24 @@ def main(argv=None) -> int:
     out = {"model": args.model, "data": ds.name, "roles": roles.description, "options": vars(args),
            "num_candidates": len(result.candidates), "front_size": len(result.front),
            "search_seconds": search_seconds, "comparisons": {}}
+    keep = None if args.compare_at is None else {int(i) for i in args.compare_at.split(",")}
+    compared = {c: [b for i, b in enumerate(budgets[c]) if keep is None or i in keep] for c in costs}
     for cost in costs:
         cost_of = cost_fn(cost)
         baselines = {} if args.no_handmade else handmade_baselines(space, [params[n] for n in space.group_names],
                                                                    cost_of)
         baselines = {n: _in_space(f, space, result.space) for n, f in baselines.items()}  # layer-wise -> channel genes
-        ilp = {b: g for b, g in zip(budgets[cost], _ilp_at(sensitivity, model, result, roles.train, cost, budgets[cost], args.seed))}
+        ilp = {b: g for b, g in zip(compared[cost], _ilp_at(sensitivity, model, result, roles.train, cost,
+                                                            compared[cost], args.seed))}
         candidates = {"ilp": lambda b, ilp=ilp: ilp.get(b)}
         if args.ilp_as == "baseline":
             baselines.update(candidates)
             candidates = {}
         t1 = time.perf_counter()
-        cmp = result.compare_at_budgets(test=roles.test, budgets=budgets[cost], cost=cost, recipe=recipe,
+        cmp = result.compare_at_budgets(test=roles.test, budgets=compared[cost], cost=cost, recipe=recipe,
                                         candidates_per_budget=args.candidates_per_budget, baselines=baselines, candidates=candidates)
         cmp_json = budgets_to_json(cmp)
-        cmp_json["targets"] = targets(cmp_json, result, cost, cost_of, budgets[cost], space)
+        cmp_json["targets"] = targets(cmp_json, result, cost, cost_of, compared[cost], space)
         cmp_json["compare_seconds"] = time.perf_counter() - t1
         out["comparisons"][cost] = cmp_json
         report.plot_budget_curve(cmp_json, os.path.join(run_dir, f"budget_curve-{cost}.png"))
