@@ -224,7 +224,8 @@ def targets(cmp: dict, result, cost: str, cost_of, budgets, space) -> dict:
     rows = cmp["rows"]
     gains = [r["gain"] for r in rows if r["gain"] is not None]
     above = [r["gain"] for r in rows if r["gain"] is not None and u3 is not None and r["budget"] > u3]
-    evaluated = sorted(cost_of(c.genes) for c in result.candidates if c.ok)
+    evaluated = sorted(float(result.evaluator.metrics(result.space.decode(c.genes))[cost])  # the search's own space
+                       for c in result.candidates if c.ok)
     dense = [any(0.95 * b <= c <= b for c in evaluated) for b in budgets]
     vs = [(r["gain_vs_baseline"], r["p_vs_baseline"]) for r in rows if r.get("gain_vs_baseline") is not None]
     return {
