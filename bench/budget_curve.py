@@ -162,17 +162,13 @@ def _in_space(make, layer_space, space):
 def paired_with(other_dir: str, run_dir: str, cost: str) -> list[dict]:
     """Per budget, the other run's pick against this run's on the same test images (both runs' ``budgets.json``:
     the picks and their packed test hits), McNemar's exact test of the paired predictions."""
-    import base64
-
-    import numpy as np
-
     from tfmpq.search import store
+    from tfmpq.search.budgets import unpack_hits
     from tfmpq.stats import mcnemar
 
     def load(d):
         stored = store.read_output(d, store.BUDGETS) or {}
-        hits = {tuple(r["genes"]): np.unpackbits(np.frombuffer(base64.b64decode(r["hits"]), np.uint8))[:r["num_test"]]
-                .astype(bool) for r in stored.get("finetuned", [])}
+        hits = {tuple(r["genes"]): unpack_hits(r) for r in stored.get("finetuned", [])}
         return stored, {round(r["budget"]): r for r in stored.get("results", {}).get(cost, {}).get("rows", [])}, hits
 
     mine, my_rows, my_hits = load(run_dir)

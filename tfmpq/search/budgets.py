@@ -96,9 +96,9 @@ class _Tuner:
         self.results = dict(stored.get("results", {}))
         for row in stored.get("finetuned", []):
             genes = tuple(row["genes"])
-            hits = np.unpackbits(np.frombuffer(base64.b64decode(row.pop("hits")), np.uint8))[:row["num_test"]]
+            self.hits[genes] = unpack_hits(row)
+            row = {k: v for k, v in row.items() if k != "hits"}
             self.rows[genes] = {**row, "genes": genes, "policy": self.space.decode(genes), "cost": self.cost_of(genes)}
-            self.hits[genes] = hits.astype(bool)
 
     def save(self, result: dict | None = None) -> None:
         """Writes every fine-tune (the test hits packed) and the comparisons made so far."""
@@ -320,6 +320,11 @@ def _budget_row(budget: float, pool, uniforms, tune: _Tuner, k: int, baselines: 
 
 
 # -- text and JSON ------------------------------------------------------------------------------------
+def unpack_hits(row: Mapping) -> np.ndarray:
+    """The per-test-sample hits (bool) of one stored fine-tune of ``budgets.json`` (packed bits, base64)."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(row["hits"]), np.uint8))[:row["num_test"]].astype(bool)
+
+
 def read_budgets(run_dir) -> dict[str, dict]:
     """The comparisons at budgets stored in a run directory, by cost metric (``{}`` when there are none)."""
     stored = store.read_output(run_dir, store.BUDGETS)
