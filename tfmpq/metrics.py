@@ -474,11 +474,11 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
         per_channel: whether weights have one scale per output channel. Defaults to True.
         packing: the packing `flash_bytes` is computed for (see `PACKINGS`); `flash_bytes_int4`,
             `flash_bytes_lut` and `flash_bytes_int8` are always given. Defaults to "auto".
-        keep_fed_rows: count the kernel rows that pruned channels feed (:func:`pruned_inputs`) as if they were
-            kept; pruned channels still cost nothing themselves. Each cost metric is then at least the deployed one,
-            and with fixed activation bits a sum of per-channel terms (a pruned channel no longer changes its
-            consumer's cost): the bound an integer linear program allocates under (``tfmpq.search.sensitivity``).
-            Defaults to False (the deployed costs).
+        keep_fed_rows: count the kernel rows that pruned channels feed (:func:`pruned_inputs`) as if they
+            were kept; pruned channels still cost nothing themselves. Each cost metric is then at least the
+            deployed one and, with fixed activation bits, a sum of per-channel terms (a pruned channel no
+            longer changes its consumer's cost): the bound an integer linear program allocates under
+            (``tfmpq.search.sensitivity.budget_tables``). Defaults to False (the deployed costs).
 
     Returns:
         A dict with `float_weight_bytes`, `weight_bytes`, `compression_ratio`, `compression_ratio_eq9`,

@@ -179,10 +179,9 @@ class SpaceConfig:
             Defaults to None.
         prune_channels: with ``granularity="channel"``, each cluster gene may also be 0: the cluster is
             pruned (``tfmpq.policy.PRUNED``: pruning as a 0-bit choice of channel-wise mixed precision,
-            Motetti et al. 2024, arXiv 2407.01054). The
-            last cluster of each group, its most sensitive channels, is never pruned, so no policy prunes
-            a whole group; a group with ``overrides`` keeps exactly its listed widths, a pinned group has
-            no gene. Defaults to False.
+            Motetti et al. 2024, arXiv 2407.01054). The last cluster of each group, its most sensitive
+            channels, is never pruned, so no policy prunes a whole group; a group with ``overrides`` keeps
+            exactly its listed widths, a pinned group has no gene. Defaults to False.
 
     Raises:
         ValueError: a bit-width outside 2..8 and 16/32, an empty set of them, a malformed pin, or a bad
