@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--granularity", choices=("layer", "channel"), default="layer",
                    help="channel: each group's channels in --channel-clusters clusters, one gene each (issue 25)")
     p.add_argument("--channel-clusters", type=int, default=4)
+    p.add_argument("--prune-channels", action="store_true",
+                   help="with --granularity channel: each group's clusters but its last may also be pruned (0 bits)")
     p.add_argument("--paired-with", default=None, metavar="RUN_DIR",
                    help="another run of this bench on the same data (e.g. the layer-wise one): its picks against this "
                         "run's at the same budgets, McNemar's test on the paired test predictions")
@@ -108,7 +110,8 @@ def main(argv=None) -> int:
         model, roles.train, roles.val, evaluation=args.evaluation, epochs=args.epochs, population=args.population,
         offspring=args.population, generations=args.generations, objectives=("accuracy", costs[0]),
         seed_budgets=None if args.no_seeds else budgets[costs[0]], run_dir=run_dir, resume=resume, seed=args.seed,
-        **({} if args.granularity == "layer" else {"granularity": "channel", "channel_clusters": args.channel_clusters}))
+        **({} if args.granularity == "layer" else {"granularity": "channel", "channel_clusters": args.channel_clusters}),
+        **({"prune_channels": True} if args.prune_channels else {}))  # with "layer": the space's ValueError
     search_seconds = time.perf_counter() - t0
 
     # 4. the comparison on each cost, hand-made baselines (and the ILP's allocation) at each budget

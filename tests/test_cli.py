@@ -514,7 +514,8 @@ def test_the_options_of_an_old_command_line_are_what_it_recorded(name):
     assert {k: options.get(k) for k in record["options"]} == record["options"]
     # options added since (issue 25's channel-wise space) resolve to their defaults: a layer-wise space
     added = {k: v for k, v in options.items() if k not in record["options"]}
-    assert added == {"granularity": "layer", "channel_clusters": None, "channel_ranking": None}
+    assert added == {"granularity": "layer", "channel_clusters": None, "channel_ranking": None,
+                     "prune_channels": False}
 
 
 def _resume_old(capsys, tmp_path, name, *flags):
@@ -582,6 +583,31 @@ def test_channel_wise_ilp_search_then_resume(capsys, tmp_path):
     assert len(best["genes"]) == 12 and any(isinstance(b, list) for b in best["policy"]["weight_bits"])
     code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--resume", "--quiet", "-o", str(run_dir))
     assert code == 0 and "(0 evaluated here" in out
+
+
+def test_channel_wise_ilp_search_with_pruning_then_resume(capsys, tmp_path):
+    """--prune-channels (a flag generated from SpaceConfig): every cluster gene but each group's last may be 0; under
+    80% of uniform 2-bit's bytes the ILP's pick prunes, and --resume decodes it the same way."""
+    run_dir = tmp_path / "ilp"
+    from tfmpq import QuantPolicy, metrics
+
+    model = zoo.resolve_model("zoo:small_cnn_fmnist")
+    target = 0.8 * metrics.summary(model, QuantPolicy.uniform(model, 2, 8))["weight_bytes"]
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--strategy", "ilp", "--evaluation", "ptq",
+                       "--num-train", "300", "--num-val", "100", "--bits", "2,4,8", "--budget", "weight_bytes",
+                       "--target", str(target), "--solutions", "1", "--probes", "2", "--granularity", "channel",
+                       "--channel-clusters", "3", "--prune-channels", "--quiet", "-o", str(run_dir))
+    assert code == 0, out
+    space = json.loads((run_dir / "run.json").read_text())["space"]
+    assert space["prune_channels"] is True
+    assert [0 in c for c in space["choices"]] == [True, True, False] * 4
+    best = json.loads((run_dir / "best.json").read_text())
+    assert any(isinstance(b, list) and 0 in b for b in best["policy"]["weight_bits"]), best["policy"]
+    assert best["metrics"]["weight_bytes"] <= target
+    code, out, _ = run(capsys, "search", "zoo:small_cnn_fmnist", "--resume", "--quiet", "-o", str(run_dir))
+    assert code == 0 and "(0 evaluated here" in out
+    code, _, err = run(capsys, "search", "zoo:small_cnn_fmnist", "--prune-channels", "-o", str(tmp_path / "layer"))
+    assert code == 1 and "Invalid value for `prune_channels`: expected False with granularity='layer'" in error_line(err)
 
 
 @pytest.mark.parametrize("flags, message", [

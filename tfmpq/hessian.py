@@ -52,7 +52,7 @@ import numpy as np
 from tfmpq._keras import keras, tf
 from tfmpq.convert import as_tf_keras, tf_keras_loss
 from tfmpq.graph import QuantGroup, quantizable_groups
-from tfmpq.policy import QUANT_BITS, is_float
+from tfmpq.policy import PRUNED, QUANT_BITS, is_float
 from tfmpq.quantize.quantizers import fake_quant_weights
 
 __all__ = ["sensitivity", "hessian_trace", "TraceEstimate", "folded_kernels", "quantization_error",
@@ -155,9 +155,12 @@ def _by_channel(kernel: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _quantize(kernel: np.ndarray, bits: int, kind: str, per_channel: bool, symmetric: bool) -> np.ndarray:
-    """``Q_b(kernel)`` with tfmpq's weight quantizer, per output channel as export lays it out."""
+    """``Q_b(kernel)`` with tfmpq's weight quantizer, per output channel as export lays it out; at 0 bits
+    (``PRUNED``) zeros: a pruned channel's weights are gone, its perturbation is the whole weight."""
     if is_float(bits):
         return kernel
+    if bits == PRUNED:
+        return np.zeros_like(kernel)
     if kind == "DepthwiseConv2D":
         kh, kw, cin, mult = kernel.shape
         q = fake_quant_weights(tf.constant(kernel.reshape(kh, kw, cin * mult)), bits, per_channel, symmetric)
@@ -204,7 +207,8 @@ def channel_quantization_error(model, bits: Sequence[int] = QUANT_BITS, *,
         symmetric: symmetric narrow-range grid. Defaults to True.
 
     Returns:
-        ``{group: {bits: array of one error per output channel}}``.
+        ``{group: {bits: array of one error per output channel}}``; at 0 bits (a pruned channel) the error
+        is ``||w_c||^2``.
     """
     model = as_tf_keras(model)
     groups = quantizable_groups(model)
@@ -270,13 +274,14 @@ def cluster_omega(model, channel_traces: Mapping, clusters: Mapping[str, Sequenc
     """HAWQ-V3's Omega of each channel cluster: ``max(Tr(H_k), 0) * ||Q_b(W_k) - W_k||^2 / n_k`` (Yao et al.
     2021, eq. 7, a cluster ``k`` of output channels taken as its own layer: its trace and squared error are
     its channels' sums, ``n_k`` its weights). The clusters of a group at one width sum to about the group's
-    ``omega_table`` value (exactly when its channels share trace and error).
+    ``omega_table`` value (exactly when its channels share trace and error). At 0 bits (the cluster pruned)
+    ``Q_0(W_k) = 0``: the perturbation is the whole ``W_k`` (the kernel's; eq. 7 has no bias term).
 
     Args:
         model: the float model.
         channel_traces: ``{group: per-channel traces}`` (``TraceEstimate.channel_trace``).
         clusters: ``{group: its clusters, each a sequence of channel indices}``.
-        bits: widths of the table. Defaults to 2..8.
+        bits: widths of the table (0: pruned). Defaults to 2..8.
 
     Returns:
         ``{group: [{bits: Omega} per cluster]}`` for the groups of ``clusters``.

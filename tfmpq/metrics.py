@@ -165,19 +165,20 @@ def pruned_inputs(groups: list[QuantGroup], weight_bits) -> dict:
     return out
 
 
-def deployed_groups(groups: list[QuantGroup], weight_bits) -> list[QuantGroup]:
+def deployed_groups(groups: list[QuantGroup], weight_bits, keep_fed_rows: bool = False) -> list[QuantGroup]:
     """The groups as deployed under `weight_bits`: without the kernel rows that pruned channels feed
     (:func:`pruned_inputs`), so with fewer kernel weights, parameters and MACs.
 
     Args:
         groups: the model's `QuantGroup`s.
         weight_bits: one weight bit-width (int or per-channel tuple) per group.
+        keep_fed_rows: keep those rows (the groups unchanged): see :func:`summary`. Defaults to False.
 
     Returns:
         The groups, with `kernel_params`, `params` and `macs` reduced where rows are removed (the same
         objects where nothing is).
     """
-    rows = pruned_inputs(groups, weight_bits)
+    rows = {} if keep_fed_rows else pruned_inputs(groups, weight_bits)
     out = []
     for g in groups:
         if g.name not in rows:
@@ -401,7 +402,7 @@ def _kernels(groups: list[QuantGroup], weight_bits) -> list[list[tuple]]:
     return out
 
 
-def flash_bytes(groups, weight_bits, packing: str = "auto") -> list[tuple[str, int]]:
+def flash_bytes(groups, weight_bits, packing: str = "auto", keep_fed_rows: bool = False) -> list[tuple[str, int]]:
     """The storage and the bytes in the .tflite file of every group's weights under `packing`.
 
     Per group: kernel (:func:`kernel_bytes`) + 4 bytes of int32 bias per output channel + 2 x 12
@@ -420,6 +421,8 @@ def flash_bytes(groups, weight_bits, packing: str = "auto") -> list[tuple[str, i
         groups: the model's `QuantGroup`s.
         weight_bits: one weight bit-width (int, or per-channel tuple) per group.
         packing: one of `PACKINGS`. Defaults to "auto".
+        keep_fed_rows: count the kernel rows pruned channels feed as kept (see :func:`summary`).
+            Defaults to False.
 
     Returns:
         One (storage, bytes) per group.
@@ -428,7 +431,7 @@ def flash_bytes(groups, weight_bits, packing: str = "auto") -> list[tuple[str, i
     >>> groups = tfmpq.quantizable_groups(model)  # doctest: +SKIP
     >>> sum(b for _, b in flash_bytes(groups, [8, 4, 4, 8], "int4"))  # doctest: +SKIP
     """
-    groups = deployed_groups(list(groups), list(weight_bits))
+    groups = deployed_groups(list(groups), list(weight_bits), keep_fed_rows)
     per_group = _kernels(groups, weight_bits)
     storages = iter(choose_storages([k[:4] for kernels in per_group for k in kernels], packing))
     result = []
@@ -460,7 +463,8 @@ def group_flash_bytes(group: QuantGroup, weight_bits, packing: str = "auto") -> 
     return flash_bytes([group], [weight_bits], packing)[0]
 
 
-def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str = "auto") -> dict:
+def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str = "auto",
+            keep_fed_rows: bool = False) -> dict:
     """Size and compute cost of `policy` on `model`.
 
     Args:
@@ -470,6 +474,11 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
         per_channel: whether weights have one scale per output channel. Defaults to True.
         packing: the packing `flash_bytes` is computed for (see `PACKINGS`); `flash_bytes_int4`,
             `flash_bytes_lut` and `flash_bytes_int8` are always given. Defaults to "auto".
+        keep_fed_rows: count the kernel rows that pruned channels feed (:func:`pruned_inputs`) as if they
+            were kept; pruned channels still cost nothing themselves. Each cost metric is then at least the
+            deployed one and, with fixed activation bits, a sum of per-channel terms (a pruned channel no
+            longer changes its consumer's cost): the bound an integer linear program allocates under
+            (``tfmpq.search.sensitivity.budget_tables``). Defaults to False (the deployed costs).
 
     Returns:
         A dict with `float_weight_bytes`, `weight_bytes`, `compression_ratio`, `compression_ratio_eq9`,
@@ -507,8 +516,8 @@ def summary(model, policy: QuantPolicy, per_channel: bool = True, packing: str =
     bit_ops, total_ops = float(FLOAT_BITS * FLOAT_BITS * other_macs), float(other_macs)
     act_macs, executed = float(FLOAT_BITS * other_macs), float(other_macs)
     feeding = input_bits(groups, policy)
-    flash = {name: flash_bytes(groups, policy.weight_bits, name) for name in PACKINGS}
-    deployed = deployed_groups(groups, policy.weight_bits)
+    flash = {name: flash_bytes(groups, policy.weight_bits, name, keep_fed_rows) for name in PACKINGS}
+    deployed = deployed_groups(groups, policy.weight_bits, keep_fed_rows)
     for g, d, wb, ab, ib, (storage, flash_group) in zip(
         groups, deployed, policy.weight_bits, policy.activation_bits, feeding, flash[packing]
     ):

@@ -24,8 +24,8 @@ class MemoEvaluator:
         c = self.memo[policy]
         return type(c)(c.policy, c.accuracy, dict(c.metrics), c.seconds, c.status, c.error, None, dict(c.info))
 
-    def metrics(self, policy):
-        return self.evaluator.metrics(policy)
+    def metrics(self, policy, **options):
+        return self.evaluator.metrics(policy, **options)
 
     def signature(self):
         return self.evaluator.signature()

@@ -94,7 +94,7 @@ def test_every_entry_point_hands_every_space_and_evaluator_option_to_the_one_pro
              "calibration_batches": 2, "bn_freeze_step": 5, "bn_fold": "two_conv", "reuse_model": False,
              "distill": True, "num_random_policies": 1, "oneshot_bits": (4, 8), "oneshot_activation_bits": (8,),
              "oneshot_learning_rate": 1e-3, "granularity": "channel", "channel_clusters": 3,
-             "channel_ranking": "hessian", "channel_order": {"a": (1, 0)}}
+             "channel_ranking": "hessian", "channel_order": {"a": (1, 0)}, "prune_channels": True}
     assert set(given) == (set(SPACE_OPTIONS) | set(EVALUATOR_OPTIONS)) - {"search_activations"}
     entry = registry.get(name)
     budget = {"target": 1e4} if entry.constrained else {}

@@ -168,9 +168,11 @@ class Evaluator:
         return self.data.calib_x
 
     # -- scoring -------------------------------------------------------------------------------
-    def metrics(self, policy) -> dict:
-        """``tfmpq.metrics.summary(model, policy)``, computed without building a model."""
-        return jsonable(metrics_summary(self.model, policy, per_channel=self.config.per_channel))
+    def metrics(self, policy, keep_fed_rows: bool = False) -> dict:
+        """``tfmpq.metrics.summary(model, policy)``, computed without building a model (``keep_fed_rows``:
+        see there; the separable bound of a search space that prunes channels). Defaults to False."""
+        return jsonable(metrics_summary(self.model, policy, per_channel=self.config.per_channel,
+                                        keep_fed_rows=keep_fed_rows))
 
     def build(self, policy, epochs: int | None = None, evaluation: str | None = None, reuse: bool = False,
               recipe: FinetuneRecipe | None = None):

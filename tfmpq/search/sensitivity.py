@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tfmpq.policy import PRUNED
 from tfmpq.search import store
 from tfmpq.search.allocation import LINEAR_BUDGETS, linear_budget, separable_costs, solve_allocation
 
@@ -24,6 +25,11 @@ def budget_tables(evaluator, space, budget: str, target: float) -> tuple[list[di
     Costs come from ``evaluator.metrics`` (``tfmpq.metrics.summary``: the very formulas the engine's
     constraint uses), read off one gene at a time and verified to add up
     (:func:`tfmpq.search.allocation.separable_costs`); ``avg_op_bits <= T`` is ``bops <= T^2 MACs``.
+    In a space that prunes channels (``prune_channels``) a pruned cluster also removes the kernel rows it
+    feeds in the next group, a product of two genes: the tables are then those of ``summary(...,
+    keep_fed_rows=True)``, a sum of per-gene terms that bounds the deployed cost from above (a pruned
+    cluster is credited with its own weights only), so every allocation under them meets the budget, and
+    ``accept`` still checks the deployed cost.
 
     Returns:
         ``(tables, bound, accept)``: ``sum_j tables[j][x_j] <= bound`` is the budget, ``accept(x)``
@@ -42,15 +48,17 @@ def budget_tables(evaluator, space, budget: str, target: float) -> tuple[list[di
         raise TypeError(f"The evaluator {type(evaluator).__name__} has no `metrics(policy)`: the budget's costs "
                         "cannot be computed.")
     cache: dict[tuple, dict] = {}
+    bound_only = {"keep_fed_rows": True} if any(PRUNED in c for c in space.choices) else {}
 
-    def metrics(genes: tuple) -> dict:
-        if genes not in cache:
-            cache[genes] = evaluator.metrics(space.decode(genes))
-        return cache[genes]
+    def metrics(genes: tuple, **options) -> dict:
+        key = (genes, bool(options))
+        if key not in cache:
+            cache[key] = evaluator.metrics(space.decode(genes), **options)
+        return cache[key]
 
-    first = tuple(c[0] for c in space.choices)
-    metric, bound = linear_budget(budget, target, metrics(first).get("macs"))
-    constant, tables = separable_costs(lambda g: metrics(tuple(g))[metric], space.choices, name=budget)
+    widest = tuple(c[-1] for c in space.choices)  # nothing pruned: every MAC is counted (eq. 11's denominator)
+    metric, bound = linear_budget(budget, target, metrics(widest).get("macs"))
+    constant, tables = separable_costs(lambda g: metrics(tuple(g), **bound_only)[metric], space.choices, name=budget)
     return tables, bound - constant, lambda genes: float(metrics(tuple(genes))[budget]) <= float(target)
 
 
@@ -88,7 +96,9 @@ def trace_dict(traces) -> tuple[dict, dict]:
 
 def omega_tables(model, space, traces, *, per_channel: bool = True, symmetric: bool = True) -> list[dict]:
     """Omega per weight gene of ``space``: ``tfmpq.hessian.omega_table`` of the free groups, or for a
-    channel-wise space ``tfmpq.hessian.cluster_omega`` of each gene's cluster (HAWQ-V3 eq. 7 per cluster)."""
+    channel-wise space ``tfmpq.hessian.cluster_omega`` of each gene's cluster (HAWQ-V3 eq. 7 per cluster; at
+    0 bits, a pruned cluster, its whole weights), each at every width of the space (the ``ILP`` strategy keeps
+    those its gene allows)."""
     from tfmpq.hessian import cluster_omega, omega_table
 
     bits = sorted({b for c in space.choices for b in c})
@@ -182,6 +192,7 @@ def ilp_seeds(model, evaluator, space, train, *, metric: str, budgets: Sequence[
                         num_probes=num_probes, num_samples=num_samples, seed=seed)
     omega = omega_tables(model, sub, traces, per_channel=getattr(evaluator, "per_channel", True),
                          symmetric=getattr(evaluator, "symmetric", True))
+    omega = [{b: t[b] for b in allowed} for t, allowed in zip(omega, sub.choices)]  # a gene's own widths only
     out: list[tuple] = []
     linear = LINEAR_STAND_INS.get(metric, metric)
     for target in budgets:

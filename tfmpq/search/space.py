@@ -3,8 +3,9 @@
 A chromosome is a tuple of ints. It holds one *weight* gene per free (not pinned) group, in the
 model's group order (with ``granularity="channel"``: one per cluster of the group's output channels,
 the group's clusters in a row), followed — with ``search_activations=True`` — by one *activation* gene
-per free group in the same order. Pinned groups carry no gene: their bits are fixed by the space. The mapping
-chromosome <-> :class:`tfmpq.QuantPolicy` is exact in both directions (:meth:`SearchSpace.decode`,
+per free group in the same order. Pinned groups carry no gene: their bits are fixed by the space. With
+``prune_channels=True`` a cluster gene may also be 0 (the cluster is pruned), except each group's last. The
+mapping chromosome <-> :class:`tfmpq.QuantPolicy` is exact in both directions (:meth:`SearchSpace.decode`,
 :meth:`SearchSpace.encode`), and it lives here only: strategies see chromosomes, the evaluator sees
 policies.
 
@@ -20,7 +21,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from tfmpq.errors import PolicyError
 from tfmpq.options import Flag, known_fields, option
-from tfmpq.policy import FLOAT_BITS, QUANT_BITS  # the bit-width constants' one owner (TensorFlow-free)
+from tfmpq.policy import FLOAT_BITS, PRUNED, QUANT_BITS  # the bit-width constants' one owner (TensorFlow-free)
 
 _VALID_BITS = frozenset(QUANT_BITS + FLOAT_BITS)
 
@@ -97,6 +98,10 @@ def _check_granularity(config) -> dict:
             if value is not None:
                 raise ValueError(f"Invalid value for `{name}`: expected None with granularity='layer' (it configures "
                                  f"a channel-wise space: pass granularity='channel'). Received: {name}={value!r}")
+        if config.prune_channels:
+            raise ValueError("Invalid value for `prune_channels`: expected False with granularity='layer' (it prunes "
+                             "clusters of a group's output channels: pass granularity='channel'). "
+                             "Received: prune_channels=True")
         return channel_options
     clusters = DEFAULT_CHANNEL_CLUSTERS if clusters is None else clusters
     if clusters != ALL_CHANNELS and (isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1):
@@ -172,12 +177,17 @@ class SpaceConfig:
             are cut from, fixed once per space and recorded with the run (a resumed run decodes
             identically). None: ``SearchSpace.from_model`` computes it with ``channel_ranking``.
             Defaults to None.
+        prune_channels: with ``granularity="channel"``, each cluster gene may also be 0: the cluster is
+            pruned (``tfmpq.policy.PRUNED``: pruning as a 0-bit choice of channel-wise mixed precision,
+            Motetti et al. 2024, arXiv 2407.01054). The last cluster of each group, its most sensitive
+            channels, is never pruned, so no policy prunes a whole group; a group with ``overrides`` keeps
+            exactly its listed widths, a pinned group has no gene. Defaults to False.
 
     Raises:
         ValueError: a bit-width outside 2..8 and 16/32, an empty set of them, a malformed pin, or a bad
-            channel option (an unknown granularity, ``channel_clusters`` < 1, a channel option with
-            granularity "layer", float bits in a channel-wise space, a channel order that is not a
-            permutation).
+            channel option (an unknown granularity, ``channel_clusters`` < 1, a channel option or
+            ``prune_channels`` with granularity "layer", float bits in a channel-wise space, a channel order
+            that is not a permutation).
 
     Example:
     >>> SpaceConfig(bits=(8, 4), search_activations=True).to_json()["bits"]
@@ -204,6 +214,8 @@ class SpaceConfig:
                                                     default_text=f"{DEFAULT_CHANNEL_RANKING} with --granularity "
                                                                  "channel"))
     channel_order: Mapping | None = option(None)
+    prune_channels: bool = option(False, Flag("let a channel-wise search prune (0 bits) each group's clusters but "
+                                              "its most sensitive one", kind="switch", default_text=""))
 
     def __post_init__(self):
         def put(name, value):
@@ -217,6 +229,7 @@ class SpaceConfig:
         put("overrides", {str(n): _check_bits(v, f"overrides[{n!r}]") for n, v in dict(self.overrides or {}).items()})
         put("pinned", {str(n): _check_pin(n, v) for n, v in dict(self.pinned or {}).items()})
         put("pin_first_last", bool(self.pin_first_last))
+        put("prune_channels", bool(self.prune_channels))
         for name, value in _check_granularity(self).items():
             put(name, value)
 
@@ -286,8 +299,8 @@ class SearchSpace:
             ``**options``. Defaults to None.
         **options: the other :class:`SpaceConfig` fields (``search_activations``, ``activation_bits``,
             ``activation_choices``, ``overrides``, ``pinned``, ``pin_first_last``, ``granularity``,
-            ``channel_clusters``, ``channel_ranking``, ``channel_order``; a channel-wise space built here
-            needs ``channel_order``, :meth:`from_model` ranks the channels itself).
+            ``channel_clusters``, ``channel_ranking``, ``channel_order``, ``prune_channels``; a channel-wise
+            space built here needs ``channel_order``, :meth:`from_model` ranks the channels itself).
 
     Raises:
         ValueError: an unknown group name in ``overrides``/``pinned``/``channel_order``, a bit-width outside
@@ -343,6 +356,8 @@ class SearchSpace:
                 f"pin_first_last={config.pin_first_last} for groups {self.group_names}."
             )
         self.granularity = config.granularity
+        #: whether cluster genes may be 0 (pruned): see ``SpaceConfig.prune_channels``.
+        self.prune_channels = config.prune_channels
         #: ``{free group: its channel clusters (tuples of channel indices)}``; empty with granularity "layer".
         self.clusters: dict[str, tuple[tuple[int, ...], ...]] = self._clusters(model)
         if self.clusters:  # the order of the free groups only: what the signature records
@@ -350,6 +365,10 @@ class SearchSpace:
         weight = [(n, f"{n}/w{c}" if self.clusters else f"{n}/w") for n in self.free_groups
                   for c in range(len(self.clusters.get(n, ((),))))]
         choices = [self.overrides.get(n, self.bits) for n, _ in weight]
+        if config.prune_channels:  # 0 for every cluster but a group's last (most sensitive): no group wholly pruned
+            last = {n: f"{n}/w{len(self.clusters[n]) - 1}" for n in self.free_groups}
+            choices = [c if n in self.overrides or name == last[n] else (PRUNED,) + tuple(c)
+                       for (n, name), c in zip(weight, choices)]
         names = [name for _, name in weight]
         #: the group of each gene (a channel-wise group has one weight gene per cluster).
         self.gene_groups: tuple[str, ...] = tuple(n for n, _ in weight)
@@ -419,7 +438,7 @@ class SearchSpace:
         if not self.clusters:
             return self
         config = self.config.replace(granularity="layer", channel_clusters=None, channel_ranking=None,
-                                     channel_order=None)
+                                     channel_order=None, prune_channels=False)
         return SearchSpace(self.group_names, config=config, model=self.model)
 
     @property
@@ -448,7 +467,8 @@ class SearchSpace:
     def nearest(self, index: int, value: float) -> int:
         """The allowed value of gene ``index`` nearest to ``value`` (ties go to the wider bit-width).
 
-        Used to map continuous updates (e.g. BBPSO eq. 7) back onto the candidate bit set.
+        Used to map continuous updates (e.g. BBPSO eq. 7) back onto the candidate bit set; where a gene may be
+        pruned (``prune_channels``), values below 1 map to 0 (1 itself ties and goes to 2).
         """
         return min(self.choices[index], key=lambda b: (abs(b - value), -b))
 
@@ -567,7 +587,8 @@ class SearchSpace:
 
         wbits, abits = self.bits_of(genes)
         if self.model is not None:
-            return QuantPolicy.from_bits(self.model, weight_bits=list(wbits), activation_bits=list(abits))
+            return QuantPolicy.from_bits(self.model, weight_bits=list(wbits), activation_bits=list(abits),
+                                         allow_pruning=self.config.prune_channels)
         return QuantPolicy(group_names=self.group_names, weight_bits=wbits, activation_bits=abits)
 
     def encode(self, policy) -> Chromosome:
