@@ -139,12 +139,16 @@ def main(argv=None) -> int:
         cmp_json["targets"] = targets(cmp_json, result, cost, cost_of, compared[cost], space)
         cmp_json["compare_seconds"] = time.perf_counter() - t1
         out["comparisons"][cost] = cmp_json
-        report.plot_budget_curve(cmp_json, os.path.join(run_dir, f"budget_curve-{cost}.png"))
         print(markdown(cmp_json), flush=True)
         print(json.dumps(cmp_json["targets"], indent=1), flush=True)
+        others = {}
         if args.paired_with:
             cmp_json["paired"] = paired_with(args.paired_with, run_dir, cost)
             print(paired_markdown(cmp_json["paired"], cost), flush=True)
+            others = {f"{_granularity(args.paired_with)} pick (--paired-with)": _comparison(args.paired_with, cost)}
+        report.plot_budget_curve(cmp_json, os.path.join(run_dir, f"budget_curve-{cost}.png"),
+                                 label=f"{args.granularity}-wise" + (" + pruning" if args.prune_channels else "") + " pick",
+                                 others=others)
     out["total_seconds"] = time.perf_counter() - start
     write_json_atomic(os.path.join(run_dir, "bench.json"), out)
     print(f"\nwrote {os.path.join(run_dir, 'bench.json')} ({out['total_seconds']:.0f} s: search {search_seconds:.0f} s)")
@@ -160,6 +164,20 @@ def _in_space(make, layer_space, space):
         genes = make(budget)
         return None if genes is None else space.encode(layer_space.decode(genes))
     return encoded
+
+
+def _comparison(run_dir: str, cost: str) -> dict:
+    """The comparison on ``cost`` stored in a run's ``budgets.json`` (what ``compare_at_budgets`` returned)."""
+    from tfmpq.search import store
+
+    return (store.read_output(run_dir, store.BUDGETS) or {}).get("results", {}).get(cost, {"rows": []})
+
+
+def _granularity(run_dir: str) -> str:
+    """``layer-wise`` / ``channel-wise`` (``+ pruning``): how the bench run in ``run_dir`` searched."""
+    with open(os.path.join(run_dir, "bench.json")) as f:
+        options = json.load(f)["options"]
+    return f"{options.get('granularity', 'layer')}-wise" + (" + pruning" if options.get("prune_channels") else "")
 
 
 def paired_with(other_dir: str, run_dir: str, cost: str) -> list[dict]:

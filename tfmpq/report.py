@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
+from typing import Mapping
 
 from tfmpq.errors import CheckpointError
 from tfmpq.metrics import is_byte_metric
@@ -293,10 +294,23 @@ def plot_pareto(run, path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
-def plot_budget_curve(comparison: dict, path: str | os.PathLike) -> None:
+def plot_budget_curve(comparison: dict, path: str | os.PathLike, *, label: str = "searched pick",
+                      others: Mapping[str, dict] | None = None):
     """Held-out accuracy against the budget (``budget_curve.png``): the uniform staircase (the largest uniform
     policy that fits each budget) and the searched picks with their 95 % intervals, from
-    :func:`tfmpq.search.budgets.compare_at_budgets`' dict (or its ``budgets.json``)."""
+    :func:`tfmpq.search.budgets.compare_at_budgets`' dict (or its ``budgets.json``).
+
+    Args:
+        comparison: the comparison on one cost.
+        path: the PNG written.
+        label: the legend of this comparison's picks. Defaults to "searched pick".
+        others: ``{legend: comparison}`` of other searches on the same cost and test images (e.g. the
+            layer-wise run beside a channel-wise one): their picks drawn beside this one's, a little to the
+            right of each budget. Defaults to None.
+
+    Returns:
+        The matplotlib ``Figure`` (already written to ``path``).
+    """
     from matplotlib.figure import Figure
 
     cost = comparison["cost"]
@@ -313,15 +327,19 @@ def plot_budget_curve(comparison: dict, path: str | os.PathLike) -> None:
                 c="tab:blue", lw=1, alpha=0.6)
         for x, _ in steps:
             ax.axvline(x, c="tab:blue", lw=0.5, ls=":", alpha=0.5)
-    for side, colour, marker, label in (("uniform", "tab:blue", "s", "largest uniform that fits"),
-                                        ("front", "tab:red", "o", "searched pick")):
-        pts = [(r["budget"] * scale, r[side]) for r in rows if r.get(side)]
+    series = [(rows, "uniform", "tab:blue", "s", "largest uniform that fits"), (rows, "front", "tab:red", "o", label)]
+    series += [(other["rows"], "front", colour, marker, name) for (name, other), colour, marker
+               in zip((others or {}).items(), ("tab:green", "tab:purple", "tab:orange", "tab:brown"), "D^vP")]
+    span = max([r["budget"] for r in rows] or [1.0]) - min([r["budget"] for r in rows] or [0.0])
+    for i, (side_rows, side, colour, marker, name) in enumerate(series):
+        shift = 0.012 * span * max(i - 1, 0)  # other runs' picks a little to the right of the same budget
+        pts = [((r["budget"] + shift) * scale, r[side]) for r in side_rows if r.get(side)]
         if not pts:
             continue
         xs = [x for x, _ in pts]
         ys = [100 * s["test_accuracy"] for _, s in pts]
         err = [[y - 100 * s["ci"][0] for (_, s), y in zip(pts, ys)], [100 * s["ci"][1] - y for (_, s), y in zip(pts, ys)]]
-        ax.errorbar(xs, ys, yerr=err, fmt=marker, c=colour, ms=5, capsize=3, label=label, alpha=0.9)
+        ax.errorbar(xs, ys, yerr=err, fmt=marker, c=colour, ms=5, capsize=3, label=name, alpha=0.9)
     fl = comparison.get("float")
     if fl and fl.get("test_accuracy") is not None:
         ax.axhline(100 * fl["test_accuracy"], c="0.5", ls="--", lw=1, label="float, fine-tuned alike")
@@ -333,6 +351,7 @@ def plot_budget_curve(comparison: dict, path: str | os.PathLike) -> None:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig
 
 
 def plot_history(run, path: str | os.PathLike) -> None:

@@ -137,6 +137,13 @@ def test_budget_curve_is_drawn(searched, tmp_path):
     saved = json.loads((result.run_dir / "budgets.json").read_text())["results"]["weight_bytes"]
     plot_budget_curve(saved, tmp_path / "budget_curve.png")
     assert (tmp_path / "budget_curve.png").stat().st_size > 10_000 and out["rows"]
+    # another search's picks beside these (the bench's --paired-with): one more legend entry, one point per budget
+    fig = plot_budget_curve(saved, tmp_path / "two.png", label="channel-wise pick", others={"layer-wise pick": saved})
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[-3:] == ["largest uniform that fits", "channel-wise pick", "layer-wise pick"]
+    picks = {c.get_label(): c.lines[0].get_xdata() for c in fig.axes[0].containers}
+    assert len(picks["layer-wise pick"]) == len(out["rows"])
+    assert all(b > a for a, b in zip(picks["channel-wise pick"], picks["layer-wise pick"]))  # drawn to the right
 
 
 def test_nsga2_seeds_the_ilp_and_handmade_policies_at_each_budget(digits_mlp, digits, tmp_path):
