@@ -144,3 +144,32 @@ def test_nsga2_seeds_of_a_channel_wise_space(digits_mlp, digits, memo_evaluator)
     assert seeded, [c.genes for c in result.candidates]
     assert any(c.policy.is_channel_wise for c in seeded)  # the ILP's allocation of clusters
     assert any(not c.policy.is_channel_wise for c in seeded)  # a hand-made per-layer policy, encoded
+
+
+def test_the_channel_wise_ilp_weighs_every_cluster_with_its_groups_trace(digits_mlp, digits):
+    """A cluster whose own Hutchinson trace came out negative is not free: its Omega is the group's per-weight
+    trace times its own error (a negative channel trace clamped to 0 made the ILP give such a cluster 2 bits in
+    every DS-CNN allocation), and a group's clusters at one width add up to its layer-wise Omega."""
+    import numpy as np
+
+    from tfmpq.hessian import channel_quantization_error, hessian_trace, omega_table
+    from tfmpq.search import SearchSpace
+    from tfmpq.search.sensitivity import omega_tables, per_parameter
+
+    space = SearchSpace.from_model(digits_mlp, **SPACE)
+    traces = hessian_trace(digits_mlp, digits[0], **HESSIAN, seed=0)
+    first = space.clusters["hidden"][0]
+    noisy = {g: np.array(t, np.float64) for g, t in traces.channel_trace.items()}
+    noisy["hidden"][list(first)] = -1.0  # the probes restricted to these channels came out negative
+    traces.channel_trace = noisy
+    tables = omega_tables(digits_mlp, space, traces)
+    errors = channel_quantization_error(digits_mlp, bits=(2, 8))
+    layer = omega_table(digits_mlp, traces.trace, bits=(2, 8))
+    assert traces.trace["hidden"] > 0
+    per_weight = traces.trace["hidden"] / traces.params["hidden"]
+    assert tables[0][2] == pytest.approx(per_weight * errors["hidden"][2][list(first)].sum(), rel=1e-9)
+    assert tables[0][2] > tables[0][8] > 0
+    for g in ("hidden", "out"):
+        genes = [t for t, n in zip(tables, space.gene_groups) if n == g]
+        assert sum(t[2] for t in genes) == pytest.approx(layer[g][2], rel=1e-9)
+    assert per_parameter(digits_mlp, space, traces)[0] == pytest.approx(per_weight, rel=1e-9)

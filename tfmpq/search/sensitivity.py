@@ -111,10 +111,20 @@ def omega_tables(model, space, traces, *, per_channel: bool = True, symmetric: b
 
 
 def channel_traces(traces, space) -> dict[str, np.ndarray]:
-    """Each free group's per-channel Hessian traces: a ``TraceEstimate``'s ``channel_trace``; from a plain
-    ``{group: value}`` mapping, a sequence is the channels' traces and a number is spread evenly over them."""
-    if getattr(traces, "channel_trace", None):
-        return {g: np.asarray(traces.channel_trace[g], np.float64) for g in space.free_groups}
+    """The per-channel Hessian traces the channel-wise ILP and clustered TPE weigh each cluster with.
+
+    From a ``TraceEstimate``: its group's trace ``Tr(H_g)`` spread evenly over the group's channels, so a
+    cluster's Omega is the group's per-weight trace times the cluster's own quantization error
+    (``Tr(H_g) / n_g * ||Q_b(W_k) - W_k||^2``; HAWQ-V3 eq. 7 with the group's average trace), and a group's
+    clusters at one width sum to its layer-wise Omega. Not the estimate's own ``channel_trace``: the
+    Hutchinson probes restricted to a few channels are too noisy to weigh them (64 probes on the DS-CNN:
+    b1_dw's four clusters -1.14..3.99 around the group's 4.89 +- 3.1), and a negative one, clamped to 0,
+    made its cluster free at every width: the ILP gave it 2 bits in every allocation and its picks lost
+    0.3..0.55 pp held out (README, "Channel-wise bits"). The channels' *order* may still come from their
+    traces (``channel_ranking="hessian"``). From a plain ``{group: value}`` mapping, a sequence is taken as
+    the channels' traces and a number is spread evenly over them."""
+    if hasattr(traces, "trace"):  # a TraceEstimate (tfmpq.hessian is not imported here: it needs TensorFlow)
+        traces = dict(traces.trace)
     out = {}
     for g in space.free_groups:
         value, channels = dict(traces)[g], sum(len(c) for c in space.clusters[g])
