@@ -26,8 +26,12 @@ Run (the README's rows, 2-core CPU scale):
   python -m bench.budget_curve --model zoo:mobilenet_v1_fmnist --num-train 10000 --costs weight_bytes \
       --candidates-per-budget 1 --compare-at 0,2,4,6
   python -m bench.budget_curve --model zoo:dscnn_fmnist --granularity channel --channel-clusters 4 \
-      --costs weight_bytes --candidates-per-budget 1 --no-handmade --paired-with runs/budget_curve/dscnn_fmnist \
-      --run-dir runs/budget_curve/dscnn_channel
+      --population 48 --generations 20 --costs weight_bytes --candidates-per-budget 1 --no-handmade \
+      --paired-with runs/budget_curve/dscnn_fmnist --run-dir runs/budget_curve/dscnn_channel
+  python -m bench.budget_curve --model zoo:mobilenet_v1_fmnist --num-train 10000 --costs weight_bytes \
+      --candidates-per-budget 1 --compare-at 0,2,4,6 --granularity channel --channel-clusters 4 --population 48 \
+      --generations 20 --no-handmade --paired-with runs/budget_curve/mobilenet_v1_fmnist \
+      --run-dir runs/budget_curve/mobilenet_channel
   python -m bench.budget_curve --model zoo:small_cnn_fmnist --num-train 9000 --num-val 1000
 """
 from __future__ import annotations
