@@ -179,8 +179,11 @@ def _comparison(run_dir: str, cost: str) -> dict:
 
 def _granularity(run_dir: str) -> str:
     """``layer-wise`` / ``channel-wise`` (``+ pruning``): how the bench run in ``run_dir`` searched."""
-    with open(os.path.join(run_dir, "bench.json")) as f:
-        options = json.load(f)["options"]
+    try:
+        with open(os.path.join(run_dir, "bench.json")) as f:
+            options = json.load(f)["options"]
+    except (OSError, KeyError, ValueError):  # a run killed before its bench.json: its budgets.json is enough
+        return "other run's"
     return f"{options.get('granularity', 'layer')}-wise" + (" + pruning" if options.get("prune_channels") else "")
 
 

@@ -295,7 +295,7 @@ def plot_pareto(run, path: str | os.PathLike) -> None:
     fig.savefig(path, dpi=120)
 
 def plot_budget_curve(comparison: dict, path: str | os.PathLike, *, label: str = "searched pick",
-                      others: Mapping[str, dict] | None = None):
+                      others: Mapping[str, dict] | None = None) -> "matplotlib.figure.Figure":
     """Held-out accuracy against the budget (``budget_curve.png``): the uniform staircase (the largest uniform
     policy that fits each budget) and the searched picks with their 95 % intervals, from
     :func:`tfmpq.search.budgets.compare_at_budgets`' dict (or its ``budgets.json``).
